@@ -1,0 +1,23 @@
+"""rr: round robin (IPVS rr, pen -r). Skips backends that are not usable."""
+
+from __future__ import annotations
+
+from fulcrum.balance.base import Backend, PickContext, Scheduler
+from fulcrum.balance.registry import register
+
+
+@register
+class RoundRobin(Scheduler):
+    name = "rr"
+
+    def rebuild(self) -> None:
+        self._next = getattr(self, "_next", 0) % max(len(self.backends), 1)
+
+    def pick(self, ctx: PickContext) -> Backend | None:
+        count = len(self.backends)
+        for step in range(count):
+            backend = self.backends[(self._next + step) % count]
+            if ctx.usable(backend):
+                self._next = (self._next + step + 1) % count
+                return backend
+        return None

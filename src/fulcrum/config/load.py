@@ -1,0 +1,61 @@
+"""Read a TOML file (or a dict) into the one model, with errors that name key paths."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fulcrum.config.errors import ConfigError
+from fulcrum.config.model import Config
+
+
+def load_file(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError.at(str(path), err.strerror or str(err)) from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError.at(str(path), f"not valid TOML: {err}") from err
+    return load_dict(data)
+
+
+def load_dict(data: dict[str, Any]) -> Config:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError.from_validation(err) from err
+    check_references(config)
+    return config
+
+
+def check_references(config: Config) -> None:
+    """Rules that span sections: a service's pool exists, a listen address is used once."""
+    problems = []
+    listens: dict[tuple[str, int], str] = {}
+    for name, service in config.services.items():
+        if service.pool not in config.pools:
+            problems.append((f"services.{name}.pool", f"no pool named {service.pool!r}"))
+        for i, endpoint in enumerate(service.listen):
+            key = (endpoint.host, endpoint.port)
+            if key in listens:
+                problems.append((f"services.{name}.listen[{i}]",
+                                 f"{endpoint} is already used by service {listens[key]!r}"))
+            listens[key] = name
+        if service.topology != "proxy":
+            problems.append((f"services.{name}.topology",
+                             f"{service.topology!r} needs the kernel data plane, which this build does not have yet; use 'proxy'"))
+        if service.mode == "http":
+            problems.append((f"services.{name}.mode",
+                             "'http' (layer-7 proxy) is not available yet; use 'tcp' (with forwarded_for for X-Forwarded-For)"))
+    for name, pool in config.pools.items():
+        if pool.sticky.mode in ("cookie", "insert"):
+            problems.append((f"pools.{name}.sticky.mode",
+                             f"{pool.sticky.mode!r} needs an http service, which is not available yet; use 'source' or 'none'"))
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,210 @@
+"""The one configuration model. Every front end (TOML, pen argv, importers, API,
+web UI) produces a `Config`; nothing else decides what is valid."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from fulcrum.config.serverspec import parse_server_spec
+from fulcrum.config.types import Duration, Host, Port, join_host_port, split_host_port
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Endpoint(Strict):
+    """A listen address: `0.0.0.0:80`, `[::]:80`, `[2001:db8::1]:80`, or `:80`."""
+
+    host: Host
+    port: Port
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"host": "0.0.0.0", "port": value}
+        if isinstance(value, str):
+            text = value if not value.startswith(":") else "0.0.0.0" + value
+            host, port = split_host_port(text, default_host="0.0.0.0")
+            return {"host": host, "port": port}
+        return value
+
+    def __str__(self) -> str:
+        return join_host_port(self.host, self.port)
+
+    @model_serializer
+    def _as_text(self) -> str:
+        return str(self)
+
+
+class Server(Strict):
+    """One real server of a pool."""
+
+    address: Host
+    port: Port
+    weight: int = Field(1, ge=0, le=65535, description="0 = quiesced: no new connections")
+    max_connections: int = Field(0, ge=0, description="soft limit for new clients; 0 = none")
+    hard_limit: int = Field(0, ge=0, description="limit even for sticky clients; 0 = none")
+    priority: int = Field(0, ge=0, description="pen prio: lower is preferred by the prio scheduler")
+    backup: bool = Field(False, description="used only when no primary server is usable")
+    lbset: int = Field(0, ge=0, le=99, description="tier: a higher set is used only when lower sets have no usable server")
+    state: Literal["enabled", "drain", "disabled"] = "enabled"
+    route: str | None = Field(None, description="route id for sticky sessions")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_server_spec(value)
+        return value
+
+    @property
+    def key(self) -> str:
+        return join_host_port(self.address, self.port)
+
+    @model_validator(mode="after")
+    def _limits(self) -> Server:
+        if self.hard_limit and self.max_connections and self.hard_limit < self.max_connections:
+            raise ValueError("hard_limit must be >= max_connections")
+        return self
+
+
+class HealthCheck(Strict):
+    """Active probe settings; rise/fall semantics as in HAProxy and keepalived."""
+
+    kind: Literal["none", "tcp", "http", "https", "tls", "script"] = "tcp"
+    interval: Duration = 2.0
+    timeout: Duration = 1.0
+    rise: int = Field(2, ge=1, le=100)
+    fall: int = Field(3, ge=1, le=100)
+    port: Port | None = Field(None, description="probe this port instead of the server's")
+    # http / https
+    method: Literal["GET", "HEAD", "OPTIONS"] = "GET"
+    path: str = "/"
+    host: str | None = None
+    expect_status: list[int] = Field(default_factory=list, description="empty = any 2xx or 3xx")
+    expect_body: str | None = Field(None, description="regular expression the body must match")
+    verify_tls: bool = False
+    # script (keepalived MISC_CHECK, nanny send_program): exit 0 = up
+    command: str | None = None
+    # failed connects from real traffic count as failures
+    passive: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must start with '/'")
+        return path
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, statuses: list[int]) -> list[int]:
+        for status in statuses:
+            if not 100 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP status")
+        return statuses
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HealthCheck:
+        if self.kind == "script" and not self.command:
+            raise ValueError("kind 'script' needs 'command'")
+        if self.kind != "none" and self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        return self
+
+
+class Sticky(Strict):
+    """How a client keeps going to the same server.
+
+    `source`: pen's client table (remember the last server per client address).
+    `cookie`: mod_proxy_balancer stickysession (route from a cookie/path parameter).
+    `insert`: fulcrum sets its own signed cookie."""
+
+    mode: Literal["none", "source", "cookie", "insert"] = "none"
+    table_size: int = Field(2048, ge=1, description="pen -c: clients remembered")
+    expiry: Duration = Field(0.0, description="pen -T: forget a client after this long; 0 = never")
+    cookie: str = "ROUTEID"
+    nofailover: bool = False
+
+
+class Pool(Strict):
+    scheduler: str = "rr"
+    servers: list[Server] = Field(min_length=1)
+    health: HealthCheck = Field(default_factory=HealthCheck)
+    sticky: Sticky = Field(default_factory=Sticky)
+    stubborn: bool = Field(False, description="pen -s: never fail over to another server")
+    blacklist: Duration = Field(30.0, description="pen -b: skip a server this long after a failed connect")
+    emergency: Server | None = Field(None, description="pen -e: used when every server is down")
+    options: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="scheduler options, e.g. table_size for mh")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str) -> str:
+        from fulcrum.balance.registry import known_schedulers
+
+        if name not in known_schedulers():
+            raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(sorted(known_schedulers()))}")
+        return name
+
+    @model_validator(mode="after")
+    def _unique_servers(self) -> Pool:
+        seen: set[str] = set()
+        for server in self.servers:
+            if server.key in seen:
+                raise ValueError(f"server {server.key} is listed twice")
+            seen.add(server.key)
+        return self
+
+
+class Timeouts(Strict):
+    connect: Duration = Field(3.0, description="pen -t")
+    idle: Duration = Field(600.0, description="close a relay idle this long; 0 = never")
+    drain: Duration = Field(10.0, description="on SIGTERM, wait this long for connections to finish")
+
+
+class Service(Strict):
+    listen: list[Endpoint] = Field(min_length=1)
+    pool: str
+    mode: Literal["tcp", "http"] = "tcp"
+    topology: Literal["proxy", "nat", "fullnat", "dsr"] = "proxy"
+    forwarded_for: bool = Field(False, description="pen -H: add X-Forwarded-For/-Proto to HTTP passing through a tcp service")
+    backlog: int = Field(511, ge=1, description="pen -q")
+    max_connections: int = Field(0, ge=0, description="0 = only the global limit")
+    timeouts: Timeouts | None = None
+
+
+class Control(Strict):
+    pen_port: Endpoint | None = Field(None, description="pen -C: pen-compatible control port")
+    status_file: str | None = Field(None, description="pen -w: HTML status page written on SIGUSR1")
+    pidfile: str | None = None
+
+
+class Logging(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    file: str | None = None
+
+
+class Config(Strict):
+    services: dict[str, Service] = Field(min_length=1)
+    pools: dict[str, Pool] = Field(min_length=1)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(10000, ge=0, description="pen -x: global connection limit; 0 = none")
+    workers: int = Field(1, ge=1, le=64)
+    log: Logging = Field(default_factory=Logging)
+    control: Control = Field(default_factory=Control)
+
+    def service_timeouts(self, name: str) -> Timeouts:
+        return self.services[name].timeouts or self.timeouts
