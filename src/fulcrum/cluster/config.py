@@ -1,0 +1,192 @@
+"""The `cluster` section of the configuration: virtual routers (VRRP v3, RFC 5798),
+their virtual addresses, tracking and notify hooks. The lead wires it into the root
+model as `cluster: Cluster | None = None`; without it a node runs alone."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, model_validator
+
+from fulcrum.config.model import Strict
+from fulcrum.config.types import Duration, Host
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _parse_vip(value: Any) -> IPInterface:
+    """`198.18.0.10/24`, `fd00:f0c::10/64`; without a prefix, a host route (/32, /128)."""
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an address with an optional prefix, e.g. 198.18.0.10/24")
+    try:
+        return ipaddress.ip_interface(value.strip())
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an address/prefix") from err
+
+
+VirtualAddress = Annotated[
+    IPInterface, BeforeValidator(_parse_vip), PlainSerializer(str, return_type=str)
+]
+
+
+def _parse_ip(value: Any) -> IPAddress:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    try:
+        return ipaddress.ip_address(str(value).strip())
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an IP address") from err
+
+
+IPAddr = Annotated[IPAddress, BeforeValidator(_parse_ip), PlainSerializer(str, return_type=str)]
+
+
+def _check_interface(name: str) -> str:
+    # Linux IFNAMSIZ is 16 including the NUL; names never contain '/' or whitespace.
+    if not re.fullmatch(r"[^/\s:]{1,15}", name):
+        raise ValueError(f"{name!r} is not a network interface name")
+    return name
+
+
+InterfaceName = Annotated[str, AfterValidator(_check_interface)]
+
+
+def _check_advert_interval(seconds: float) -> float:
+    # RFC 5798 §5.2.7: 12 bits of centiseconds, so 10 ms .. 40.95 s in steps of 10 ms.
+    centis = round(seconds * 100)
+    if abs(centis - seconds * 100) > 1e-6:
+        raise ValueError("must be a multiple of 10ms (VRRP counts centiseconds)")
+    if not 1 <= centis <= 4095:
+        raise ValueError("must be between 10ms and 40.95s")
+    return centis / 100
+
+
+AdvertInterval = Annotated[Duration, AfterValidator(_check_advert_interval)]
+
+# keepalived semantics, so keepalived and Heartbeat configurations import as they are:
+# a positive weight is added to the priority while the tracked thing is healthy, a
+# negative one while it has failed; weight 0 puts the virtual router in fault state.
+TrackWeight = Annotated[int, Field(ge=-254, le=254)]
+
+
+class TrackInterface(Strict):
+    name: InterfaceName
+    weight: TrackWeight = 0
+
+
+class TrackPing(Strict):
+    """A ping node (Heartbeat's ipfail): failed after `fall` unanswered pings in a row."""
+
+    target: Host
+    weight: TrackWeight = 0
+    interval: Duration = 1.0
+    timeout: Duration = 1.0
+    fall: int = Field(3, ge=1, le=100)
+    rise: int = Field(2, ge=1, le=100)
+
+
+class TrackPool(Strict):
+    """Failed when the pool has no healthy server as seen from this node."""
+
+    pool: str
+    weight: TrackWeight = 0
+
+
+class Track(Strict):
+    interfaces: list[TrackInterface] = Field(default_factory=list)
+    ping: list[TrackPing] = Field(default_factory=list)
+    pools: list[TrackPool] = Field(default_factory=list)
+
+
+class Notify(Strict):
+    """Commands run (in order, each with `timeout`) when the state changes."""
+
+    on_master: list[str] = Field(default_factory=list)
+    on_backup: list[str] = Field(default_factory=list)
+    on_fault: list[str] = Field(default_factory=list)
+    on_stop: list[str] = Field(default_factory=list)
+    timeout: Duration = 10.0
+
+
+class Announce(Strict):
+    """Gratuitous ARP (IPv4) / unsolicited neighbour advertisements (IPv6) on becoming master."""
+
+    repeat: int = Field(5, ge=1, le=100, description="packets per address per announcement")
+    interval: Duration = Field(0.0, description="gap between the repeated packets")
+    refresh: Duration = Field(0.0, description="announce again this often while master; 0 = never")
+
+
+class VirtualRouter(Strict):
+    vrid: int = Field(ge=1, le=255, description="virtual router id (RFC 5798 §5.2.3)")
+    interface: InterfaceName
+    priority: int = Field(100, ge=1, le=255,
+                          description="1..254; 255 = this node owns the addresses (§5.2.4)")
+    advert_interval: AdvertInterval = 1.0
+    preempt: bool = Field(True, description="a higher-priority backup takes over (Heartbeat's auto_failback)")
+    preempt_delay: Duration = Field(0.0, le=1000.0,
+                                    description="wait this long after first seeing a lower-priority master before preempting it")
+    accept: bool = Field(True, description="RFC 5798 Accept_Mode: a non-owner master accepts traffic to the VIPs; a load balancer needs it")
+    version: Literal[3] = 3
+    unicast_src: IPAddr | None = Field(None, description="source of unicast adverts; default: the interface's primary address")
+    unicast_peers: list[IPAddr] = Field(default_factory=list,
+                                        description="send adverts to these peers instead of multicast")
+    vips: list[VirtualAddress] = Field(min_length=1, max_length=255)
+    announce: Announce = Field(default_factory=Announce)
+    track: Track = Field(default_factory=Track)
+    notify: Notify = Field(default_factory=Notify)
+
+    @property
+    def family(self) -> int:
+        return self.vips[0].version
+
+    @property
+    def owner(self) -> bool:
+        return self.priority == 255
+
+    @model_validator(mode="after")
+    def _one_family(self) -> VirtualRouter:
+        # RFC 5798 §1: an IPv4 and an IPv6 virtual router are separate instances, even
+        # with the same VRID; every address carried in one advert is of one family.
+        family = self.family
+        if any(vip.version != family for vip in self.vips):
+            raise ValueError("vips mix IPv4 and IPv6: use one virtual router per family (the vrid may be the same)")
+        others = [*self.unicast_peers, *([self.unicast_src] if self.unicast_src else [])]
+        if any(address.version != family for address in others):
+            raise ValueError(f"unicast_src and unicast_peers must be IPv{family} like the vips")
+        if self.unicast_src and not self.unicast_peers:
+            raise ValueError("unicast_src needs unicast_peers")
+        if len(set(self.vips)) != len(self.vips):
+            raise ValueError("a vip is listed twice")
+        return self
+
+
+class Cluster(Strict):
+    virtual_routers: dict[str, VirtualRouter] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_routers(self) -> Cluster:
+        # A VRID names one virtual router per interface and address family (§5.2.3).
+        seen: dict[tuple[str, int, int], str] = {}
+        for name, router in self.virtual_routers.items():
+            key = (router.interface, router.family, router.vrid)
+            if key in seen:
+                raise ValueError(f"virtual router {name!r} repeats vrid {router.vrid} of {seen[key]!r} "
+                                 f"on {router.interface} (IPv{router.family})")
+            seen[key] = name
+        return self
+
+
+def reference_problems(cluster: Cluster, pool_names: set[str]) -> list[tuple[str, str]]:
+    """Rules spanning sections, for config/load.py's check_references: tracked pools exist."""
+    problems = []
+    for name, router in cluster.virtual_routers.items():
+        for i, tracked in enumerate(router.track.pools):
+            if tracked.pool not in pool_names:
+                problems.append((f"cluster.virtual_routers.{name}.track.pools[{i}].pool",
+                                 f"no pool named {tracked.pool!r}"))
+    return problems
