@@ -72,5 +72,11 @@ class Scheduler:
     def released(self, backend: Backend) -> None:
         """A connection to `backend` ended."""
 
+    @staticmethod
+    def eligible(backend: Backend, ctx: PickContext) -> bool:
+        """Usable for this pick and not quiesced: weight 0 is never chosen, even
+        when a caller's `usable` predicate lets it through (as IPVS does)."""
+        return backend.weight > 0 and ctx.usable(backend)
+
     def usable(self, ctx: PickContext) -> list[Backend]:
-        return [b for b in self.backends if ctx.usable(b)]
+        return [b for b in self.backends if self.eligible(b, ctx)]

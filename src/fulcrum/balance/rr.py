@@ -1,4 +1,4 @@
-"""rr: round robin (IPVS rr, pen -r). Skips backends that are not usable."""
+"""rr: round robin (IPVS rr, pen -r). Skips backends that are not usable or have weight 0."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class RoundRobin(Scheduler):
         count = len(self.backends)
         for step in range(count):
             backend = self.backends[(self._next + step) % count]
-            if ctx.usable(backend):
+            if self.eligible(backend, ctx):
                 self._next = (self._next + step + 1) % count
                 return backend
         return None

@@ -1,0 +1,18 @@
+"""dh: destination hashing (IPVS dh). The weighted table and fallback of `sh`,
+keyed by the context's hash key (ctx.key, e.g. the destination address or
+Host; the client address when the caller gives none)."""
+
+from __future__ import annotations
+
+from fulcrum.balance.base import PickContext
+from fulcrum.balance.registry import register
+from fulcrum.balance.sh import SourceHash
+
+
+@register
+class DestinationHash(SourceHash):
+    name = "dh"
+    salt = "ipvs-dh"
+
+    def key(self, ctx: PickContext) -> str:
+        return ctx.hash_key

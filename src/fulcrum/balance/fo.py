@@ -1,0 +1,16 @@
+"""fo: weighted failover (IPVS fo). Every connection goes to the usable server
+with the highest weight; ties go to the first in configuration order."""
+
+from __future__ import annotations
+
+from fulcrum.balance.base import Backend, PickContext, Scheduler
+from fulcrum.balance.registry import register
+
+
+@register
+class WeightedFailover(Scheduler):
+    name = "fo"
+
+    def pick(self, ctx: PickContext) -> Backend | None:
+        candidates = self.usable(ctx)
+        return max(candidates, key=lambda b: b.weight) if candidates else None

@@ -1,0 +1,28 @@
+"""hash: pen -h. The client address, hashed, modulo the number of configured
+servers picks the server; if that one is not usable pen falls through to the
+next server in order (pen's failover_server), and so does this.
+
+pen sums the address bytes; a stable 64-bit hash spreads clients from one
+subnet better and is still the same on every node."""
+
+from __future__ import annotations
+
+from fulcrum.balance.base import Backend, PickContext, Scheduler
+from fulcrum.balance.hashing import stable_hash
+from fulcrum.balance.registry import register
+
+
+@register
+class PenHash(Scheduler):
+    name = "hash"
+
+    def pick(self, ctx: PickContext) -> Backend | None:
+        count = len(self.backends)
+        if count == 0:
+            return None
+        start = stable_hash(ctx.client or "", "pen-hash") % count
+        for step in range(count):
+            backend = self.backends[(start + step) % count]
+            if self.eligible(backend, ctx):
+                return backend
+        return None

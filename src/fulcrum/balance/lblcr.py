@@ -1,0 +1,71 @@
+"""lblcr: locality-based least connection with replication (IPVS lblcr).
+
+Like lblc, but a key maps to a *set* of servers. A pick takes the set's usable
+member with the lowest active/weight; if there is none, or it is overloaded
+(see lblc), the least loaded usable server of the pool joins the set and is
+chosen. When the set has more than one member and has not changed for
+`set_expiry` seconds (IPVS lblcr_expiration: 24 h), its busiest member is
+dropped, one per period, so a hot key's set shrinks back once load falls.
+
+Keys unused for `expiry` seconds are forgotten; at most `table_size` keys are
+kept (least recently used dropped first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fulcrum.balance.base import Backend, PickContext, Scheduler
+from fulcrum.balance.lblc import (
+    DEFAULT_EXPIRY,
+    DEFAULT_TABLE_SIZE,
+    LocalityTable,
+    least_connection,
+    option_number,
+    overloaded,
+)
+from fulcrum.balance.registry import register
+
+
+@dataclass
+class ServerSet:
+    members: list[Backend] = field(default_factory=list)
+    modified: float = 0.0
+
+
+def busiest(members: list[Backend]) -> Backend:
+    """Highest active/weight (IPVS ip_vs_dest_set_max); weight 0 counts as busiest."""
+    def load(backend: Backend) -> float:
+        return backend.active / backend.weight if backend.weight > 0 else float("inf")
+    return max(members, key=load)
+
+
+@register
+class LocalityBasedLeastConnectionReplicated(Scheduler):
+    name = "lblcr"
+
+    def rebuild(self) -> None:
+        size = int(option_number(self.options, "table_size", DEFAULT_TABLE_SIZE))
+        expiry = option_number(self.options, "expiry", DEFAULT_EXPIRY)
+        self.set_expiry = option_number(self.options, "set_expiry", DEFAULT_EXPIRY)
+        if not hasattr(self, "table"):
+            self.table: LocalityTable[ServerSet] = LocalityTable(size, expiry)
+        self.table.size, self.table.expiry = size, expiry
+
+    def pick(self, ctx: PickContext) -> Backend | None:
+        candidates = self.usable(ctx)
+        if not candidates:
+            return None
+        key = ctx.hash_key
+        servers = self.table.get(key, ctx.now) or ServerSet(modified=ctx.now)
+        if len(servers.members) > 1 and ctx.now - servers.modified > self.set_expiry:
+            servers.members.remove(busiest(servers.members))
+            servers.modified = ctx.now
+        chosen = least_connection([b for b in servers.members if self.eligible(b, ctx)])
+        if chosen is None or overloaded(chosen, candidates):
+            chosen = least_connection(candidates)
+            assert chosen is not None  # candidates is not empty and all have weight > 0
+            if chosen not in servers.members:
+                servers.members.append(chosen)
+                servers.modified = ctx.now
+        self.table.put(key, servers, ctx.now)
+        return chosen

@@ -1,0 +1,60 @@
+"""sh: source hashing (IPVS sh), and the weighted hash table dh shares.
+
+A table of `table_size` slots (IPVS: 256) is laid out once per set of weights:
+each server holds slots in proportion to its weight, interleaved (smooth wrr
+order, where IPVS writes `weight` consecutive slots per server, which skews
+shares when weights are not small integers). A key hashes to one slot.
+
+When the slot's server is not usable, the next slots in table order are tried
+(IPVS's sh-fallback flag), so only the clients of a failed server move.
+Option `fallback = false` gives IPVS's default: no server (None) instead.
+
+Servers with weight 0 hold no slot. Health does not change the table, so a
+server coming back gets exactly its old clients back."""
+
+from __future__ import annotations
+
+from fulcrum.balance.base import Backend, Options, PickContext, Scheduler
+from fulcrum.balance.hashing import stable_hash
+from fulcrum.balance.registry import register
+from fulcrum.balance.wrr import smooth_sequence
+
+DEFAULT_TABLE_SIZE = 256  # IPVS: CONFIG_IP_VS_SH_TAB_BITS = 8
+
+
+def option_int(options: Options, name: str, default: int) -> int:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"option {name}: must be a positive integer, not {value!r}")
+    return value
+
+
+@register
+class SourceHash(Scheduler):
+    name = "sh"
+    salt = "ipvs-sh"
+
+    def rebuild(self) -> None:
+        size = option_int(self.options, "table_size", DEFAULT_TABLE_SIZE)
+        self.fallback = bool(self.options.get("fallback", True))
+        weighted = [b for b in self.backends if b.weight > 0]
+        signature = (size, [(b.key, b.weight) for b in weighted])
+        if getattr(self, "_signature", None) == signature:
+            return  # only health changed: the table stays as it is
+        self._signature = signature
+        order = smooth_sequence([b.weight for b in weighted], size) if weighted else []
+        self.table: list[Backend] = [weighted[i] for i in order]
+
+    def key(self, ctx: PickContext) -> str:
+        return ctx.client or ""
+
+    def pick(self, ctx: PickContext) -> Backend | None:
+        size = len(self.table)
+        if size == 0:
+            return None
+        start = stable_hash(self.key(ctx), self.salt) % size
+        for step in range(size if self.fallback else 1):
+            backend = self.table[(start + step) % size]
+            if self.eligible(backend, ctx):
+                return backend
+        return None

@@ -1,0 +1,13 @@
+"""weight: pen -W, "least connections relative to weight": the usable server
+with the lowest connections/weight (pen computes 256*c/weight in integers;
+the cross-multiplied comparison here is the same order without rounding)."""
+
+from __future__ import annotations
+
+from fulcrum.balance.registry import register
+from fulcrum.balance.wlc import WeightedLeastConnection
+
+
+@register
+class PenWeight(WeightedLeastConnection):
+    name = "weight"

@@ -1,0 +1,17 @@
+"""wlc: weighted least connections (IPVS wlc): the usable server with the lowest
+active/weight. IPVS counts overhead = active*256 + inactive; a proxy has no
+inactive (TIME_WAIT) connections, so the overhead is `active`."""
+
+from __future__ import annotations
+
+from fulcrum.balance.base import Backend, PickContext, Scheduler
+from fulcrum.balance.lc import least_per_weight
+from fulcrum.balance.registry import register
+
+
+@register
+class WeightedLeastConnection(Scheduler):
+    name = "wlc"
+
+    def pick(self, ctx: PickContext) -> Backend | None:
+        return least_per_weight(self.usable(ctx), lambda b: b.active)
