@@ -1,0 +1,204 @@
+"""Side-by-side benchmark: fulcrum, HAProxy and pen relaying HTTP to the same nginx backends.
+
+Run with `make bench` (or `.venv/bin/python bench/run.py --help`). Everything runs on
+loopback with ephemeral ports in a temporary directory and is stopped at the end, also on
+Ctrl-C or error. What is reported is the balancer's CPU time per request and p99 latency,
+because on a small shared machine requests/s alone moves from run to run (DESIGN.md,
+"Benchmark method")."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import deps
+import peers
+import procs
+import report
+import wrk
+
+BENCH_DIR = Path(__file__).resolve().parent
+TRAFFIC = {"keep-alive": False, "close": True}  # name -> send `Connection: close`
+START_TIMEOUT = 15.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Side-by-side benchmark of fulcrum, HAProxy and pen")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk -c (default 50)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each")
+    parser.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
+    parser.add_argument("--backends", type=int, default=2, help="nginx backends (default 2)")
+    parser.add_argument("--only", default="fulcrum,haproxy,pen",
+                        help="comma-separated balancers to run (default all)")
+    parser.add_argument("--traffic", default="keep-alive,close",
+                        help="comma-separated traffic kinds: keep-alive, close")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="fulcrum workers for the multi-worker row (default: CPU count)")
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 3, 1
+    unknown = set(args.traffic.split(",")) - set(TRAFFIC)
+    if unknown:
+        parser.error(f"unknown traffic kind {', '.join(sorted(unknown))}")
+    return args
+
+
+def variants(args: argparse.Namespace) -> list[peers.Variant]:
+    wanted = set(args.only.split(","))
+    found: list[peers.Variant] = []
+    if "fulcrum" in wanted:
+        fulcrum = str(Path(sys.executable).parent / "fulcrum")
+        found.append(peers.fulcrum_variant(fulcrum, 1))
+        if args.workers > 1:
+            found.append(peers.fulcrum_variant(fulcrum, args.workers))
+    if "haproxy" in wanted:
+        found += [peers.haproxy_variant(1), peers.haproxy_variant(None)]
+    if "pen" in wanted:
+        found.append(peers.pen_variant())
+    return found
+
+
+def start_backends(sup: procs.Supervisor, count: int) -> list[int]:
+    ports = []
+    for index in range(count):
+        name, port = f"nginx{index}", procs.free_port()
+        proc = sup.start(name, peers.nginx_backend(sup.workdir, name, port))
+        try:
+            procs.wait_for_port(port, proc, START_TIMEOUT)
+        except procs.StartError as exc:
+            raise SystemExit(f"{name} did not start: {exc}\n{sup.log_tail(name)}") from exc
+        ports.append(port)
+    return ports
+
+
+def start_balancer(sup: procs.Supervisor, variant: peers.Variant,
+                   backends: list[int]) -> tuple[subprocess.Popen[bytes], int]:
+    """Start it and check one request goes through; raise StartError otherwise."""
+    name, port = variant.label.replace(" ", "-"), procs.free_port()
+    proc = sup.start(name, variant.command(sup.workdir, port, backends))
+    try:
+        procs.wait_for_port(port, proc, START_TIMEOUT)
+        if not any(procs.http_get_ok(port, 2.0) for _ in range(3)):
+            raise procs.StartError("listens, but no HTTP 200 came back through it")
+    except procs.StartError as exc:
+        sup.stop(proc)
+        tail = sup.log_tail(name, 3).replace("\n", " | ")
+        raise procs.StartError(f"{exc}{': ' + tail if tail else ''}") from exc
+    return proc, port
+
+
+def measure(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
+            row: report.Measurement, close: bool) -> None:
+    """One warm-up and one measured wrk run; fills `row` (or its `failure`)."""
+    try:
+        if args.warmup > 0:
+            wrk.run(wrk.command(port, args.threads, args.connections, args.warmup, close),
+                    args.warmup)
+        before = procs.tree_ticks(proc.pid)
+        result = wrk.run(wrk.command(port, args.threads, args.connections, args.duration, close),
+                         args.duration)
+        after = procs.tree_ticks(proc.pid)
+    except wrk.WrkError as exc:
+        row.failure = str(exc)
+        return
+    if proc.poll() is not None:
+        row.failure = f"balancer exited with status {proc.returncode} during the run"
+        return
+    row.requests, row.requests_per_second = result.requests, result.requests_per_second
+    row.p99_ms, row.errors = result.p99_ms, result.errors
+    row.cpu_seconds = procs.cpu_seconds_between(before, after)
+
+
+def run_all(args: argparse.Namespace, sup: procs.Supervisor) -> list[report.Measurement]:
+    backends = start_backends(sup, args.backends)
+    traffic = [name for name in TRAFFIC if name in args.traffic.split(",")]
+    rows: list[report.Measurement] = []
+    for variant in variants(args):
+        print(f"-- {variant.label}", flush=True)
+        new_rows = [report.Measurement(kind, variant.label, variant.family, variant.parallelism)
+                    for kind in traffic]
+        rows += new_rows
+        try:
+            proc, port = start_balancer(sup, variant, backends)
+        except procs.StartError as exc:
+            print(f"   did not start: {exc}", flush=True)
+            for row in new_rows:
+                row.failure = f"did not start: {exc}"
+            continue
+        try:
+            for row in new_rows:
+                measure(args, proc, port, row, TRAFFIC[row.traffic])
+                figure = (row.failure or f"{row.requests_per_second:,.0f} req/s, "
+                          f"{row.cpu_us_per_request:.1f} µs CPU/req, p99 {row.p99_ms:.2f} ms")
+                print(f"   {row.traffic}: {figure}", flush=True)
+        finally:
+            sup.stop(proc)
+        time.sleep(0.5)  # let the stopped balancer's sockets settle before the next one
+    return rows
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "unknown CPU")
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+        "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration:g}s --latency "
+               f"(warm-up {args.warmup:g}s)",
+        "backends": args.backends,
+        "cpus": os.cpu_count(),
+        "host": f"{cpu_model}, Linux {platform.release()}, Python {platform.python_version()}",
+        "clock_ticks_per_second": procs.CLOCK_TICKS_PER_SECOND,
+    }
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    deps.ensure_installed()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    run_settings = settings(args)
+    workdir = Path(tempfile.mkdtemp(prefix="fulcrum-bench-"))
+    sup = procs.Supervisor(workdir)
+    try:
+        rows = run_all(args, sup)
+    except KeyboardInterrupt:
+        print("interrupted; stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        sup.stop_all()
+        if args.keep_tmp:
+            print(f"configs and logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nfulcrum benchmark {run_settings['date']}: wrk {run_settings['wrk']}, "
+          f"{args.backends} nginx backends, {run_settings['cpus']} CPUs")
+    for traffic, traffic_rows in report.by_traffic(rows).items():
+        print(f"\n{traffic}\n{report.text_table(traffic_rows)}")
+    for note in report.failures(rows):
+        print(note)
+    for path in report.write(args.results, rows, run_settings):
+        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
