@@ -1,0 +1,127 @@
+"""Tests of the benchmark's own parsing and arithmetic (run: `.venv/bin/pytest bench`).
+
+They check how figures are read and compared, not how fast anything is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import peers
+import procs
+import pytest
+import report
+import wrk
+
+from fulcrum.config.load import load_file
+
+WRK_REPORT = """\
+Running 2s test @ http://127.0.0.1:47929/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.07ms    1.29ms   8.61ms   68.00%
+    Req/Sec     8.34k     1.82k   14.37k    72.50%
+  Latency Distribution
+     50%    1.79ms
+     75%    2.88ms
+     90%    3.91ms
+     99%  812.00us
+  33530 requests in 2.02s, 4.64MB read
+  Socket errors: connect 1, read 20, write 3, timeout 4
+  Non-2xx or 3xx responses: 7
+Requests/sec:  16569.98
+Transfer/sec:      2.29MB
+"""
+
+
+def test_wrk_report_is_read_with_units_and_errors() -> None:
+    result = wrk.parse(WRK_REPORT)
+    assert result.requests == 33530
+    assert result.seconds == pytest.approx(2.02)
+    assert result.requests_per_second == pytest.approx(16569.98)
+    assert result.p99_ms == pytest.approx(0.812)
+    assert result.socket_errors == 28
+    assert result.bad_status == 7
+    assert result.errors == 35
+
+
+def test_wrk_report_without_error_lines_has_no_errors() -> None:
+    clean = "\n".join(line for line in WRK_REPORT.splitlines()
+                      if "errors" not in line and "Non-2xx" not in line)
+    assert wrk.parse(clean).errors == 0
+
+
+def test_wrk_report_without_latency_distribution_is_refused() -> None:
+    without_p99 = "\n".join(line for line in WRK_REPORT.splitlines() if "99%" not in line)
+    with pytest.raises(wrk.WrkError):
+        wrk.parse(without_p99)
+
+
+def test_wrk_sends_connection_close_only_for_close_traffic() -> None:
+    assert "Connection: close" in wrk.command(8080, 2, 50, 10, close=True)
+    assert "Connection: close" not in wrk.command(8080, 2, 50, 10, close=False)
+
+
+def test_stat_line_with_parentheses_in_the_name() -> None:
+    fields = ["S", "77"] + ["0"] * 9 + ["120", "30"] + ["0"] * 30
+    line = "4242 (a) (b c) " + " ".join(fields)
+    assert procs.parse_stat(line) == (77, 150)
+
+
+def test_process_tree_includes_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ticks = procs.tree_ticks(os.getpid())
+        assert os.getpid() in ticks
+        assert child.pid in ticks
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_cpu_between_snapshots_counts_new_processes_whole() -> None:
+    before = {1: 100, 2: 50}
+    after = {1: 100 + procs.CLOCK_TICKS_PER_SECOND, 3: procs.CLOCK_TICKS_PER_SECOND}
+    assert procs.cpu_seconds_between(before, after) == pytest.approx(2.0)
+
+
+def _row(balancer: str, family: str, parallelism: int, cpu_us: float, rps: float,
+         failure: str | None = None) -> report.Measurement:
+    return report.Measurement("keep-alive", balancer, family, parallelism, requests=1_000_000,
+                              requests_per_second=rps, cpu_seconds=cpu_us, failure=failure)
+
+
+def test_fulcrum_is_compared_with_haproxy_of_the_same_parallelism_and_with_pen() -> None:
+    rows = [_row("fulcrum 2", "fulcrum", 2, 30.0, 20_000), _row("haproxy 1", "haproxy", 1, 10.0, 1),
+            _row("haproxy 2", "haproxy", 2, 15.0, 40_000), _row("pen", "pen", 1, 12.0, 10_000)]
+    found = report.ratios(rows, rows[0])
+    assert found["cpu_vs_haproxy"] == pytest.approx(2.0)
+    assert found["rps_vs_haproxy"] == pytest.approx(0.5)
+    assert found["cpu_vs_pen"] == pytest.approx(2.5)
+    assert found["rps_vs_pen"] == pytest.approx(2.0)
+    assert report.ratios(rows, rows[1]) == {}
+
+
+def test_failed_peers_give_no_ratio() -> None:
+    rows = [_row("fulcrum 1", "fulcrum", 1, 30.0, 20_000),
+            _row("pen", "pen", 1, 0.0, 0.0, failure="did not start")]
+    found = report.ratios(rows, rows[0])
+    assert found["cpu_vs_pen"] is None and found["cpu_vs_haproxy"] is None
+    assert "| pen | failed |" in report.markdown_table(rows)
+
+
+def test_fulcrum_bench_config_is_valid(tmp_path: Path) -> None:
+    argv = peers.fulcrum_variant("fulcrum", 2).command(tmp_path, 4000, [4001, 4002])
+    config = load_file(argv[-1])
+    assert config.workers == 2
+    assert [s.port for s in config.pools["bench"].servers] == [4001, 4002]
+    assert config.services["bench"].listen[0].port == 4000
+
+
+def test_haproxy_thread_count_is_set_only_when_asked(tmp_path: Path) -> None:
+    one = peers.haproxy_variant(1).command(tmp_path, 4000, [4001])
+    default = peers.haproxy_variant(None).command(tmp_path, 4000, [4001])
+    assert "nbthread 1" in Path(one[2]).read_text()
+    assert "nbthread" not in Path(default[2]).read_text()
