@@ -1,0 +1,98 @@
+"""The `fulcrum` command: run, check, pen, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from fulcrum import __version__
+from fulcrum.config.errors import ConfigError
+from fulcrum.config.load import load_file
+from fulcrum.logs import setup_logging
+
+
+def fail_config(err: ConfigError) -> None:
+    for path, reason in err.problems:
+        click.echo(f"fulcrum: {path}: {reason}", err=True)
+    sys.exit(err.exit_status)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fulcrum")
+def main() -> None:
+    """fulcrum: a high-availability TCP load balancer (pen, IPVS, keepalived, in one tool)."""
+
+
+@main.command()
+@click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False),
+              help="configuration file (TOML)")
+@click.option("--daemon", is_flag=True, help="detach from the terminal")
+@click.option("--pidfile", type=click.Path(dir_okay=False), help="write the process id here")
+def run(path: str, daemon: bool, pidfile: str | None) -> None:
+    """Run a node in the foreground (SIGHUP reloads, SIGTERM drains and stops)."""
+    from fulcrum.cli.process import run_node
+
+    try:
+        config = load_file(path)
+    except ConfigError as err:
+        fail_config(err)
+    setup_logging(config.log)
+    sys.exit(run_node(config, lambda: load_file(path), daemon=daemon, pidfile=pidfile))
+
+
+@main.command()
+@click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False))
+def check(path: str) -> None:
+    """Validate a configuration and print the effective configuration (defaults filled in)."""
+    import tomli_w
+
+    try:
+        config = load_file(path)
+    except ConfigError as err:
+        fail_config(err)
+    click.echo(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)), nl=False)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                                "help_option_names": []})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def pen(argv: tuple[str, ...]) -> None:
+    """Behave as pen: `fulcrum pen [options] [host:]port server ...`"""
+    from fulcrum.cli.process import run_node
+    from fulcrum.importers.pen import parse_pen_argv
+
+    try:
+        invocation = parse_pen_argv(list(argv))
+    except ConfigError as err:
+        fail_config(err)
+    config = invocation.config
+    if invocation.logfile:
+        config.log.file = invocation.logfile
+    setup_logging(config.log, debug=bool(invocation.debug))
+    sys.exit(run_node(config, None, daemon=not invocation.foreground,
+                      pidfile=config.control.pidfile))
+
+
+@main.command()
+@click.option("--listen-port", default=8080, show_default=True, help="fulcrum's demo port")
+@click.option("--backend-port", default=9101, show_default=True, help="first demo backend port")
+@click.option("--no-wait", is_flag=True, help="exit after the demonstration instead of serving")
+def demo(listen_port: int, backend_port: int, no_wait: bool) -> None:
+    """Start three demo backends and fulcrum in front of them; show the balancing."""
+    from fulcrum.cli.demo import run_demo
+
+    sys.exit(run_demo(listen_port, backend_port, wait=not no_wait))
+
+
+@main.command("schema")
+def schema() -> None:
+    """Print the JSON schema of the configuration."""
+    from fulcrum.config.model import Config
+
+    click.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""One machine's fulcrum: builds the planes from a Config and applies reloads as diffs.
+
+A reload keeps every listening socket whose address is still configured, keeps the
+live state of servers that are still configured (health, connection counts), and
+leaves established connections on the context they were accepted with."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.config.model import Config
+from fulcrum.proxy.context import ConnectionCounter, ServiceContext
+from fulcrum.proxy.listener import Listener, bind
+from fulcrum.proxy.tcp import ClientSide, sweep_idle
+
+log = logging.getLogger("fulcrum.node")
+
+EndpointKey = tuple[str, int]
+
+
+class Node:
+    def __init__(self, config: Config, reuse_port: bool = False):
+        self.config = config
+        self.reuse_port = reuse_port
+        self.pools: dict[str, PoolRuntime] = {}
+        self.contexts: dict[str, ServiceContext] = {}
+        self.listeners: dict[EndpointKey, Listener] = {}
+        self.node_connections = ConnectionCounter(config.max_connections)
+        self._service_counters: dict[str, ConnectionCounter] = {}
+        self.health: Any = None
+        self.penctl: asyncio.Server | None = None
+        self._sweepers: list[asyncio.TimerHandle] = []
+        self._stopping = False
+
+    # -- the interface control commands use ------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return self.node_connections.current
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- start ---------------------------------------------------------------------
+
+    def bind_all(self) -> None:
+        """Bind every listen address first, so a port in use fails before anything runs."""
+        try:
+            for service in self.config.services.values():
+                for endpoint in service.listen:
+                    key = (endpoint.host, endpoint.port)
+                    if key not in self.listeners:
+                        self.listeners[key] = Listener(endpoint, bind(endpoint, service.backlog, self.reuse_port))
+        except Exception:
+            for listener in self.listeners.values():
+                listener.close()
+            self.listeners.clear()
+            raise
+
+    async def start(self) -> None:
+        if not self.listeners:
+            self.bind_all()
+        self._build_pools(self.config)
+        self._start_health()
+        await self._apply_services(self.config)
+        await self._start_control()
+        self._schedule_sweeps()
+        log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
+
+    def _build_pools(self, config: Config) -> None:
+        for name in list(self.pools):
+            if name not in config.pools:
+                del self.pools[name]
+        for name, pool in config.pools.items():
+            if name in self.pools:
+                self.pools[name].apply(pool)
+            else:
+                self.pools[name] = PoolRuntime(name, pool)
+
+    def _start_health(self) -> None:
+        from fulcrum.health.monitor import HealthMonitor
+
+        if self.health is None:
+            self.health = HealthMonitor(self.pools)
+            self.health.start()
+        else:
+            self.health.update(self.pools)
+
+    async def _apply_services(self, config: Config) -> None:
+        wanted: dict[EndpointKey, str] = {}
+        for name, service in config.services.items():
+            counter = self._service_counters.setdefault(name, ConnectionCounter())
+            counter.limit = service.max_connections
+            old = self.contexts.get(name)
+            ctx = ServiceContext(
+                name=name, config=service, pool=self.pools[service.pool],
+                timeouts=config.service_timeouts(name), node_connections=self.node_connections,
+                connections=counter, health=self.health, pools=self.pools,
+                relays=old.relays if old is not None else set(),
+            )
+            self.contexts[name] = ctx
+            for endpoint in service.listen:
+                wanted[(endpoint.host, endpoint.port)] = name
+        for name in list(self.contexts):
+            if name not in config.services:
+                del self.contexts[name]
+                self._service_counters.pop(name, None)
+        for key in list(self.listeners):
+            if key not in wanted:
+                log.info("closing listener %s", self.listeners[key].endpoint)
+                self.listeners.pop(key).close()
+        for key, name in wanted.items():
+            ctx = self.contexts[name]
+            if key not in self.listeners:
+                endpoint = next(e for e in ctx.config.listen if (e.host, e.port) == key)
+                self.listeners[key] = Listener(endpoint, bind(endpoint, ctx.config.backlog, self.reuse_port))
+            listener = self.listeners[key]
+            factory = _tcp_factory(ctx)
+            if listener.server is None:
+                await listener.start(factory, ctx.config.backlog)
+            else:
+                listener.swap(factory)
+
+    async def _start_control(self) -> None:
+        endpoint = self.config.control.pen_port
+        if endpoint is not None and self.penctl is None:
+            from fulcrum.control.penctl import serve_penctl
+
+            self.penctl = await serve_penctl(self, endpoint.host, endpoint.port)
+
+    def _schedule_sweeps(self) -> None:
+        loop = asyncio.get_running_loop()
+        for handle in self._sweepers:
+            handle.cancel()
+        self._sweepers = []
+
+        def sweep(ctx_name: str, every: float) -> None:
+            ctx = self.contexts.get(ctx_name)
+            if ctx is None or self._stopping:
+                return
+            sweep_idle(ctx, 4)
+            self._sweepers.append(loop.call_later(every, sweep, ctx_name, every))
+
+        for name, ctx in self.contexts.items():
+            if ctx.timeouts.idle:
+                every = ctx.timeouts.idle / 4
+                self._sweepers.append(loop.call_later(every, sweep, name, every))
+
+    # -- reload --------------------------------------------------------------------
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new configuration without dropping listening sockets or connections."""
+        # Bind new addresses first: if one fails, nothing has changed yet.
+        fresh: dict[EndpointKey, Listener] = {}
+        try:
+            for service in config.services.values():
+                for endpoint in service.listen:
+                    key = (endpoint.host, endpoint.port)
+                    if key not in self.listeners and key not in fresh:
+                        fresh[key] = Listener(endpoint, bind(endpoint, service.backlog, self.reuse_port))
+        except Exception:
+            for listener in fresh.values():
+                listener.close()
+            raise
+        self.listeners.update(fresh)
+        self.config = config
+        self.node_connections.limit = config.max_connections
+        self._build_pools(config)
+        self._start_health()
+        await self._apply_services(config)
+        self._schedule_sweeps()
+        log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
+
+    # -- stop ----------------------------------------------------------------------
+
+    async def stop(self, drain: float | None = None) -> None:
+        """Stop accepting, let established connections finish within `drain`, then close."""
+        self._stopping = True
+        for handle in self._sweepers:
+            handle.cancel()
+        for listener in self.listeners.values():
+            listener.close()
+        if self.penctl is not None:
+            self.penctl.close()
+        drain = self.config.timeouts.drain if drain is None else drain
+        live = [r for ctx in self.contexts.values() for r in ctx.relays]
+        if live:
+            log.info("draining %d connection(s) for up to %gs", len(live), drain)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + drain
+            while loop.time() < deadline and any(ctx.relays for ctx in self.contexts.values()):
+                await asyncio.sleep(0.05)
+            for ctx in self.contexts.values():
+                for relay in list(ctx.relays):
+                    assert isinstance(relay, ClientSide)
+                    relay.abort()
+        if self.health is not None:
+            await self.health.stop()
+        log.info("fulcrum stopped")
+
+
+def _tcp_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]:
+    return lambda: ClientSide(ctx)

@@ -1,0 +1,75 @@
+"""Listening sockets. Bound once and kept across reloads: a reload swaps the
+service context behind a socket, it never closes the socket.
+
+IPv6 wildcard listeners are IPV6_V6ONLY so `0.0.0.0:80` and `[::]:80` can be
+listed side by side; IP_FREEBIND lets a service bind a VIP this node does not
+own yet, so a VRRP takeover needs no restart."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+
+from fulcrum.config.model import Endpoint
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+class ListenError(Exception):
+    """A listen address cannot be bound: one clear line for the operator."""
+
+    exit_status = 1
+
+
+def bind(endpoint: Endpoint, backlog: int, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        sock.bind((endpoint.host, endpoint.port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.close()
+        reason = {
+            errno.EADDRINUSE: "address already in use",
+            errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+            errno.EADDRNOTAVAIL: "address not available on this host",
+        }.get(err.errno or 0, err.strerror or str(err))
+        raise ListenError(f"cannot listen on {endpoint}: {reason}") from err
+    return sock
+
+
+class Listener:
+    """One bound socket serving whichever protocol factory is current."""
+
+    def __init__(self, endpoint: Endpoint, sock: socket.socket):
+        self.endpoint = endpoint
+        self.sock = sock
+        self.server: asyncio.Server | None = None
+        self.factory: Callable[[], asyncio.Protocol] | None = None
+
+    async def start(self, factory: Callable[[], asyncio.Protocol], backlog: int) -> None:
+        self.factory = factory
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._make_protocol, sock=self.sock, backlog=backlog)
+
+    def _make_protocol(self) -> asyncio.Protocol:
+        assert self.factory is not None
+        return self.factory()
+
+    def swap(self, factory: Callable[[], asyncio.Protocol]) -> None:
+        self.factory = factory
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        else:
+            self.sock.close()

@@ -1,0 +1,245 @@
+"""The TCP relay (application-proxy topology), written on asyncio.Protocol callbacks:
+no streams, no task per read. One task per connection only while connecting.
+
+Per connection: admit against the global and service limits, pick a server,
+connect with a timeout, fail over to another server on a failed connect (not when
+the pool is stubborn), then relay both ways with backpressure (a side whose
+peer's write buffer is full stops reading) and pass half-closes through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fulcrum.balance.base import Backend
+from fulcrum.proxy.context import ServiceContext
+
+log = logging.getLogger("fulcrum.proxy")
+
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+
+
+class ClientSide(asyncio.Protocol):
+    """The connection a client made to a service."""
+
+    __slots__ = ("ctx", "transport", "client_ip", "backend", "tried", "server",
+                 "client_eof", "server_eof", "connecting", "closed", "touched", "idle_ticks",
+                 "traffic", "rewrite", "pending")
+
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+        self.server: ServerSide | None = None
+        self.backend: Backend | None = None
+        self.tried: list[Backend] = []
+        self.client_eof = False
+        self.server_eof = False
+        self.connecting: asyncio.Task[None] | None = None
+        self.closed = False
+        self.touched = True
+        self.idle_ticks = 0
+        self.traffic = 0
+        self.rewrite: Any = None
+        self.pending: list[bytes] = []
+
+    # -- client events -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        if not self.ctx.admit():
+            log.warning("service %s: connection limit reached, refusing %s",
+                        self.ctx.name, transport.get_extra_info("peername"))
+            self.closed = True
+            transport.abort()
+            return
+        transport.pause_reading()
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else None
+        self.ctx.relays.add(self)
+        if self.ctx.config.forwarded_for:
+            from fulcrum.proxy.forwarded import ForwardedInjector
+
+            sock = transport.get_extra_info("socket")
+            self.rewrite = ForwardedInjector(self.client_ip or "unknown", "http", sock is not None)
+        self._connect_next()
+
+    def data_received(self, data: bytes) -> None:
+        self.touched = True
+        self.traffic += len(data)
+        if self.rewrite is not None:
+            data = self.rewrite.feed(data)
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self) -> bool:
+        self.client_eof = True
+        server = self.server
+        if server is not None and server.transport is not None:
+            if self.server_eof:
+                self.close()
+            elif server.transport.can_write_eof():
+                server.transport.write_eof()
+        return True  # keep our write side open: the server may still answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.resume_reading()
+
+    # -- connecting to a server ----------------------------------------------------
+
+    def _connect_next(self) -> None:
+        ctx = self.ctx
+        now = ctx.loop.time()
+        backend = ctx.pool.pick(now, client=self.client_ip, exclude=self.tried)
+        if backend is None:
+            log.warning("service %s: no server available for %s", ctx.name, self.client_ip)
+            self.close()
+            return
+        self.backend = backend
+        ctx.pool.taken(backend)
+        self.connecting = ctx.loop.create_task(self._open(backend))
+
+    async def _open(self, backend: Backend) -> None:
+        loop = self.ctx.loop
+        timeout = self.ctx.timeouts.connect or None
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: ServerSide(self), backend.address, backend.port)
+        except (OSError, TimeoutError) as err:
+            reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+            self._connect_failed(backend, reason)
+        finally:
+            self.connecting = None
+
+    def _connect_failed(self, backend: Backend, reason: str) -> None:
+        ctx = self.ctx
+        ctx.pool.released(backend)
+        self.backend = None
+        ctx.pool.connect_failed(backend, ctx.loop.time())
+        ctx.passive_failure(backend, reason)
+        log.info("service %s: connect to %s failed (%s)", ctx.name, backend.key, reason)
+        if self.closed:
+            return
+        self.tried.append(backend)
+        if ctx.pool.config.stubborn:
+            self.close()
+        else:
+            self._connect_next()
+
+    def server_connected(self, server: ServerSide) -> None:
+        if self.closed:
+            assert server.transport is not None
+            server.transport.close()
+            return
+        self.server = server
+        assert server.transport is not None and self.transport is not None
+        server.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        for chunk in self.pending:
+            server.transport.write(chunk)
+        self.pending.clear()
+        if self.client_eof:
+            server.transport.write_eof()
+        else:
+            self.transport.resume_reading()
+
+    # -- server events (called by ServerSide) ----------------------------------------
+
+    def server_data(self, data: bytes) -> None:
+        self.touched = True
+        self.traffic += len(data)
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def server_eof_received(self) -> None:
+        self.server_eof = True
+        assert self.transport is not None
+        if self.client_eof:
+            self.close()
+        elif self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    # -- teardown ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close both sides once; buffered data is flushed by transport.close()."""
+        if self.closed:
+            return
+        self.closed = True
+        ctx = self.ctx
+        ctx.relays.discard(self)
+        ctx.release()
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.backend is not None:
+            ctx.pool.released(self.backend, self.traffic)
+            self.backend = None
+        if self.server is not None and self.server.transport is not None:
+            self.server.transport.close()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        for side in (self.server.transport if self.server else None, self.transport):
+            if side is not None:
+                side.abort()
+        self.close()
+
+
+class ServerSide(asyncio.Protocol):
+    """Our connection to the chosen server; forwards everything to its ClientSide."""
+
+    __slots__ = ("client", "transport")
+
+    def __init__(self, client: ClientSide):
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        self.client.server_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.client.server_data(data)
+
+    def eof_received(self) -> bool:
+        self.client.server_eof_received()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.close()
+
+    def pause_writing(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client.transport is not None and self.client.server is self:
+            self.client.transport.resume_reading()
+
+
+def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
+    """Called every idle_timeout/4: close relays with no traffic for that many ticks.
+
+    A flag set per read is cheaper than re-arming a timer per chunk."""
+    for relay in list(ctx.relays):
+        assert isinstance(relay, ClientSide)
+        if relay.touched:
+            relay.touched = False
+            relay.idle_ticks = 0
+        else:
+            relay.idle_ticks += 1
+            if relay.idle_ticks >= ticks_allowed:
+                log.info("service %s: closing idle connection from %s", ctx.name, relay.client_ip)
+                relay.abort()
