@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cpu_profile
 import peers
 import procs
 import pytest
@@ -125,3 +126,15 @@ def test_haproxy_thread_count_is_set_only_when_asked(tmp_path: Path) -> None:
     default = peers.haproxy_variant(None).command(tmp_path, 4000, [4001])
     assert "nbthread 1" in Path(one[2]).read_text()
     assert "nbthread" not in Path(default[2]).read_text()
+
+
+def test_collapsed_stacks_count_self_and_inclusive_once_per_sample() -> None:
+    raw = ("main (a.py:1);relay (b.py:5);send (b.py:9) 3\n"
+           "main (a.py:1);relay (b.py:5) 2\n"
+           "main (a.py:1);f (c.py:1);f (c.py:1) 5\n")
+    self_counts, inclusive, total = cpu_profile.parse_collapsed(raw)
+    assert total == 10
+    assert self_counts["send (b.py:9)"] == 3 and self_counts["relay (b.py:5)"] == 2
+    assert inclusive["relay (b.py:5)"] == 5
+    assert inclusive["f (c.py:1)"] == 5  # recursion is not counted twice
+    assert inclusive["main (a.py:1)"] == 10

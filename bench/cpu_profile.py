@@ -1,0 +1,117 @@
+"""Where fulcrum spends its CPU under load: py-spy samples of the relay under wrk traffic.
+
+An analysis aid, not part of `make bench`. Needs py-spy in the venv
+(`.venv/bin/pip install py-spy`; it is deliberately not a project dependency):
+
+    .venv/bin/python bench/cpu_profile.py [--native] [--traffic close]
+
+For each traffic kind it prints the functions with the most samples on top of the stack
+(self) and anywhere in the stack (inclusive), and keeps the collapsed stacks in
+bench/results/profile-<traffic>.txt (flamegraph.pl or speedscope read them)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import peers
+import procs
+import run
+import wrk
+
+
+def parse_collapsed(text: str) -> tuple[Counter[str], Counter[str], int]:
+    """(self samples, inclusive samples, total) per frame from py-spy's raw output.
+
+    Each line is `frame;frame;...;leaf count`, outermost frame first."""
+    self_counts: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        self_counts[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    return self_counts, inclusive, total
+
+
+def top_lines(title: str, counts: Counter[str], total: int, limit: int) -> list[str]:
+    lines = [title]
+    for frame, count in counts.most_common(limit):
+        lines.append(f"  {100.0 * count / total:5.1f}%  {frame}")
+    return lines
+
+
+def profile(args: argparse.Namespace, pid: int, port: int, close: bool, out: Path) -> str:
+    load = subprocess.Popen(
+        wrk.command(port, args.threads, args.connections, args.duration + 2, close),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)  # sample the steady state, not wrk's connection ramp-up
+        spy = [args.py_spy, "record", "--pid", str(pid), "--duration", str(args.duration),
+               "--rate", str(args.rate), "--format", "raw", "--function", "--output", str(out)]
+        if args.native:
+            spy.append("--native")
+        if args.workers > 1:
+            spy.append("--subprocesses")
+        subprocess.run(spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=args.duration + 30, check=True)
+        report_text, _ = load.communicate(timeout=args.duration + 30)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait(timeout=10)
+    return report_text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="py-spy profile of fulcrum under wrk load")
+    parser.add_argument("--duration", type=int, default=10, help="seconds sampled per traffic kind")
+    parser.add_argument("--traffic", default="keep-alive,close")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backends", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--native", action="store_true", help="include C frames (uvloop, ...)")
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--results", type=Path, default=run.BENCH_DIR / "results")
+    args = parser.parse_args()
+    args.py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if args.py_spy is None:
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
+    args.results.mkdir(parents=True, exist_ok=True)
+    fulcrum = peers.fulcrum_variant(str(Path(sys.executable).parent / "fulcrum"), args.workers)
+    workdir = Path(tempfile.mkdtemp(prefix="fulcrum-profile-"))
+    sup = procs.Supervisor(workdir)
+    try:
+        backends = run.start_backends(sup, args.backends)
+        proc, port = run.start_balancer(sup, fulcrum, backends)
+        for traffic in args.traffic.split(","):
+            out = args.results / f"profile-{traffic}.txt"
+            load_report = profile(args, proc.pid, port, run.TRAFFIC[traffic], out)
+            self_counts, inclusive, total = parse_collapsed(out.read_text())
+            result = wrk.parse(load_report)
+            print(f"\n== {traffic}: {result.requests_per_second:,.0f} req/s while sampled; "
+                  f"{total} samples; stacks in {out}")
+            print("\n".join(top_lines("self (on top of the stack):", self_counts, total, args.top)))
+            print("\n".join(top_lines("inclusive:", inclusive, total, args.top)))
+    finally:
+        sup.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
