@@ -131,6 +131,8 @@ class ForwardedInjector:
     def _head_plausible(self) -> bool:
         """Decide early (before a CRLFCRLF) that the head cannot be an HTTP/1.x request."""
         buf = self.buf  # no copy: this runs on every partial feed of a head
+        if buf == b"\r":
+            return True  # maybe the first half of an empty line before the request-line
         nl = buf.find(b"\n")
         if nl < 0:
             # no complete line yet: the method (up to the first SP) must be a token
