@@ -159,7 +159,8 @@ class FulcrumProcess:
         os.kill(self.proc.pid, sig)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int:

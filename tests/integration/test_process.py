@@ -1,0 +1,201 @@
+"""fulcrum as a process: check, run, signals (SIGHUP reload, SIGTERM drain), exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import tomli_w
+
+from tests.integration.helpers import (
+    FULCRUM,
+    Backends,
+    FulcrumProcess,
+    ask,
+    ask_name,
+    free_port,
+    service_config,
+)
+
+
+def write_config(path: Path, data: dict) -> Path:  # type: ignore[type-arg]
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def test_check_prints_effective_config_with_defaults(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "f.toml", service_config(["127.0.0.1:8080"], [9001, 9002]))
+    result = subprocess.run([FULCRUM, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert 'scheduler = "rr"' in result.stdout
+    assert 'connect = "3s"' in result.stdout
+    assert '"127.0.0.1:9002"' in result.stdout or 'port = 9002' in result.stdout
+
+
+def test_check_names_the_bad_key_and_exits_2(tmp_path: Path) -> None:
+    data = service_config(["127.0.0.1:8080"], [9001, 9002])
+    data["pools"]["p"]["servers"][1] = {"address": "127.0.0.1", "port": 70000}
+    data["pools"]["p"]["health"] = {"interval": "soon"}
+    cfg = write_config(tmp_path / "bad.toml", data)
+    result = subprocess.run([FULCRUM, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "pools.p.servers[1].port: must be 1..65535" in result.stderr
+    assert "pools.p.health.interval:" in result.stderr
+
+
+def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = write_config(tmp_path / "f.toml", service_config([f"127.0.0.1:{port}"], [9001]))
+        result = subprocess.run([FULCRUM, "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"fulcrum: cannot listen on 127.0.0.1:{port}: address already in use"]
+
+
+class BackendThread:
+    """Backends on their own loop in a thread, for tests that drive a fulcrum process."""
+
+    def __init__(self, names: list[str], echo: bool = False):
+        self.loop = asyncio.new_event_loop()
+        self.backends = Backends()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.ports = [self.call(self.backends.start(n, echo=echo)) for n in names]
+
+    def call(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        self.call(self.backends.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_sighup_reload_under_load_loses_no_connection(tmp_path: Path) -> None:
+    backends = BackendThread(["a", "b", "c"])
+    port = free_port()
+    data = service_config([f"127.0.0.1:{port}"], backends.ports[:2])
+    data["log"] = {"level": "info"}
+    cfg = write_config(tmp_path / "f.toml", data)
+    proc = FulcrumProcess(["run", "-c", str(cfg)], tmp_path / "log")
+    try:
+        proc.wait_listening(port)
+
+        async def load() -> tuple[list[str], list[str]]:
+            ok, failed = [], []
+            deadline = asyncio.get_running_loop().time() + 20
+            for _ in range(400):  # bounded in count and in time
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                try:
+                    ok.append(await ask_name("127.0.0.1", port))
+                except Exception as err:  # noqa: BLE001 - every failure is counted
+                    failed.append(repr(err))
+            return ok, failed
+
+        result: list[tuple[list[str], list[str]]] = []
+        client = threading.Thread(target=lambda: result.append(asyncio.run(load())))
+        client.start()
+        for i in range(6):  # alternate between two configurations while the load runs
+            time.sleep(0.2)
+            data["pools"]["p"]["servers"] = [f"127.0.0.1:{p}" for p in
+                                             (backends.ports if i % 2 == 0 else backends.ports[:2])]
+            write_config(cfg, data)
+            proc.signal(signal.SIGHUP)
+            wait_for_log(proc, "configuration reloaded", i + 1)
+        # and an invalid one: rejected, the running configuration stays
+        (tmp_path / "f.toml").write_text("[services.svc]\nlisten = 5\n")
+        proc.signal(signal.SIGHUP)
+        wait_for_log(proc, "reload rejected, keeping the running configuration", 1)
+        client.join(60)
+        ok, failed = result[0]
+        assert failed == []
+        assert len(ok) == 400
+        assert "c" in ok  # the reloads took effect
+        assert ask_sync(port) in {"a", "b", "c"}
+    finally:
+        code = proc.stop()
+        backends.close()
+    output = proc.output()
+    assert code == 0
+    assert output.count("configuration reloaded") >= 6
+    assert "reload rejected, keeping the running configuration" in output
+
+
+def wait_for_log(proc: FulcrumProcess, text: str, count: int, timeout: float = 10) -> None:
+    """Signals sent close together coalesce; wait for each to be handled."""
+    deadline = time.monotonic() + timeout
+    while proc.output().count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged {count} times: {proc.output()}"
+        time.sleep(0.02)
+
+
+def ask_sync(port: int) -> str:
+    return asyncio.run(ask_name("127.0.0.1", port))
+
+
+def test_sigterm_lets_established_connections_finish(tmp_path: Path) -> None:
+    backends = BackendThread(["echo"], echo=True)
+    port = free_port()
+    data = service_config([f"127.0.0.1:{port}"], backends.ports)
+    data["timeouts"] = {"drain": "10s"}
+    cfg = write_config(tmp_path / "f.toml", data)
+    proc = FulcrumProcess(["run", "-c", str(cfg)], tmp_path / "log")
+    try:
+        proc.wait_listening(port)
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        client.sendall(b"before ")
+        time.sleep(0.3)
+        proc.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # no new connections once stopping
+        try:
+            late = socket.create_connection(("127.0.0.1", port), timeout=2)
+            late.close()
+            accepted_late = True
+        except OSError:
+            accepted_late = False
+        client.sendall(b"after")
+        client.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+        client.close()
+        assert reply == b"echo:before after"
+        assert not accepted_late
+        assert proc.proc.wait(15) == 0
+    finally:
+        proc.stop()
+        backends.close()
+
+
+def test_daemon_writes_pidfile_and_stops_on_sigterm(tmp_path: Path) -> None:
+    backends = BackendThread(["a"])
+    port = free_port()
+    cfg = write_config(tmp_path / "f.toml", service_config([f"127.0.0.1:{port}"], backends.ports))
+    pidfile = tmp_path / "fulcrum.pid"
+    try:
+        result = subprocess.run([FULCRUM, "run", "-c", str(cfg), "--daemon", "--pidfile", str(pidfile)],
+                                capture_output=True, timeout=30)
+        assert result.returncode == 0
+        deadline = time.monotonic() + 10
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        assert asyncio.run(ask("127.0.0.1", port)) == b"a\n"
+        import os
+
+        os.kill(pid, signal.SIGTERM)
+        while pidfile.exists() and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
+        assert not pidfile.exists()
+    finally:
+        backends.close()
