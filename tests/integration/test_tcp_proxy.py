@@ -109,13 +109,16 @@ def test_emergency_server_takes_over_when_every_server_is_down() -> None:
         dead = [free_port(), free_port()]
         emergency = await backends.start("emergency")
         port = free_port()
-        pool = pool_config(dead, emergency=f"127.0.0.1:{emergency}")
+        pool = pool_config(dead, emergency=f"127.0.0.1:{emergency}", blacklist="0s",
+                           health={"kind": "tcp", "interval": "100ms", "timeout": "100ms",
+                                   "rise": 1, "fall": 1})
         node = await started(service_config([f"127.0.0.1:{port}"], dead, pool))
+        first = node.pools["p"].find(f"127.0.0.1:{dead[0]}")
         try:
             assert [await ask_name("127.0.0.1", port) for _ in range(3)] == ["emergency"] * 3
             await backends.start("a", port=dead[0])
-            node.pools["p"].find(f"127.0.0.1:{dead[0]}").blacklisted_until = 0
-            assert await ask_name("127.0.0.1", port) == "a"  # primaries win again once usable
+            await wait_until(lambda: first.healthy)
+            assert await ask_name("127.0.0.1", port) == "a"  # primaries win again once up
         finally:
             await node.stop(drain=0)
 
@@ -159,7 +162,8 @@ def test_stubborn_pool_does_not_fail_over() -> None:
         good = await backends.start("good")
         dead = free_port()
         port = free_port()
-        pool = pool_config([dead, good], stubborn=True, blacklist="0s")
+        pool = pool_config([dead, good], stubborn=True, blacklist="0s",
+                           health={"kind": "none", "passive": False})
         node = await started(service_config([f"127.0.0.1:{port}"], [], pool))
         try:
             answers = [await ask("127.0.0.1", port) if i % 2 else await refused("127.0.0.1", port)
@@ -345,3 +349,22 @@ def test_relay_works_on_both_event_loops(loop: str, monkeypatch: pytest.MonkeyPa
     with asyncio.Runner(loop_factory=factory) as runner:
         assert runner.run(scenario()) == ["a", "b", "a", "b"]
         assert type(runner.get_loop()).__module__.startswith(loop)
+
+
+def test_http_aware_service_adds_forwarded_headers_to_every_request() -> None:
+    async def scenario(backends: Backends) -> None:
+        ports = [await backends.start("echo", echo=True)]
+        port = free_port("::1")
+        node = await started(service_config([f"[::1]:{port}"], ports, forwarded_for=True))
+        requests = (b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n"
+                    b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        try:
+            reply = await ask("::1", port, requests)
+        finally:
+            await node.stop(drain=0)
+        assert reply.count(b"X-Forwarded-For: ::1\r\n") == 2
+        assert reply.count(b"X-Forwarded-Proto: http\r\n") == 2
+        assert b"https" not in reply  # a client cannot claim TLS it did not use
+        assert reply.endswith(b"\r\n\r\nhello")
+
+    run(scenario)

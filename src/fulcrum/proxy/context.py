@@ -17,6 +17,8 @@ from fulcrum.config.model import Service, Timeouts
 class PassiveHealth(Protocol):
     def passive_failure(self, pool: str, backend: Backend, reason: str) -> None: ...
 
+    def passive_success(self, pool: str, backend: Backend) -> None: ...
+
 
 @dataclass
 class ConnectionCounter:
@@ -59,3 +61,7 @@ class ServiceContext:
     def passive_failure(self, backend: Backend, reason: str) -> None:
         if self.health is not None:
             self.health.passive_failure(self.pool.name, backend, reason)
+
+    def passive_success(self, backend: Backend) -> None:
+        if self.health is not None:
+            self.health.passive_success(self.pool.name, backend)

@@ -62,8 +62,7 @@ class ClientSide(asyncio.Protocol):
         if self.ctx.config.forwarded_for:
             from fulcrum.proxy.forwarded import ForwardedInjector
 
-            sock = transport.get_extra_info("socket")
-            self.rewrite = ForwardedInjector(self.client_ip or "unknown", "http", sock is not None)
+            self.rewrite = ForwardedInjector(self.client_ip or "unknown", "http")
         self._connect_next()
 
     def data_received(self, data: bytes) -> None:
@@ -145,6 +144,8 @@ class ClientSide(asyncio.Protocol):
             return
         self.server = server
         assert server.transport is not None and self.transport is not None
+        if self.backend is not None and self.backend.failures:
+            self.ctx.passive_success(self.backend)  # breaks a run of failed connects
         server.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         for chunk in self.pending:
             server.transport.write(chunk)
