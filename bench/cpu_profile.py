@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--backends", type=int, default=2)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--native", action="store_true", help="include C frames (uvloop, ...)")
+    parser.add_argument("--fulcrum", default=str(Path(sys.executable).parent / "fulcrum"))
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--results", type=Path, default=run.BENCH_DIR / "results")
     args = parser.parse_args()
@@ -92,7 +93,7 @@ def main() -> int:
     if args.py_spy is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     args.results.mkdir(parents=True, exist_ok=True)
-    fulcrum = peers.fulcrum_variant(str(Path(sys.executable).parent / "fulcrum"), args.workers)
+    fulcrum = peers.fulcrum_variant(args.fulcrum, args.workers)
     workdir = Path(tempfile.mkdtemp(prefix="fulcrum-profile-"))
     sup = procs.Supervisor(workdir)
     try:
@@ -106,7 +107,9 @@ def main() -> int:
             print(f"\n== {traffic}: {result.requests_per_second:,.0f} req/s while sampled; "
                   f"{total} samples; stacks in {out}")
             print("\n".join(top_lines("self (on top of the stack):", self_counts, total, args.top)))
-            print("\n".join(top_lines("inclusive:", inclusive, total, args.top)))
+            below_main = Counter({f: n for f, n in inclusive.items() if n < total})
+            print("\n".join(top_lines("inclusive (frames on every stack left out):", below_main,
+                                       total, args.top)))
     finally:
         sup.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -104,20 +104,19 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def parse_stat(text: str) -> tuple[int, int]:
-    """(parent pid, utime+stime in clock ticks) from one /proc/<pid>/stat line.
+def parse_stat(text: str) -> tuple[int, int, int]:
+    """(parent pid, utime, stime), times in clock ticks, from one /proc/<pid>/stat line.
 
     The command name (field 2) is in parentheses and may itself contain spaces or
     parentheses, so fields are counted from the last ')'. See proc(5): ppid is field 4,
     utime 14, stime 15; for a thread-group leader they cover all of its threads."""
     rest = text[text.rindex(")") + 2:].split()
     ppid = int(rest[1])
-    utime, stime = int(rest[11]), int(rest[12])
-    return ppid, utime + stime
+    return ppid, int(rest[11]), int(rest[12])
 
 
-def _all_stats() -> dict[int, tuple[int, int]]:
-    stats: dict[int, tuple[int, int]] = {}
+def _all_stats() -> dict[int, tuple[int, int, int]]:
+    stats: dict[int, tuple[int, int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -128,23 +127,31 @@ def _all_stats() -> dict[int, tuple[int, int]]:
     return stats
 
 
-def tree_ticks(root: int) -> dict[int, int]:
-    """CPU ticks (user+sys, all threads) of `root` and all its descendants, by pid."""
+def tree_ticks(root: int) -> dict[int, tuple[int, int]]:
+    """CPU ticks (user, sys; all threads) of `root` and all its descendants, by pid."""
     stats = _all_stats()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
+    for pid, (ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    ticks: dict[int, int] = {}
+    ticks: dict[int, tuple[int, int]] = {}
     todo = [root]
     while todo:
         pid = todo.pop()
         if pid in stats:
-            ticks[pid] = stats[pid][1]
+            ticks[pid] = stats[pid][1:]
             todo.extend(children.get(pid, ()))
     return ticks
 
 
-def cpu_seconds_between(before: dict[int, int], after: dict[int, int]) -> float:
-    """CPU spent between two `tree_ticks` snapshots; processes born in between count whole."""
-    spent = sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
-    return spent / CLOCK_TICKS_PER_SECOND
+def cpu_seconds_between(before: dict[int, tuple[int, int]],
+                        after: dict[int, tuple[int, int]]) -> tuple[float, float]:
+    """(user, sys) CPU seconds spent between two `tree_ticks` snapshots.
+
+    Processes born in between count whole; those that ended in between are lost (the
+    balancers here keep their processes for the whole run)."""
+    user = system = 0
+    for pid, (utime, stime) in after.items():
+        old_user, old_sys = before.get(pid, (0, 0))
+        user += utime - old_user
+        system += stime - old_sys
+    return user / CLOCK_TICKS_PER_SECOND, system / CLOCK_TICKS_PER_SECOND

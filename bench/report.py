@@ -18,7 +18,9 @@ class Measurement:
     requests_per_second: float = 0.0
     p99_ms: float = 0.0
     errors: int = 0
-    cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + sys
+    cpu_sys_seconds: float = 0.0
+    processes: int = 0  # in the balancer's process tree at the end of the run
     failure: str | None = None  # why there are no figures
 
     @property
@@ -57,7 +59,7 @@ def ratios(rows: list[Measurement], row: Measurement) -> dict[str, float | None]
     return found
 
 
-HEADERS = ["balancer", "req/s", "p99 ms", "CPU µs/req", "errors",
+HEADERS = ["balancer", "req/s", "p99 ms", "CPU µs/req", "sys %", "procs", "errors",
            "CPU ×haproxy", "CPU ×pen", "req/s ×haproxy", "req/s ×pen"]
 
 
@@ -71,7 +73,9 @@ def _cells(rows: list[Measurement], row: Measurement) -> list[str]:
         return f"{value:.2f}" if value is not None else "-"
 
     return [row.balancer, f"{row.requests_per_second:,.0f}", f"{row.p99_ms:.2f}",
-            f"{row.cpu_us_per_request:.1f}", str(row.errors),
+            f"{row.cpu_us_per_request:.1f}",
+            f"{100 * row.cpu_sys_seconds / row.cpu_seconds:.0f}" if row.cpu_seconds else "-",
+            str(row.processes), str(row.errors),
             ratio("cpu_vs_haproxy"), ratio("cpu_vs_pen"),
             ratio("rps_vs_haproxy"), ratio("rps_vs_pen")]
 
@@ -118,7 +122,8 @@ def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
              f"wrk {settings['wrk']}; {settings['backends']} nginx backends (1 worker each); "
              f"{settings['cpus']} CPUs; {settings['host']}.", "",
              "CPU µs/req: user+sys time of all the balancer's processes and threads during the "
-             "run, divided by requests served. ×haproxy and ×pen: fulcrum's figure divided by "
+             "run, divided by requests served; sys %: the kernel's share of it; procs: processes "
+             "in the balancer's tree (threads are not counted). ×haproxy and ×pen: fulcrum's figure divided by "
              "the peer's (haproxy with the same thread count as fulcrum's workers when measured).",
              ""]
     for traffic, traffic_rows in by_traffic(rows).items():

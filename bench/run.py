@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated traffic kinds: keep-alive, close")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="fulcrum workers for the multi-worker row (default: CPU count)")
+    parser.add_argument("--fulcrum", default=str(Path(sys.executable).parent / "fulcrum"),
+                        help="the fulcrum program to run (default: the venv's)")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
     args = parser.parse_args(argv)
@@ -62,10 +64,9 @@ def variants(args: argparse.Namespace) -> list[peers.Variant]:
     wanted = set(args.only.split(","))
     found: list[peers.Variant] = []
     if "fulcrum" in wanted:
-        fulcrum = str(Path(sys.executable).parent / "fulcrum")
-        found.append(peers.fulcrum_variant(fulcrum, 1))
+        found.append(peers.fulcrum_variant(args.fulcrum, 1))
         if args.workers > 1:
-            found.append(peers.fulcrum_variant(fulcrum, args.workers))
+            found.append(peers.fulcrum_variant(args.fulcrum, args.workers))
     if "haproxy" in wanted:
         found += [peers.haproxy_variant(1), peers.haproxy_variant(None)]
     if "pen" in wanted:
@@ -121,7 +122,9 @@ def measure(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
         return
     row.requests, row.requests_per_second = result.requests, result.requests_per_second
     row.p99_ms, row.errors = result.p99_ms, result.errors
-    row.cpu_seconds = procs.cpu_seconds_between(before, after)
+    user, system = procs.cpu_seconds_between(before, after)
+    row.cpu_seconds, row.cpu_sys_seconds = user + system, system
+    row.processes = len(after)
 
 
 def run_all(args: argparse.Namespace, sup: procs.Supervisor) -> list[report.Measurement]:

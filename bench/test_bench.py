@@ -68,7 +68,7 @@ def test_wrk_sends_connection_close_only_for_close_traffic() -> None:
 def test_stat_line_with_parentheses_in_the_name() -> None:
     fields = ["S", "77"] + ["0"] * 9 + ["120", "30"] + ["0"] * 30
     line = "4242 (a) (b c) " + " ".join(fields)
-    assert procs.parse_stat(line) == (77, 150)
+    assert procs.parse_stat(line) == (77, 120, 30)
 
 
 def test_process_tree_includes_children() -> None:
@@ -83,15 +83,18 @@ def test_process_tree_includes_children() -> None:
 
 
 def test_cpu_between_snapshots_counts_new_processes_whole() -> None:
-    before = {1: 100, 2: 50}
-    after = {1: 100 + procs.CLOCK_TICKS_PER_SECOND, 3: procs.CLOCK_TICKS_PER_SECOND}
-    assert procs.cpu_seconds_between(before, after) == pytest.approx(2.0)
+    hz = procs.CLOCK_TICKS_PER_SECOND
+    before = {1: (100, 10), 2: (50, 50)}
+    after = {1: (100 + hz, 10 + 2 * hz), 3: (hz, 3 * hz)}
+    user, system = procs.cpu_seconds_between(before, after)
+    assert (user, system) == (pytest.approx(2.0), pytest.approx(5.0))
 
 
 def _row(balancer: str, family: str, parallelism: int, cpu_us: float, rps: float,
          failure: str | None = None) -> report.Measurement:
     return report.Measurement("keep-alive", balancer, family, parallelism, requests=1_000_000,
-                              requests_per_second=rps, cpu_seconds=cpu_us, failure=failure)
+                              requests_per_second=rps, cpu_seconds=cpu_us, cpu_sys_seconds=cpu_us / 2,
+                              failure=failure)
 
 
 def test_fulcrum_is_compared_with_haproxy_of_the_same_parallelism_and_with_pen() -> None:
