@@ -36,14 +36,20 @@ class DemoBackend(asyncio.Protocol):
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            forwarded = b"-"
+            forwarded, close = b"-", head.endswith(b"HTTP/1.0") or b" HTTP/1.0\r\n" in head
             for line in head.split(b"\r\n")[1:]:
-                if line.lower().startswith(b"x-forwarded-for:"):
-                    forwarded = line.split(b":", 1)[1].strip()
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"x-forwarded-for":
+                    forwarded = value.strip()
+                elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
+                    close = True
             body = f"hello from {self.name} (X-Forwarded-For: {forwarded.decode()})\n".encode()
             self.transport.write(  # type: ignore[attr-defined]
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                 + f"Content-Length: {len(body)}\r\nX-Backend: {self.name}\r\n\r\n".encode() + body)
+            if close:
+                self.transport.close()
+                return
 
 
 def demo_config(listen_port: int, backend_port: int) -> Config:
