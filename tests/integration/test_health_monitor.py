@@ -1,0 +1,130 @@
+"""The health monitor against real loopback backends: a server that stops is
+marked down, one that comes back is marked up, with one log line each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.config.model import HealthCheck, Pool
+from fulcrum.health.monitor import HealthMonitor
+
+LOOPBACK = "127.0.0.1"
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, 20)
+    return asyncio.run(bounded())
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {what}")
+        await asyncio.sleep(0.01)
+
+
+class Backend:
+    """A loopback HTTP server that can be stopped and started on the same port
+    and told which status to answer."""
+
+    def __init__(self) -> None:
+        self.status = "200 OK"
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 {self.status}\r\nContent-Length: 2\r\n\r\nok".encode())
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, LOOPBACK, self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def runtime(port: int, kind: str) -> PoolRuntime:
+    check = HealthCheck(kind=kind, interval="100ms", timeout="100ms", rise=2, fall=3)
+    return PoolRuntime("web", Pool(servers=[f"{LOOPBACK}:{port}"], health=check))
+
+
+def messages(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "fulcrum.health"]
+
+
+def test_tcp_monitor_marks_a_stopped_backend_down_and_a_returning_one_up(caplog):
+    caplog.set_level(logging.INFO, logger="fulcrum.health")
+
+    async def scenario() -> str:
+        backend = Backend()
+        await backend.start()
+        web = runtime(backend.port, "tcp")
+        server = web.backends[0]
+        monitor = HealthMonitor({"web": web}, initial="fully-up")
+        monitor.start()
+        try:
+            await until(lambda: monitor.status()["web"][server.key]["last_check"] is not None,
+                        "first probe")
+            assert server.healthy and messages(caplog) == []
+            await backend.stop()
+            await until(lambda: not server.healthy, "marked down")
+            await backend.start()
+            await until(lambda: server.healthy, "marked up again")
+            status = monitor.status()["web"][server.key]
+            assert status["up"] and status["last_reason"] == "connect ok"
+        finally:
+            await monitor.stop()
+            await backend.stop()
+        return server.key
+
+    key = run(scenario())
+    assert messages(caplog) == [
+        f"pool web server {key} is DOWN (connect refused, 3/3 failures)",
+        f"pool web server {key} is UP (connect ok, 2/2 successes)",
+    ]
+
+
+def test_http_monitor_follows_the_status_the_backend_answers(caplog):
+    caplog.set_level(logging.INFO, logger="fulcrum.health")
+
+    async def scenario() -> str:
+        backend = Backend()
+        await backend.start()
+        web = runtime(backend.port, "http")
+        server = web.backends[0]
+        monitor = HealthMonitor({"web": web})
+        monitor.start()
+        try:
+            backend.status = "500 Internal Server Error"
+            await until(lambda: not server.healthy, "down on HTTP 500")
+            assert web.pick(now=0.0) is None  # the pool no longer offers it
+            backend.status = "200 OK"
+            await until(lambda: server.healthy, "up on HTTP 200")
+            assert web.pick(now=0.0) is server
+        finally:
+            await monitor.stop()
+            await backend.stop()
+        return server.key
+
+    key = run(scenario())
+    # The default initial state is up on probation: the first failed check takes it out.
+    assert messages(caplog) == [
+        f"pool web server {key} is DOWN (HTTP 500, 1/3 failures, on probation)",
+        f"pool web server {key} is UP (HTTP 200, 2/2 successes)",
+    ]
