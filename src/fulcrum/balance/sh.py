@@ -5,8 +5,12 @@ each server holds slots in proportion to its weight, interleaved (smooth wrr
 order, where IPVS writes `weight` consecutive slots per server, which skews
 shares when weights are not small integers). A key hashes to one slot.
 
-When the slot's server is not usable, the next slots in table order are tried
-(IPVS's sh-fallback flag), so only the clients of a failed server move.
+When the slot's server is not usable, the key is hashed again with an attempt
+number, as IPVS's sh-fallback rehashes with an offset: only the clients of a
+failed server move, and they spread over the other servers instead of all
+landing on its table neighbour. After `table_size` attempts (only when nearly
+everything is down) the table is walked in order, so a usable server is found
+whenever one holds a slot.
 Option `fallback = false` gives IPVS's default: no server (None) instead.
 
 Servers with weight 0 hold no slot. Health does not change the table, so a
@@ -52,9 +56,17 @@ class SourceHash(Scheduler):
         size = len(self.table)
         if size == 0:
             return None
-        start = stable_hash(self.key(ctx), self.salt) % size
-        for step in range(size if self.fallback else 1):
-            backend = self.table[(start + step) % size]
+        key = self.key(ctx)
+        backend = self.table[stable_hash(key, self.salt) % size]
+        if self.eligible(backend, ctx):
+            return backend
+        if not self.fallback:
+            return None
+        for attempt in range(1, size):
+            backend = self.table[stable_hash(f"{key}#{attempt}", self.salt) % size]
+            if self.eligible(backend, ctx):
+                return backend
+        for backend in self.table:
             if self.eligible(backend, ctx):
                 return backend
         return None
