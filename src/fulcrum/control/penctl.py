@@ -1,7 +1,9 @@
 """pen's control port (pen -C), speaking pen's line protocol to penctl and scripts.
 
-As in pen 0.34: a client connects, sends one command line (penctl appends '\\n'),
-reads the reply until the server closes. Replies use pen's formats (`servers`,
+As in pen 0.34: a client connects, sends one command line (penctl appends '\\n'; the
+end of the client's stream ends a line too), and reads the reply until the server
+closes. A client that sends nothing for READ_TIMEOUT seconds, or a line longer than
+LINE_LIMIT, is dropped without a reply. Replies use pen's formats (`servers`,
 `mode`, the bare numbers of `timeout`, `clients_max`...; `status` is pen's HTML page).
 Commands are translated by fulcrum.importers.pen and run through the one command
 table, so a change made here is a configuration change the node reloads.

@@ -193,6 +193,8 @@ def translate_pen_command(words: list[str], data: dict[str, Any]) -> PenAction:
         name, arg = _QUERIES_WITH_SETTER[word]
         calls = [(name, {arg: rest[0]})] if rest else []
         return PenAction(calls=calls, query=word)
+    if word == "mode" and rest:  # fulcrum: `mode wlc` sets any scheduler
+        return PenAction(calls=[("pool.scheduler", {"scheduler": rest[0]})], query="mode")
     if word in _PURE_QUERIES:
         return PenAction(query=word)
     if word in _DEFAULT_ONLY:
@@ -207,8 +209,6 @@ def translate_pen_command(words: list[str], data: dict[str, Any]) -> PenAction:
         return PenAction(calls=[("pool.stubborn", {"on": True})])
     if word == "http":
         return PenAction(calls=[("service.forwarded_for", {"on": True})])
-    if word == "mode" and rest:  # fulcrum: `mode wlc` sets any scheduler
-        return PenAction(calls=[("pool.scheduler", {"scheduler": rest[0]})], query="mode")
     if word == "server":
         return _translate_server(rest, data)
     if word in ("debug", "log"):
