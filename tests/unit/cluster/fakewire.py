@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from fulcrum.cluster.vrrp import fsm
 from fulcrum.cluster.vrrp.timers import Deadlines
 
-TIMER_EVENTS = {fsm.Timer.MASTER_DOWN: fsm.MasterDownTimerFired(), fsm.Timer.ADVER: fsm.AdverTimerFired()}
-
 
 @dataclass
 class Router:
@@ -120,7 +118,7 @@ class Wire:
         for router in self.routers.values():
             if router.running:
                 for timer in router.deadlines.pop_expired(self.now):
-                    self._apply(router, router.machine.handle(TIMER_EVENTS[timer], self.now))
+                    self._apply(router, router.machine.handle(fsm.TIMER_EVENTS[timer], self.now))
 
     def _hears(self, sender: str, receiver: str) -> bool:
         return self.groups is None or any(sender in g and receiver in g for g in self.groups)

@@ -65,6 +65,8 @@ class PriorityChanged:
 
 Event = Startup | Shutdown | AdvertReceived | MasterDownTimerFired | AdverTimerFired | PriorityChanged
 
+TIMER_EVENTS: dict[Timer, Event] = {Timer.MASTER_DOWN: MasterDownTimerFired(), Timer.ADVER: AdverTimerFired()}
+
 
 # -- actions out -------------------------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""Pieces shared by the VRRP namespace scenarios: configurations, a tiny server that
+answers with its node's name on the VIP, and a client that polls the VIP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import VIP4, VIP6, Node
+
+PORT = 8080
+
+# Listens on the VIP before it is local (IP_FREEBIND), answers each connection with
+# the node's name: the client sees which node holds the VIP.
+NAME_SERVER = """
+import socket, sys
+name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+server = socket.socket(family, socket.SOCK_STREAM)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
+server.bind((host, port))
+server.listen(64)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(name.encode())
+    conn.close()
+"""
+
+# Connects to the VIP again and again; prints "monotonic-time name" at each change of
+# answer ("-" for no answer), so a test can see when the VIP moved.
+POLLER = """
+import socket, sys, time
+host, port, until = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+last = None
+while time.monotonic() < until:
+    answer = "-"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as conn:
+            conn.settimeout(0.05)
+            conn.connect((host, port))
+            answer = conn.recv(16).decode() or "-"
+    except OSError:
+        pass
+    if answer != last:
+        print(f"{time.monotonic():.4f} {answer}", flush=True)
+        last = answer
+    time.sleep(0.005)
+"""
+
+
+def vrrp_toml(priority: int, advert_interval: str, vrid: int = 51, preempt: bool = True,
+              extra: str = "") -> str:
+    routers = []
+    for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
+        routers.append(f"""
+[cluster.virtual_routers.{family}]
+vrid = {vrid}
+interface = "eth0"
+priority = {priority}
+advert_interval = "{advert_interval}"
+preempt = {str(preempt).lower()}
+vips = ["{vip}"]
+{extra}
+""")
+    return "".join(routers)
+
+
+def start_runner(node: Node, workdir: Path, toml: str) -> subprocess.Popen[bytes]:
+    config = workdir / f"{node.name}.toml"
+    config.write_text(toml)
+    return node.popen(sys.executable, "-m", "fulcrum.cluster.runner", str(config),
+                      log=workdir / f"{node.name}.log")
+
+
+def start_name_servers(node: Node, workdir: Path) -> None:
+    script = workdir / "name_server.py"
+    script.write_text(NAME_SERVER)
+    for vip in (VIP4, VIP6):
+        node.popen(sys.executable, str(script), node.name, vip, str(PORT))
+
+
+def ask_vip(client: Node, vip: str) -> str:
+    """Which node answers on the VIP now ("" if none)."""
+    script = (
+        "import socket,sys\n"
+        "f = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
+        "try:\n"
+        "    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.2)\n"
+        "    print(c.recv(16).decode())\n"
+        "except OSError:\n"
+        "    print('')\n")
+    return client.run(sys.executable, "-c", script, vip, str(PORT)).stdout.strip()
