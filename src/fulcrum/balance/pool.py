@@ -27,6 +27,9 @@ def backend_from(server: Server) -> Backend:
     )
 
 
+# schedulers that hash or track the client address (dh and lblc fall back to it)
+CLIENT_KEYED = frozenset({"sh", "dh", "mh", "hash", "lblc", "lblcr"})
+
 _CONFIGURED = ("weight", "max_connections", "hard_limit", "priority", "backup", "lbset",
                "route", "state")
 
@@ -70,6 +73,7 @@ class PoolRuntime:
         else:
             self.clients = None
         self.scheduler = make_scheduler(config.scheduler, self.backends, config.options)
+        self.wants_client = self.clients is not None or config.scheduler in CLIENT_KEYED
         self._tiers = self._compute_tiers()
 
     def _compute_tiers(self) -> list[frozenset[int]]:
@@ -128,11 +132,13 @@ class PoolRuntime:
 
     def _schedule(self, now: float, client: str | None, key: str | None,
                   excluded: set[int]) -> Backend | None:
+        usable = self.usable
         for tier in self._tiers:
             def in_tier(b: Backend, tier: frozenset[int] = tier) -> bool:
-                return id(b) in tier and id(b) not in excluded and self.usable(b, now)
-            if any(in_tier(b) for b in self.backends):
-                return self.scheduler.pick(PickContext(usable=in_tier, now=now, client=client, key=key))
+                return id(b) in tier and id(b) not in excluded and usable(b, now)
+            chosen = self.scheduler.pick(PickContext(usable=in_tier, now=now, client=client, key=key))
+            if chosen is not None:
+                return chosen
         return None
 
     # -- events --------------------------------------------------------------------

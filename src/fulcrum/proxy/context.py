@@ -43,9 +43,7 @@ class ServiceContext:
     pools: dict[str, PoolRuntime] = field(default_factory=dict)  # every pool, for http routes
     relays: set[object] = field(default_factory=set)
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 
     def admit(self) -> bool:
         if self.node_connections.full() or self.connections.full():

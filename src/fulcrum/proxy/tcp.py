@@ -25,7 +25,7 @@ class ClientSide(asyncio.Protocol):
     """The connection a client made to a service."""
 
     __slots__ = ("ctx", "transport", "client_ip", "backend", "tried", "server",
-                 "client_eof", "server_eof", "connecting", "closed", "touched", "idle_ticks",
+                 "client_eof", "server_eof", "connecting", "closed", "timed_out", "touched", "idle_ticks",
                  "traffic", "rewrite", "pending")
 
     def __init__(self, ctx: ServiceContext):
@@ -38,11 +38,13 @@ class ClientSide(asyncio.Protocol):
         self.server_eof = False
         self.connecting: asyncio.Task[None] | None = None
         self.closed = False
+        self.timed_out = False
         self.touched = True
         self.idle_ticks = 0
         self.traffic = 0
         self.rewrite: Any = None
         self.pending: list[bytes] = []
+        self.client_ip: str | None = None  # read only when a scheduler, table or header needs it
 
     # -- client events -------------------------------------------------------------
 
@@ -56,8 +58,9 @@ class ClientSide(asyncio.Protocol):
             return
         transport.pause_reading()
         transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if peer else None
+        if self.ctx.pool.wants_client or self.ctx.config.forwarded_for:
+            peer = transport.get_extra_info("peername")
+            self.client_ip = peer[0] if peer else None
         self.ctx.relays.add(self)
         if self.ctx.config.forwarded_for:
             from fulcrum.proxy.forwarded import ForwardedInjector
@@ -112,15 +115,27 @@ class ClientSide(asyncio.Protocol):
 
     async def _open(self, backend: Backend) -> None:
         loop = self.ctx.loop
-        timeout = self.ctx.timeouts.connect or None
+        timeout = self.ctx.timeouts.connect
+        # A bare timer that cancels this task is cheaper than asyncio.timeout() per connection.
+        timer = loop.call_later(timeout, self._connect_timed_out) if timeout else None
         try:
-            async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: ServerSide(self), backend.address, backend.port)
-        except (OSError, TimeoutError) as err:
-            reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
-            self._connect_failed(backend, reason)
+            await loop.create_connection(lambda: ServerSide(self), backend.address, backend.port)
+        except OSError as err:
+            self._connect_failed(backend, err.strerror or str(err))
+        except asyncio.CancelledError:
+            if not self.timed_out:
+                raise
+            self.timed_out = False
+            self._connect_failed(backend, f"connect timeout after {timeout:g}s")
         finally:
             self.connecting = None
+            if timer is not None:
+                timer.cancel()
+
+    def _connect_timed_out(self) -> None:
+        if self.connecting is not None:
+            self.timed_out = True
+            self.connecting.cancel()
 
     def _connect_failed(self, backend: Backend, reason: str) -> None:
         ctx = self.ctx
@@ -234,8 +249,8 @@ def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
     """Called every idle_timeout/4: close relays with no traffic for that many ticks.
 
     A flag set per read is cheaper than re-arming a timer per chunk."""
-    for relay in list(ctx.relays):
-        assert isinstance(relay, ClientSide)
+    for item in list(ctx.relays):
+        relay: Any = item  # a tcp ClientSide or an http HttpConnection: same attributes
         if relay.touched:
             relay.touched = False
             relay.idle_ticks = 0

@@ -1,0 +1,22 @@
+"""The layer-7 data plane: an HTTP/1.1 reverse proxy (mode = "http").
+
+node.py asks `http_protocol_factory(ctx)` for the protocol factory of a listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fulcrum.proxy.context import ServiceContext
+
+
+def http_protocol_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]:
+    from fulcrum.proxy.http.server import HttpConnection
+    from fulcrum.proxy.http.service import HttpService
+
+    svc = HttpService(ctx, tls=ctx.config.http.tls is not None)
+    if ctx.config.http.tls is not None:
+        from fulcrum.proxy.http.tls import tls_factory
+
+        return tls_factory(svc)
+    return lambda: HttpConnection(svc)

@@ -1,0 +1,649 @@
+"""The HTTP/1.1 reverse proxy, on asyncio.Protocol callbacks (no streams, no task per request).
+
+One `HttpConnection` per client connection parses requests with httptools (llhttp, strict by
+default: it rejects CL+TE, bad Content-Length, bad chunk sizes, obs-fold, bare LF, whitespace
+before the colon, NUL/CR in values). On top of that this module enforces the limits and rules of
+RFC 9112 that llhttp leaves to us: HTTP version, Host, request-line and header size/count,
+and the header/body/keep-alive/response timeouts.
+
+Requests are answered strictly in order (pipelining, RFC 9112 §9.3.2): `queue` holds the
+exchanges; only the first talks to a server, later ones buffer (and the client stops being
+read while any is queued, so buffering is bounded by one read). Any rejected input is answered
+with its status and the connection is closed: after a framing error the client's byte stream
+can no longer be trusted, and the server connection is never given a partial request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httptools
+
+from fulcrum.balance.base import Backend
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.proxy.context import ServiceContext
+from fulcrum.proxy.http import headers as hdr
+from fulcrum.proxy.http.responses import error_response
+from fulcrum.proxy.http.service import HttpService
+from fulcrum.proxy.http.upstream import Upstream
+
+log = logging.getLogger("fulcrum.http")
+
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+class RequestError(Exception):
+    """Raised from a parser callback: answer `status` and close."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = ("conn", "method", "target", "version", "headers", "host", "keep_alive",
+                 "upgrade", "chunked", "has_body", "buffered", "request_done", "pool",
+                 "backend", "upstream", "tried", "set_cookie", "resp_reason", "resp_headers",
+                 "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "deadline",
+                 "timer", "retried", "finished", "head_bytes")
+
+    def __init__(self, conn: HttpConnection):
+        self.conn = conn
+        self.method = b""
+        self.target = b""
+        self.version = b"1.1"
+        self.headers: hdr.Headers = []
+        self.host: bytes | None = None
+        self.keep_alive = True
+        self.upgrade = False
+        self.chunked = False
+        self.has_body = False
+        self.buffered: list[bytes] | None = []  # framed request bytes not yet written; None = streaming
+        self.request_done = False
+        self.pool: PoolRuntime | None = None
+        self.backend: Backend | None = None
+        self.upstream: Upstream | None = None
+        self.tried: list[Backend] = []
+        self.set_cookie: bytes | None = None
+        self.resp_reason = b""
+        self.resp_headers: hdr.Headers = []
+        self.resp_mode = ""  # to the client: "length" | "chunk" | "raw" | "none"
+        self.resp_framed = False  # the server framed its body (Content-Length or chunked)
+        self.resp_status = 0
+        self.sent_head = False  # a final response head went to the client
+        self.connecting: asyncio.Task[None] | None = None
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.retried = False
+        self.finished = False
+        self.head_bytes = b""  # the request head as sent, kept for one retry
+
+
+class HttpConnection(asyncio.Protocol):
+    """A client connection to an http service."""
+
+    def __init__(self, svc: HttpService):
+        self.svc = svc
+        self.ctx: ServiceContext = svc.ctx
+        self.opts = svc.opts
+        self.transport: Any = None
+        self.client_ip = "unknown"
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: list[Exchange] = []
+        self.receiving: Exchange | None = None
+        self.error: RequestError | None = None
+        self.blockers: set[str] = set()
+        self.write_paused = False
+        self.closed = False
+        self.client_eof = False  # half-closed: answer what is queued, then close
+        self.tunnel: Upstream | None = None
+        self.head_fed = 0
+        self.url_len = 0
+        self.header_bytes = 0
+        self.deadline = 0.0
+        self.deadline_kind = ""
+        self.timer: asyncio.TimerHandle | None = None
+        self.touched = True
+        self.idle_ticks = 0
+        self.proto = svc.proto
+
+    # -- connection events -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if not self.ctx.admit():
+            log.warning("service %s: connection limit reached", self.ctx.name)
+            self.closed = True
+            self.transport.abort()
+            return
+        self.ctx.relays.add(self)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = peer[0]
+        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        self._arm("head", self.opts.header_timeout)  # the first request's head (slowloris)
+
+    def data_received(self, data: bytes) -> None:
+        self.touched = True
+        if self.tunnel is not None:
+            self.tunnel.transport.write(data)
+            return
+        if self.error is not None:
+            return  # after a rejected request nothing more is read
+        if self.deadline_kind == "body":
+            self.deadline = self.ctx.loop.time() + self.opts.body_timeout
+        elif self.deadline_kind == "keepalive":
+            self._arm("head", self.opts.header_timeout)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # llhttp stops after an upgrade request; what follows belongs to the new protocol
+            rest = data[upgrade.args[0]:]
+            if self.queue and rest:
+                self._send_request_bytes(self.queue[-1], rest)
+            self.block_reading("upgrade")
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            if isinstance(cause, RequestError):
+                self.reject(cause)
+            else:
+                log.exception("service %s: internal error", self.ctx.name, exc_info=cause)
+                self.reject(RequestError(500, "internal error"))
+        except httptools.HttpParserError as err:
+            self.reject(RequestError(400, str(err)))
+        else:
+            if self.head_fed:  # a head is still incomplete: llhttp may be buffering one huge field
+                self.head_fed += len(data)
+                if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
+                    self.reject(RequestError(431, "request head too large"))
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            if self.tunnel.transport.can_write_eof():
+                self.tunnel.transport.write_eof()
+            return True
+        # a client that half-closes after its requests still gets the answers
+        self.client_eof = True
+        if not self.queue:
+            self.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(abort=True)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        up = self.tunnel or (self.queue[0].upstream if self.queue else None)
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.tunnel or (self.queue[0].upstream if self.queue else None)
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+
+    def block_reading(self, reason: str) -> None:
+        if not self.blockers and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.blockers.add(reason)
+
+    def unblock_reading(self, reason: str) -> None:
+        self.blockers.discard(reason)
+        if not self.blockers and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # -- request parser callbacks (httptools) ------------------------------------------
+
+    def on_message_begin(self) -> None:
+        ex = Exchange(self)
+        self.receiving = ex
+        self.queue.append(ex)
+        self.url_len = self.header_bytes = 0
+        self.head_fed = 1
+        if self.deadline_kind != "head":
+            self._arm("head", self.opts.header_timeout)
+        if len(self.queue) > 1:
+            self.block_reading("pipelined")
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.url_len += len(url)
+        if self.url_len > self.opts.max_request_line:
+            raise RequestError(414, "request-target too long")
+        ex.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.opts.max_header_bytes or len(ex.headers) >= self.opts.max_headers:
+            raise RequestError(431, "request header fields too large")
+        ex.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.head_fed = 0
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            # RFC 9112 §2.3: a 1.x parser only reads 1.x; HTTP/0.9 has no headers to frame
+            raise RequestError(505 if version.startswith("2") else 400, f"HTTP version {version}")
+        ex.version = version.encode()
+        ex.method = parser.get_method()
+        ex.keep_alive = parser.should_keep_alive()
+        hosts = [v for n, v in ex.headers if n.lower() == b"host"]
+        if len(hosts) > 1 or (not hosts and version == "1.1"):
+            raise RequestError(400, "a request needs exactly one Host")  # RFC 9112 §3.2
+        ex.host = hosts[0] if hosts else None
+        for name, value in ex.headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                ex.chunked = ex.has_body = True  # llhttp already required chunked to be final
+            elif lower == b"content-length":
+                ex.has_body = value != b"0"
+        ex.upgrade = bool(parser.should_upgrade()) or ex.method == b"CONNECT"
+        if ex.method == b"CONNECT":
+            raise RequestError(405, "CONNECT is not proxied")
+        self._arm("body" if ex.has_body else "none", self.opts.body_timeout)
+        if self.queue[0] is ex:
+            self.dispatch(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.receiving
+        if ex is not None and not ex.finished:
+            self._send_request_bytes(ex, b"%x\r\n%s\r\n" % (len(body), body) if ex.chunked else body)
+
+    def on_message_complete(self) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.receiving = None
+        ex.request_done = True
+        if ex.chunked and not ex.finished:
+            self._send_request_bytes(ex, b"0\r\n\r\n")
+        if self.deadline_kind == "body":
+            self._arm("none", 0)
+        if not ex.keep_alive:
+            self.block_reading("last-request")  # RFC 9112 §9.6: nothing after close is read
+
+    # -- sending a request to a server ---------------------------------------------------
+
+    def dispatch(self, ex: Exchange, fresh: bool = False) -> None:
+        """Choose a server for the exchange at the head of the queue and send it there."""
+        svc = self.svc
+        now = self.ctx.loop.time()
+        if ex.pool is None:
+            ex.pool = svc.pools.get(svc.router.pool_for(ex.host, ex.target)) or self.ctx.pool
+        pool = ex.pool
+        choice = svc.choose(pool, ex, self.client_ip, now)
+        if choice is None:
+            self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+            return
+        backend, ex.set_cookie = choice
+        ex.backend = backend
+        pool.taken(backend)
+        ex.head_bytes = svc.request_head(ex, backend, self.client_ip)
+        up = None if fresh else svc.idle.get(backend, now)
+        if up is not None:
+            self._attach(ex, up)
+        else:
+            ex.connecting = self.ctx.loop.create_task(self._connect(ex, backend))
+
+    async def _connect(self, ex: Exchange, backend: Backend) -> None:
+        loop = self.ctx.loop
+        try:
+            async with asyncio.timeout(self.ctx.timeouts.connect or None):
+                _, up = await loop.create_connection(
+                    lambda: Upstream(backend, self.svc.idle), backend.address, backend.port)
+        except (OSError, TimeoutError) as err:
+            ex.connecting = None
+            reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+            self._connect_failed(ex, backend, reason)
+            return
+        ex.connecting = None
+        if self.closed or ex.finished:
+            up.close()
+            return
+        if self.svc.proxy_header is not None:
+            up.transport.write(self.svc.proxy_header(self.transport, up.transport))
+        self._attach(ex, up)
+
+    def _connect_failed(self, ex: Exchange, backend: Backend, reason: str) -> None:
+        pool = ex.pool
+        assert pool is not None
+        pool.released(backend)
+        ex.backend = None
+        pool.connect_failed(backend, self.ctx.loop.time())
+        if self.ctx.health is not None:
+            self.ctx.health.passive_failure(pool.name, backend, reason)
+        log.info("service %s: connect to %s failed (%s)", self.ctx.name, backend.key, reason)
+        if self.closed or ex.finished:
+            return
+        ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
+        if pool.config.stubborn:
+            self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+        else:
+            self.dispatch(ex)
+
+    def _attach(self, ex: Exchange, up: Upstream) -> None:
+        ex.upstream = up
+        up.exchange = ex
+        up.got_bytes = False
+        up.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        if self.write_paused:
+            up.transport.pause_reading()
+        up.transport.write(ex.head_bytes)
+        if ex.buffered:
+            up.transport.write(b"".join(ex.buffered))
+        ex.buffered = None
+        self._arm_response(ex)
+
+    def _send_request_bytes(self, ex: Exchange, data: bytes) -> None:
+        if ex.buffered is not None:
+            ex.buffered.append(data)
+        elif ex.upstream is not None and ex.upstream.transport is not None:
+            ex.upstream.transport.write(data)
+
+    # -- response timeout (per exchange; re-armed lazily, not per byte) -----------------
+
+    def _arm_response(self, ex: Exchange) -> None:
+        timeout = self.opts.response_timeout
+        if not timeout:
+            return
+        loop = self.ctx.loop
+        ex.deadline = loop.time() + timeout
+        if ex.timer is None:
+            ex.timer = loop.call_at(ex.deadline, self._response_timer, ex)
+
+    def server_activity(self, ex: Exchange) -> None:
+        if ex.timer is not None:
+            ex.deadline = self.ctx.loop.time() + self.opts.response_timeout
+
+    def _response_timer(self, ex: Exchange) -> None:
+        ex.timer = None
+        if ex.finished:
+            return
+        loop = self.ctx.loop
+        if loop.time() < ex.deadline:
+            ex.timer = loop.call_at(ex.deadline, self._response_timer, ex)
+            return
+        log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
+        self.server_failed(ex, "response timeout", status=504)
+
+    # -- response events (called by Upstream) -------------------------------------------
+
+    def response_head(self, ex: Exchange, status: int) -> None:
+        ex.resp_status = status
+        headers = ex.resp_headers
+        ex.resp_headers = []
+        reason = ex.resp_reason or b"-"
+        ex.resp_reason = b""
+        if status == 101 and ex.upgrade:
+            self._start_tunnel(ex, status, reason, headers)
+            return
+        if 100 <= status < 200:
+            if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
+                self.transport.write(hdr.response_head(status, reason, hdr.strip_hop_by_hop(headers)))
+            return
+        ex.sent_head = True
+        self.svc.count_response(status)
+        out = hdr.strip_hop_by_hop(headers)
+        if self.opts.rewrite_location and ex.backend is not None:
+            out = hdr.rewrite_locations(out, self.svc.server_origins(ex.backend), self.svc.public_origin(ex.host))
+        if ex.set_cookie is not None:
+            out.append((b"Set-Cookie", ex.set_cookie))
+        no_body = ex.method == b"HEAD" or status in (204, 304)
+        framed_by_length = any(n.lower() == b"content-length" for n, _ in out)
+        ex.resp_framed = framed_by_length or any(n.lower() == b"transfer-encoding" for n, _ in headers)
+        if no_body:
+            ex.resp_mode = "none"
+        elif framed_by_length:
+            ex.resp_mode = "length"
+        elif ex.version == b"1.1":
+            ex.resp_mode = "chunk"
+            out.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
+            ex.keep_alive = False
+        if ex.upgrade:
+            ex.keep_alive = False  # the server refused the upgrade; the parser cannot go on
+        if not ex.keep_alive:
+            out.append((b"Connection", b"close"))
+        elif ex.version == b"1.0":
+            out.append((b"Connection", b"keep-alive"))
+        self.transport.write(hdr.response_head(status, reason, out, ex.version))
+        if ex.method == b"HEAD":
+            # httptools cannot be told the request was HEAD, so it would wait for a body:
+            # the response ends here and this server connection is not reused.
+            self.response_complete(ex, reusable=False)
+
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        if ex.finished:
+            return
+        if ex.resp_mode == "chunk":
+            self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        elif ex.resp_mode != "none":
+            self.transport.write(body)
+
+    def response_complete(self, ex: Exchange, reusable: bool = True) -> None:
+        if ex.finished or not ex.sent_head or self.tunnel is not None:
+            return  # an interim (1xx) response ended, or a 101 made this a tunnel
+        if ex.resp_mode == "chunk":
+            self.transport.write(b"0\r\n\r\n")
+        up = ex.upstream
+        keep = (reusable and up is not None and ex.request_done and up.parser.should_keep_alive()
+                and not ex.upgrade)
+        self._finish(ex, keep_upstream=keep)
+
+    def server_eof(self, ex: Exchange, lost: bool = False) -> None:
+        """The server closed: the end of a read-until-close body, or a failure."""
+        if ex.finished:
+            return
+        if ex.sent_head and not ex.resp_framed:
+            self.response_complete(ex, reusable=False)  # RFC 9112 §6.3 rule 8: read until close
+            return
+        self.server_failed(ex, "connection closed by server")
+
+    def server_failed(self, ex: Exchange, reason: str, status: int = 502) -> None:
+        if ex.finished:
+            return
+        up = ex.upstream
+        backend = ex.backend
+        log.info("service %s: server %s failed: %s", self.ctx.name, backend.key if backend else "?", reason)
+        if ex.sent_head:
+            self.abort()  # the client already has part of a response: it must see a broken one
+            return
+        retry = (up is not None and not up.got_bytes and not ex.retried and not ex.has_body
+                 and (up.reused or ex.method in IDEMPOTENT) and status == 502)
+        if up is not None:
+            up.abort()
+            ex.upstream = None
+        if retry and up is not None and backend is not None and ex.pool is not None:
+            # Sent again, once: an idempotent request (RFC 9110 §9.2.2), or any bodiless one that
+            # met a kept-alive connection the server had just closed (RFC 9112 §9.3.1). After a
+            # fresh connection failed, another server is tried; after a reused one, the same.
+            ex.retried = True
+            ex.pool.released(backend)
+            ex.backend = None
+            if ex.timer is not None:
+                ex.timer.cancel()
+                ex.timer = None
+            ex.buffered = []
+            if not up.reused:
+                ex.tried.append(backend)
+            self.dispatch(ex, fresh=True)
+            return
+        self.local_response(ex, status)
+
+    # -- tunnels (Upgrade, after the server's 101) ----------------------------------------
+
+    def _start_tunnel(self, ex: Exchange, status: int, reason: bytes, headers: hdr.Headers) -> None:
+        up = ex.upstream
+        assert up is not None
+        ex.sent_head = True
+        self.svc.count_response(status)
+        self.transport.write(hdr.response_head(status, reason, headers, ex.version))
+        up.tunnel = True
+        self.tunnel = up
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
+        self._arm("none", 0)
+        self.blockers.clear()
+        self.transport.resume_reading()
+
+    def tunnel_from_server(self, data: bytes) -> None:
+        self.touched = True
+        self.transport.write(data)
+
+    def tunnel_eof(self) -> None:
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    # -- answers of our own ----------------------------------------------------------------
+
+    def local_response(self, ex: Exchange, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Answer `ex` (the head of the queue) ourselves, then close the connection."""
+        self.svc.count_response(status)
+        ex.sent_head = True
+        ex.keep_alive = False
+        self.transport.write(error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
+        self._finish(ex, keep_upstream=False)
+
+    def reject(self, err: RequestError) -> None:
+        """Bad input: answered once every earlier response is out, then the connection closes."""
+        if self.error is not None or self.closed:
+            return
+        self.error = err
+        self.block_reading("rejected")
+        log.info("service %s: rejected request from %s: %d %s", self.ctx.name, self.client_ip, err.status, err)
+        ex = self.receiving
+        self.receiving = None
+        if ex is not None and ex in self.queue:
+            if ex.upstream is not None:
+                # the server got part of this request: it is out of step now, never reused
+                ex.upstream.abort()
+                ex.upstream = None
+            self.queue.remove(ex)
+            self._release(ex)
+        if not self.queue:
+            self._write_rejection()
+
+    def _write_rejection(self) -> None:
+        err = self.error
+        assert err is not None
+        self.svc.count_response(err.status)
+        if self.transport is not None and not self.closed:
+            self.transport.write(error_response(err.status))
+        self.close()
+
+    # -- the end of an exchange ------------------------------------------------------------
+
+    def _release(self, ex: Exchange, keep_upstream: bool = False) -> None:
+        ex.finished = True
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
+        if ex.connecting is not None:
+            ex.connecting.cancel()
+            ex.connecting = None
+        if ex.backend is not None and ex.pool is not None:
+            ex.pool.released(ex.backend)
+            ex.backend = None
+        up = ex.upstream
+        ex.upstream = None
+        if up is not None:
+            if keep_upstream:
+                up.transport.resume_reading()  # it may have been paused for a slow client
+                self.svc.idle.put(up, self.ctx.loop.time())
+            else:
+                up.close()
+
+    def _finish(self, ex: Exchange, keep_upstream: bool) -> None:
+        self._release(ex, keep_upstream)
+        if ex in self.queue:
+            self.queue.remove(ex)
+        if not ex.keep_alive:
+            self.close()  # RFC 9112 §9.6: the last response on this connection
+            return
+        if len(self.queue) <= 1:
+            self.unblock_reading("pipelined")
+        if self.queue:
+            nxt = self.queue[0]
+            if nxt.method and nxt.backend is None and nxt.connecting is None:
+                self.dispatch(nxt)  # its head is complete: it was waiting for its turn
+        elif self.error is not None:
+            self._write_rejection()
+        elif self.client_eof:
+            self.close()
+        elif self.receiving is None:
+            self._arm("keepalive", self.opts.keepalive_timeout)
+
+    # -- client-side timers (head 408, body 408, keep-alive idle) ----------------------
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        if kind == "none" or not seconds:
+            self.deadline_kind = ""
+            return
+        loop = self.ctx.loop
+        self.deadline_kind = kind
+        self.deadline = loop.time() + seconds
+        if self.timer is None or self.timer.when() > self.deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(self.deadline, self._client_timer)
+
+    def _client_timer(self) -> None:
+        self.timer = None
+        if self.closed or not self.deadline_kind:
+            return
+        loop = self.ctx.loop
+        if loop.time() < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._client_timer)
+            return
+        kind = self.deadline_kind
+        self.deadline_kind = ""
+        if kind == "keepalive":
+            self.close()
+        else:
+            self.reject(RequestError(408, f"request {kind} not received in time"))
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def close(self, abort: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.ctx.relays.discard(self)
+        self.ctx.release()
+        if self.timer is not None:
+            self.timer.cancel()
+        for ex in self.queue:
+            self._release(ex)
+        self.queue.clear()
+        if self.receiving is not None:
+            self._release(self.receiving)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def abort(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.abort()
+        for ex in self.queue:
+            if ex.upstream is not None:
+                ex.upstream.abort()
+                ex.upstream = None
+        self.close(abort=True)

@@ -1,0 +1,113 @@
+"""What every connection of one http service shares, resolved once per (re)load: the router,
+stickiness helpers, the idle server connections, and the request-head recipe."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fulcrum.balance.base import Backend
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.config.types import join_host_port
+from fulcrum.proxy.context import ServiceContext
+from fulcrum.proxy.http import headers as hdr
+from fulcrum.proxy.http import sticky
+from fulcrum.proxy.http.routing import Router, RouteRule
+from fulcrum.proxy.http.upstream import IdlePool
+
+if TYPE_CHECKING:
+    from fulcrum.proxy.http.server import Exchange
+
+
+class HttpService:
+    def __init__(self, ctx: ServiceContext, tls: bool = False):
+        self.ctx = ctx
+        self.opts = ctx.config.http
+        self.tls = tls
+        self.proto = "https" if tls else "http"
+        self.pools: dict[str, PoolRuntime] = ctx.pools or {ctx.pool.name: ctx.pool}
+        self.router = Router(
+            (RouteRule(r.host.lower().encode() if r.host else None, r.path.encode(), r.pool)
+             for r in self.opts.routes),
+            ctx.pool.name)
+        self.idle = IdlePool()
+        self.responses: Counter[int] = Counter()
+        self._cookies: dict[str, sticky.InsertCookie] = {}
+        self.proxy_header: Callable[[Any, Any], bytes] | None = None
+
+    def count_response(self, status: int) -> None:
+        self.responses[status] += 1
+
+    # -- choosing a server ---------------------------------------------------------------
+
+    def insert_cookie(self, pool: PoolRuntime) -> sticky.InsertCookie:
+        maker = self._cookies.get(pool.name)
+        if maker is None:
+            secret = pool.config.sticky.secret
+            key = secret.encode() if secret else sticky.derived_secret(pool.name, pool.backends)
+            maker = self._cookies[pool.name] = sticky.InsertCookie(pool.name, key)
+        return maker
+
+    def choose(self, pool: PoolRuntime, ex: Exchange, client_ip: str,
+               now: float) -> tuple[Backend, bytes | None] | None:
+        """(server, Set-Cookie value or None), or None when no server may take the request."""
+        policy = pool.config.sticky
+        pinned: Backend | None = None
+        asked = False  # the request named a server
+        if policy.mode == "cookie":
+            names = [n.encode() for n in policy.cookie.split("|") if n]
+            cookies = [v for n, v in ex.headers if n.lower() == b"cookie"]
+            route = sticky.route_from_request(names, cookies, ex.target)
+            if route is not None:
+                asked = True
+                pinned = sticky.backend_by_route(pool.backends, route)
+        elif policy.mode == "insert":
+            cookies = [v for n, v in ex.headers if n.lower() == b"cookie"]
+            values = sticky.cookie_values(cookies, policy.cookie.encode())
+            maker = self.insert_cookie(pool)
+            for value in values:
+                asked = True
+                pinned = maker.backend_for(value, pool.backends)
+                if pinned is not None:
+                    break
+        if pinned is not None and pinned not in ex.tried and pool.usable(pinned, now, sticky=True):
+            return pinned, None
+        if asked and policy.nofailover and pinned is not None:
+            return None  # mod_proxy_balancer nofailover: the session lives on that server only
+        backend = pool.pick(now, client=client_ip, exclude=ex.tried)
+        if backend is None:
+            return None
+        cookie = None
+        if policy.mode == "insert":
+            value = self.insert_cookie(pool).value_for(backend)
+            cookie = sticky.set_cookie(policy.cookie.encode(), value, self.tls,
+                                       policy.samesite, policy.max_age)
+        return backend, cookie
+
+    # -- request and response edits ---------------------------------------------------------
+
+    def request_head(self, ex: Exchange, backend: Backend, client_ip: str) -> bytes:
+        opts = self.opts
+        headers = hdr.strip_hop_by_hop(ex.headers, keep_upgrade=ex.upgrade)
+        if opts.x_forwarded or opts.forwarded:
+            headers = hdr.add_forwarded(headers, client_ip, self.proto, ex.host,
+                                        opts.x_forwarded, opts.forwarded)
+        if not opts.preserve_host or ex.host is None:
+            headers = hdr.replace(headers, b"host", join_host_port(backend.address, backend.port).encode())
+        if ex.chunked:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        if ex.upgrade:
+            headers.append((b"Connection", b"upgrade"))
+        return hdr.request_head(ex.method, ex.target, headers)
+
+    @staticmethod
+    def server_origins(backend: Backend) -> list[bytes]:
+        hostport = join_host_port(backend.address, backend.port).encode().lower()
+        origins = [b"http://" + hostport, b"https://" + hostport]
+        if backend.port == 80:
+            origins.append(b"http://" + backend.address.encode().lower())
+        return origins
+
+    def public_origin(self, host: bytes | None) -> bytes:
+        return self.proto.encode() + b"://" + (host or b"localhost")

@@ -1,0 +1,175 @@
+"""Connections to servers: one response parser each, kept alive in a small idle pool per server.
+
+An Upstream belongs to at most one exchange at a time; between exchanges it waits in
+`IdlePool`. The server may close an idle connection at any moment (Apache after 5 s): that
+race is why a request that failed on a *reused* connection before any response byte is
+retried once on a fresh one (see server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from fulcrum.balance.base import Backend
+
+if TYPE_CHECKING:
+    from fulcrum.proxy.http.server import Exchange
+
+IDLE_PER_SERVER = 64  # idle keep-alive connections kept per server
+IDLE_SECONDS = 4.0  # below Apache's 5 s KeepAliveTimeout, so we rarely reuse a dying one
+
+
+class Upstream(asyncio.Protocol):
+    __slots__ = ("backend", "transport", "parser", "exchange", "reused", "idle_since",
+                 "closed", "tunnel", "got_bytes", "pool")
+
+    def __init__(self, backend: Backend, pool: IdlePool):
+        self.backend = backend
+        self.pool = pool
+        self.transport: Any = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.reused = False
+        self.idle_since = 0.0
+        self.closed = False
+        self.tunnel = False
+        self.got_bytes = False  # any response byte for the current exchange
+
+    # -- asyncio callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:  # a server must not talk between responses (RFC 9112 §9.3 hints it may close)
+            self.close()
+            return
+        self.got_bytes = True
+        if self.tunnel:
+            ex.conn.tunnel_from_server(data)
+            return
+        ex.conn.server_activity(ex)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0]:]
+            if rest:
+                ex.conn.tunnel_from_server(rest)
+        except httptools.HttpParserError as err:
+            if self.exchange is not None:
+                self.exchange.conn.server_failed(self.exchange, f"bad response: {err}")
+
+    def eof_received(self) -> bool:
+        ex = self.exchange
+        if ex is not None:
+            if self.tunnel:
+                ex.conn.tunnel_eof()
+                return True
+            ex.conn.server_eof(ex)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            if self.tunnel:
+                ex.conn.abort()
+            else:
+                ex.conn.server_eof(ex, lost=True)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.conn.block_reading("server-full")
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.conn.unblock_reading("server-full")
+
+    # -- response parser callbacks (httptools) ------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.resp_reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.resp_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.conn.response_head(self.exchange, self.parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None and body:
+            self.exchange.conn.response_body(self.exchange, body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.conn.response_complete(self.exchange)
+
+    # -- ownership ---------------------------------------------------------------------
+
+    def new_parser(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.exchange = None
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.exchange = None
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class IdlePool:
+    """Idle keep-alive connections per server key, most recently used first out."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, list[Upstream]] = {}
+
+    def get(self, backend: Backend, now: float) -> Upstream | None:
+        stack = self.idle.get(backend.key)
+        while stack:
+            up = stack.pop()
+            if up.closed or up.transport is None or up.transport.is_closing():
+                continue
+            if now - up.idle_since > IDLE_SECONDS:
+                up.close()
+                continue
+            up.reused = True
+            return up
+        return None
+
+    def put(self, up: Upstream, now: float) -> None:
+        if up.closed or up.transport is None or up.transport.is_closing():
+            return
+        up.exchange = None
+        up.got_bytes = False
+        up.idle_since = now
+        stack = self.idle.setdefault(up.backend.key, [])
+        stack.append(up)
+        if len(stack) > IDLE_PER_SERVER:
+            stack.pop(0).close()
+
+    def forget(self, up: Upstream) -> None:
+        stack = self.idle.get(up.backend.key)
+        if stack and up in stack:
+            stack.remove(up)
+
+    def close_all(self) -> None:
+        for stack in self.idle.values():
+            for up in list(stack):
+                up.close()
+        self.idle.clear()
