@@ -93,3 +93,31 @@ def ask_vip(client: Node, vip: str) -> str:
         "except OSError:\n"
         "    print('')\n")
     return client.run(sys.executable, "-c", script, vip, str(PORT)).stdout.strip()
+
+
+def keepalived_conf(priority: int, advert_interval: float, vrid: int = 51) -> str:
+    instances = []
+    for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
+        instances.append(f"""
+vrrp_instance {family} {{
+    interface eth0
+    state BACKUP
+    virtual_router_id {vrid}
+    priority {priority}
+    advert_int {advert_interval}
+    virtual_ipaddress {{
+        {vip} dev eth0
+    }}
+}}
+""")
+    return "global_defs {\n    vrrp_version 3\n    router_id ka\n}\n" + "".join(instances)
+
+
+def start_keepalived(node: Node, workdir: Path, conf: str) -> subprocess.Popen[bytes]:
+    """Debian's keepalived in the foreground (-n), logging to its log file (-l -D)."""
+    path = workdir / f"{node.name}-keepalived.conf"
+    path.write_text(conf)
+    pids = {flag: str(workdir / f"{node.name}-keepalived{flag}.pid") for flag in ("-p", "-r", "-c")}
+    return node.popen("keepalived", "-n", "-l", "-D", "-f", str(path),
+                      *[part for flag, pid in pids.items() for part in (flag, pid)],
+                      log=workdir / f"{node.name}-keepalived.log")
