@@ -479,7 +479,7 @@ def parse_pen_argv(argv: list[str]) -> PenInvocation:
     for option, words in deferred:
         _apply_line(data, words, f"pen {option}", invocation)
     if invocation.config_file:
-        apply_pen_file(data, invocation.config_file, invocation)
+        apply_pen_file(data, invocation.config_file, invocation, command_line_servers=len(positional[1:]))
     if invocation.debug:
         data["log"]["level"] = "debug"
     if invocation.logfile:
@@ -510,8 +510,14 @@ def _weights_as_pen_reads_them(pool: dict[str, Any], invocation: PenInvocation) 
 
 
 def _apply_line(data: dict[str, Any], words: list[str], where: str, invocation: PenInvocation,
-                depth: int = 0) -> None:
+                depth: int = 0, command_line_servers: int = 0) -> None:
     """Apply one control-language line to a configuration being built."""
+    if words[:1] == ["server"] and len(words) > 1 and words[1].isdigit() \
+            and int(words[1]) < command_line_servers:
+        # pen reads -F before it fills its server table from the command line, so
+        # the command line's server N replaces the file's server N entirely.
+        invocation.notices.append(f"{where}: server {words[1]} is given on the command line, which wins as in pen")
+        return
     try:
         action = translate_pen_command(words, data)
         for name, args in action.calls:
@@ -532,19 +538,23 @@ def _apply_line(data: dict[str, Any], words: list[str], where: str, invocation: 
     elif verb == "include" and arg:
         if depth > 8:
             raise ConfigError.at(where, "include nested too deeply")
-        apply_pen_file(data, arg, invocation, depth + 1)
+        apply_pen_file(data, arg, invocation, depth + 1, command_line_servers)
     elif verb in ("exit", "write"):
         raise ConfigError.at(where, f"{verb} acts on a running balancer; use the control port")
 
 
-def apply_pen_file(data: dict[str, Any], path: str, invocation: PenInvocation, depth: int = 0) -> None:
-    """Apply a pen configuration file (penctl commands, one per line) to `data`."""
+def apply_pen_file(data: dict[str, Any], path: str, invocation: PenInvocation, depth: int = 0,
+                   command_line_servers: int = 0) -> None:
+    """Apply a pen configuration file (penctl commands, one per line) to `data`.
+
+    As in pen, settings in the file override the command line's options, but servers
+    given on the command line replace the file's servers with the same numbers."""
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as err:
         raise ConfigError.at(f"pen -F {path}", err.strerror or str(err)) from None
     for number, line in enumerate(lines, 1):
-        _apply_line(data, line.split(), f"{path}:{number}", invocation, depth)
+        _apply_line(data, line.split(), f"{path}:{number}", invocation, depth, command_line_servers)
 
 
 # -- writing pen's configuration file (`write`) ------------------------------------------------

@@ -103,3 +103,15 @@ def test_pen_and_fulcrum_agree(line: str) -> None:
 def test_weights_agree_in_weight_mode() -> None:
     argv = f"-W 127.0.0.1:{free_port()} 127.0.0.1:9001:0:0:5 127.0.0.1:9002:0:0:2:4".split()
     assert fulcrum_replies(argv) == pen_replies(argv)
+
+
+def test_a_config_file_is_read_as_pen_reads_it(tmp_path: Any) -> None:
+    cfg = tmp_path / "pen.cfg"
+    cfg.write_text("# settings override options; argv's server 0 replaces the file's\n"
+                   "server 0 address 127.0.0.5 port 7000 max 3 weight 9\n"
+                   "server 1 address 127.0.0.6 port 7001 max 4 hard 8\n"
+                   "tracking 44\nblacklist 12\nroundrobin\nstubborn\nno tcp_nodelay\n")
+    argv = f"-T 10 -b 20 -F {cfg} 127.0.0.1:{free_port()} 127.0.0.1:9001".split()
+    pen, ours = pen_replies(argv), fulcrum_replies(argv)
+    assert without_weights(ours.pop("servers")) == without_weights(pen.pop("servers"))
+    assert ours == pen

@@ -64,15 +64,18 @@ def test_a_file_written_by_pen_starts_fulcrum(tmp_path: Path) -> None:
     assert inv.config_file == cfg and inv.debug == 0
 
 
-def test_file_applies_on_top_of_the_command_line(tmp_path: Path) -> None:
+def test_file_settings_override_options_but_command_line_servers_win(tmp_path: Path) -> None:
     cfg = write(tmp_path, "roundrobin\nhash\nblacklist 5\ntracking 60\ntimeout 9\n"
-                          "server 0 weight 4 prio 2\nserver 2 address 10.0.0.3 port 81\nhttp\nstubborn\n")
+                          "server 0 address 10.0.0.9 weight 4 prio 2\nserver 2 address 10.0.0.3 port 81\n"
+                          "server 2 max 7\nhttp\nstubborn\n")
     inv = parse_pen_argv(["-b", "20", "-t", "2", "-F", cfg, "8080", "10.0.0.1", "10.0.0.2"])
     pool = inv.config.pools["pen"]
     assert (pool.scheduler, pool.sticky.mode, pool.blacklist, pool.sticky.expiry) == ("hash", "none", 5, 60)
     assert inv.config.timeouts.connect == 9 and pool.stubborn and inv.config.services["pen"].forwarded_for
-    assert [(s.key, s.weight, s.priority) for s in pool.servers] == [
-        ("10.0.0.1:8080", 4, 2), ("10.0.0.2:8080", 1, 0), ("10.0.0.3:81", 1, 0)]
+    # pen fills its server table from the command line after reading -F: server 0 is argv's.
+    assert [(s.key, s.weight, s.priority, s.max_connections) for s in pool.servers] == [
+        ("10.0.0.1:8080", 1, 0, 0), ("10.0.0.2:8080", 1, 0, 0), ("10.0.0.3:81", 1, 0, 7)]
+    assert any("server 0 is given on the command line" in n for n in inv.notices)
 
 
 def test_file_alone_gives_listen_and_servers(tmp_path: Path) -> None:
@@ -100,9 +103,9 @@ def test_include_and_process_lines(tmp_path: Path) -> None:
     ("tcp_fastclose both", "half-closes"),
     ("tcp_nodelay", "TCP_NODELAY"),
     ("ssl_option no_sslv3", "TLS"),
-    ("server 0 blacklist 10", "running balancer"),
-    ("server 0 acl 2", "access lists"),
-    ("server 0 colour red", "unknown field 'colour'"),
+    ("server 1 address 10.0.0.2 blacklist 10", "running balancer"),
+    ("server 1 address 10.0.0.2 acl 2", "access lists"),
+    ("server 1 address 10.0.0.2 colour red", "unknown field 'colour'"),
     ("server 5 address 10.0.0.9", "add server 1 first"),
     ("server 1 port 81", "needs an address"),
     ("exit", "running balancer"),
