@@ -30,6 +30,25 @@ class Measurement:
         return self.cpu_seconds / self.requests * 1e6
 
 
+def medians(every: list[Measurement], labels: list[str], traffic: list[str]) -> list[Measurement]:
+    """Per balancer and traffic kind, the round with the median CPU per request.
+
+    A whole round is picked (not a median per column) so that its figures stay
+    consistent with each other; the lower middle one for an even count. A balancer
+    that failed in every round keeps its first failure."""
+    picked = []
+    for kind in traffic:
+        for label in labels:
+            rounds = [r for r in every if r.traffic == kind and r.balancer == label]
+            good = sorted((r for r in rounds if r.failure is None),
+                          key=lambda r: r.cpu_us_per_request or 0.0)
+            if good:
+                picked.append(good[(len(good) - 1) // 2])
+            elif rounds:
+                picked.append(rounds[0])
+    return picked
+
+
 def _peer(rows: list[Measurement], family: str, parallelism: int) -> Measurement | None:
     """The peer row to compare against: same parallelism if measured, else the first one."""
     candidates = [r for r in rows if r.family == family and r.failure is None]
@@ -108,19 +127,23 @@ def by_traffic(rows: list[Measurement]) -> dict[str, list[Measurement]]:
     return grouped
 
 
-def as_json(rows: list[Measurement], settings: dict[str, Any]) -> str:
+def as_json(rows: list[Measurement], every_round: list[Measurement],
+            settings: dict[str, Any]) -> str:
     measurements = []
     for traffic_rows in by_traffic(rows).values():
         for row in traffic_rows:
             measurements.append({**asdict(row), "cpu_us_per_request": row.cpu_us_per_request,
                                  **ratios(traffic_rows, row)})
-    return json.dumps({"settings": settings, "measurements": measurements}, indent=2) + "\n"
+    rounds = [{**asdict(row), "cpu_us_per_request": row.cpu_us_per_request} for row in every_round]
+    return json.dumps({"settings": settings, "measurements": measurements, "rounds": rounds},
+                      indent=2) + "\n"
 
 
 def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
     parts = [f"# fulcrum benchmark, {settings['date']}", "",
              f"wrk {settings['wrk']}; {settings['backends']} nginx backends (1 worker each); "
-             f"{settings['cpus']} CPUs; {settings['host']}.", "",
+             f"{settings['cpus']} CPUs; {settings['host']}; median of {settings['rounds']} "
+             "round(s).", "",
              "CPU µs/req: user+sys time of all the balancer's processes and threads during the "
              "run, divided by requests served; sys %: the kernel's share of it; procs: processes "
              "in the balancer's tree (threads are not counted). ×haproxy and ×pen: fulcrum's figure divided by "
@@ -132,13 +155,14 @@ def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def write(results_dir: Path, rows: list[Measurement], settings: dict[str, Any]) -> list[Path]:
+def write(results_dir: Path, rows: list[Measurement], every_round: list[Measurement],
+          settings: dict[str, Any]) -> list[Path]:
     """Write <stamp>.json/.md and latest.json/.md; return the paths written."""
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = settings["date"].replace(":", "").replace("-", "").replace(" ", "-")
     written = []
     for name in (stamp, "latest"):
-        for suffix, text in ((".json", as_json(rows, settings)), (".md", as_markdown(rows, settings))):
+        for suffix, text in ((".json", as_json(rows, every_round, settings)), (".md", as_markdown(rows, settings))):
             path = results_dir / f"{name}{suffix}"
             path.write_text(text)
             written.append(path)

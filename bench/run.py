@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each")
     parser.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure everything this many times and report the median round")
     parser.add_argument("--backends", type=int, default=2, help="nginx backends (default 2)")
     parser.add_argument("--only", default="fulcrum,haproxy,pen",
                         help="comma-separated balancers to run (default all)")
@@ -127,32 +129,46 @@ def measure(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
     row.processes = len(after)
 
 
-def run_all(args: argparse.Namespace, sup: procs.Supervisor) -> list[report.Measurement]:
+def run_variant(args: argparse.Namespace, sup: procs.Supervisor, variant: peers.Variant,
+                backends: list[int], traffic: list[str]) -> list[report.Measurement]:
+    """Start one balancer, measure each traffic kind through it, stop it."""
+    print(f"-- {variant.label}", flush=True)
+    rows = [report.Measurement(kind, variant.label, variant.family, variant.parallelism)
+            for kind in traffic]
+    try:
+        proc, port = start_balancer(sup, variant, backends)
+    except procs.StartError as exc:
+        print(f"   did not start: {exc}", flush=True)
+        for row in rows:
+            row.failure = f"did not start: {exc}"
+        return rows
+    try:
+        for row in rows:
+            measure(args, proc, port, row, TRAFFIC[row.traffic])
+            figure = (row.failure or f"{row.requests_per_second:,.0f} req/s, "
+                      f"{row.cpu_us_per_request:.1f} µs CPU/req, p99 {row.p99_ms:.2f} ms")
+            print(f"   {row.traffic}: {figure}", flush=True)
+    finally:
+        sup.stop(proc)
+    time.sleep(0.5)  # let the stopped balancer's sockets settle before the next one
+    return rows
+
+
+def run_all(args: argparse.Namespace,
+            sup: procs.Supervisor) -> tuple[list[report.Measurement], list[report.Measurement]]:
+    """(median rows, every round's rows). Each round starts with a different balancer,
+    so a slow stretch of a noisy machine does not always hit the same one."""
     backends = start_backends(sup, args.backends)
     traffic = [name for name in TRAFFIC if name in args.traffic.split(",")]
-    rows: list[report.Measurement] = []
-    for variant in variants(args):
-        print(f"-- {variant.label}", flush=True)
-        new_rows = [report.Measurement(kind, variant.label, variant.family, variant.parallelism)
-                    for kind in traffic]
-        rows += new_rows
-        try:
-            proc, port = start_balancer(sup, variant, backends)
-        except procs.StartError as exc:
-            print(f"   did not start: {exc}", flush=True)
-            for row in new_rows:
-                row.failure = f"did not start: {exc}"
-            continue
-        try:
-            for row in new_rows:
-                measure(args, proc, port, row, TRAFFIC[row.traffic])
-                figure = (row.failure or f"{row.requests_per_second:,.0f} req/s, "
-                          f"{row.cpu_us_per_request:.1f} µs CPU/req, p99 {row.p99_ms:.2f} ms")
-                print(f"   {row.traffic}: {figure}", flush=True)
-        finally:
-            sup.stop(proc)
-        time.sleep(0.5)  # let the stopped balancer's sockets settle before the next one
-    return rows
+    order = variants(args)
+    every: list[report.Measurement] = []
+    for round_number in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_number + 1} of {args.rounds}", flush=True)
+        shift = round_number % len(order)
+        for variant in order[shift:] + order[:shift]:
+            every += run_variant(args, sup, variant, backends, traffic)
+    return report.medians(every, [v.label for v in order], traffic), every
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +180,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "wrk": f"-t{args.threads} -c{args.connections} -d{args.duration:g}s --latency "
                f"(warm-up {args.warmup:g}s)",
         "backends": args.backends,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "host": f"{cpu_model}, Linux {platform.release()}, Python {platform.python_version()}",
         "clock_ticks_per_second": procs.CLOCK_TICKS_PER_SECOND,
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fulcrum-bench-"))
     sup = procs.Supervisor(workdir)
     try:
-        rows = run_all(args, sup)
+        rows, every_round = run_all(args, sup)
     except KeyboardInterrupt:
         print("interrupted; stopping everything", file=sys.stderr)
         return 130
@@ -198,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{traffic}\n{report.text_table(traffic_rows)}")
     for note in report.failures(rows):
         print(note)
-    for path in report.write(args.results, rows, run_settings):
+    for path in report.write(args.results, rows, every_round, run_settings):
         print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 

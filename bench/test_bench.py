@@ -141,3 +141,12 @@ def test_collapsed_stacks_count_self_and_inclusive_once_per_sample() -> None:
     assert inclusive["relay (b.py:5)"] == 5
     assert inclusive["f (c.py:1)"] == 5  # recursion is not counted twice
     assert inclusive["main (a.py:1)"] == 10
+
+
+def test_median_round_is_picked_whole_and_failures_are_skipped() -> None:
+    every = [_row("pen", "pen", 1, 30.0, 1), _row("pen", "pen", 1, 10.0, 2),
+             _row("pen", "pen", 1, 0.0, 0, failure="wrk timed out"), _row("pen", "pen", 1, 20.0, 3),
+             _row("haproxy", "haproxy", 1, 0.0, 0, failure="did not start")]
+    picked = report.medians(every, ["pen", "haproxy"], ["keep-alive"])
+    assert [r.requests_per_second for r in picked] == [3, 0]
+    assert picked[1].failure == "did not start"
