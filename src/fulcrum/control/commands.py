@@ -504,7 +504,7 @@ def config_write(node: Any, path: str, format: str | None) -> str:
 
         body = tomli_w.dumps(node.config.model_dump(mode="json", exclude_none=True))
     elif format == "pen":
-        from fulcrum.importers.pen import render_pen_config
+        from fulcrum.importers.pen_commands import render_pen_config
 
         body = render_pen_config(node.config, path)
     else:
