@@ -252,8 +252,7 @@ class Draft:
         """pen's default server port: the listen port of a service using this pool."""
         for service in self.data.get("services", {}).values():
             if service.get("pool") == pool and service.get("listen"):
-                first = service["listen"][0]
-                return int(str(first).rsplit(":", 1)[1]) if not isinstance(first, dict) else int(first["port"])
+                return split_host_port(str(service["listen"][0]), default_host="0.0.0.0")[1]
         return None
 
 

@@ -82,6 +82,8 @@ async def serve_penctl(node: Any, host: str, port: int, *, invocation: PenInvoca
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
         except (TimeoutError, ConnectionError, ValueError) as err:  # ValueError: line too long
             log.debug("control connection dropped: %r", err)
+        except Exception:  # a bug: say so in the log, keep serving other clients
+            log.exception("control command failed")
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
@@ -103,6 +105,8 @@ async def respond(node: Any, line: str, process: PenProcess | None = None) -> st
         return f"{err}\n"
     except (CommandError, ConfigError) as err:
         return f"error: {err}\n"
+    except OSError as err:  # write, status files
+        return f"error: {err.filename or ''}: {err.strerror or err}\n"
 
 
 async def _finish(node: Any, action: PenAction, process: PenProcess) -> str:

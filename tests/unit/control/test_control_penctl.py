@@ -190,3 +190,8 @@ def test_debians_penctl_talks_to_fulcrum() -> None:
     _, servers, mode = asyncio.run(scenario())
     assert servers.splitlines()[0] == "0 addr 127.0.0.1 port 9001 conn 0 max 10 hard 20 weight 6 prio 1 sx 0 rx 0"
     assert mode == "no hash no roundrobin no stubborn no weight no prio\n"
+
+
+def test_file_errors_are_replies_not_crashes(tmp_path: Path) -> None:
+    reply = say(pen_node(), f"write {tmp_path}/missing-dir/pen.cfg")
+    assert reply.startswith("error: ") and "No such file or directory" in reply
