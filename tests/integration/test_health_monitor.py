@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import HealthCheck, Pool
 from fulcrum.health.monitor import HealthMonitor
+from tests.integration.helpers import wait_until
 
 LOOPBACK = "127.0.0.1"
 
@@ -21,16 +22,7 @@ def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(bounded())
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {what}")
-        await asyncio.sleep(0.01)
-
-
-class Backend:
+class HttpBackend:
     """A loopback HTTP server that can be stopped and started on the same port
     and told which status to answer."""
 
@@ -72,20 +64,19 @@ def test_tcp_monitor_marks_a_stopped_backend_down_and_a_returning_one_up(caplog)
     caplog.set_level(logging.INFO, logger="fulcrum.health")
 
     async def scenario() -> str:
-        backend = Backend()
+        backend = HttpBackend()
         await backend.start()
         web = runtime(backend.port, "tcp")
         server = web.backends[0]
         monitor = HealthMonitor({"web": web}, initial="fully-up")
         monitor.start()
         try:
-            await until(lambda: monitor.status()["web"][server.key]["last_check"] is not None,
-                        "first probe")
+            await wait_until(lambda: monitor.status()["web"][server.key]["last_check"] is not None)
             assert server.healthy and messages(caplog) == []
             await backend.stop()
-            await until(lambda: not server.healthy, "marked down")
+            await wait_until(lambda: not server.healthy)
             await backend.start()
-            await until(lambda: server.healthy, "marked up again")
+            await wait_until(lambda: server.healthy)
             status = monitor.status()["web"][server.key]
             assert status["up"] and status["last_reason"] == "connect ok"
         finally:
@@ -104,7 +95,7 @@ def test_http_monitor_follows_the_status_the_backend_answers(caplog):
     caplog.set_level(logging.INFO, logger="fulcrum.health")
 
     async def scenario() -> str:
-        backend = Backend()
+        backend = HttpBackend()
         await backend.start()
         web = runtime(backend.port, "http")
         server = web.backends[0]
@@ -112,10 +103,10 @@ def test_http_monitor_follows_the_status_the_backend_answers(caplog):
         monitor.start()
         try:
             backend.status = "500 Internal Server Error"
-            await until(lambda: not server.healthy, "down on HTTP 500")
+            await wait_until(lambda: not server.healthy)
             assert web.pick(now=0.0) is None  # the pool no longer offers it
             backend.status = "200 OK"
-            await until(lambda: server.healthy, "up on HTTP 200")
+            await wait_until(lambda: server.healthy)
             assert web.pick(now=0.0) is server
         finally:
             await monitor.stop()

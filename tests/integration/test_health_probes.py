@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ import pytest
 
 from fulcrum.config.model import HealthCheck
 from fulcrum.health.probes import run_probe
+from tests.integration.helpers import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -23,12 +23,6 @@ def run(coro: Awaitable[Any]) -> Any:
     async def bounded() -> Any:
         return await asyncio.wait_for(coro, 10)
     return asyncio.run(bounded())
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -83,14 +77,14 @@ def test_tcp_probe_succeeds_on_a_listening_port():
 
 
 def test_tcp_probe_reports_a_refused_connect():
-    assert run(run_probe(HealthCheck(kind="tcp"), LOOPBACK, closed_port())) == (False, "connect refused")
+    assert run(run_probe(HealthCheck(kind="tcp"), LOOPBACK, free_port())) == (False, "connect refused")
 
 
 def test_probe_port_overrides_the_server_port():
     async def scenario() -> tuple[bool, str]:
         server, port = await serve(http_backend(b""))
         async with server:
-            return await run_probe(HealthCheck(kind="tcp", port=port), LOOPBACK, closed_port())
+            return await run_probe(HealthCheck(kind="tcp", port=port), LOOPBACK, free_port())
     assert run(scenario()) == (True, "connect ok")
 
 
