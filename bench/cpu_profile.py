@@ -46,6 +46,31 @@ def parse_collapsed(text: str) -> tuple[Counter[str], Counter[str], int]:
     return self_counts, inclusive, total
 
 
+# libc functions seen on top of samples that are library code rather than system calls
+LIBC_NOT_SYSCALLS = ("malloc", "free", "cfree", "calloc", "realloc", "mem", "str", "pthread_",
+                     "_int_", "__")
+
+
+def leaf_kind(frame: str) -> str:
+    """What a sample was doing: a system call (a libc leaf), Python code, or C code."""
+    name, _, where = frame.partition(" (")
+    if where.startswith("libc.so"):
+        if name.startswith("0x"):
+            return "libc (unnamed)"
+        if not name.startswith(LIBC_NOT_SYSCALLS):
+            return f"syscall {name}"
+    if ".py:" in where:
+        return "Python code"
+    return "C code (uvloop, libuv, CPython)"
+
+
+def kinds(self_counts: Counter[str]) -> Counter[str]:
+    by_kind: Counter[str] = Counter()
+    for frame, count in self_counts.items():
+        by_kind[leaf_kind(frame)] += count
+    return by_kind
+
+
 def top_lines(title: str, counts: Counter[str], total: int, limit: int) -> list[str]:
     lines = [title]
     for frame, count in counts.most_common(limit):
@@ -107,6 +132,8 @@ def main() -> int:
             print(f"\n== {traffic}: {result.requests_per_second:,.0f} req/s while sampled; "
                   f"{total} samples; stacks in {out}")
             print("\n".join(top_lines("self (on top of the stack):", self_counts, total, args.top)))
+            if args.native:
+                print("\n".join(top_lines("by kind of work:", kinds(self_counts), total, args.top)))
             below_main = Counter({f: n for f, n in inclusive.items() if n < total})
             print("\n".join(top_lines("inclusive (frames on every stack left out):", below_main,
                                        total, args.top)))

@@ -150,3 +150,10 @@ def test_median_round_is_picked_whole_and_failures_are_skipped() -> None:
     picked = report.medians(every, ["pen", "haproxy"], ["keep-alive"])
     assert [r.requests_per_second for r in picked] == [3, 0]
     assert picked[1].failure == "did not start"
+
+
+def test_native_leaves_are_sorted_into_syscalls_python_and_c() -> None:
+    assert cpu_profile.leaf_kind("write (libc.so.6)") == "syscall write"
+    assert cpu_profile.leaf_kind("ClientSide._open (fulcrum/proxy/tcp.py:116)") == "Python code"
+    assert cpu_profile.leaf_kind("uv__read (stream.c:1154)").startswith("C code")
+    assert cpu_profile.leaf_kind("malloc (libc.so.6)").startswith("C code")
