@@ -64,6 +64,17 @@ class LocalityTable(Generic[Entry]):
         return len(self._entries)
 
 
+def configured_table(options: Options, table: LocalityTable[Entry] | None) -> LocalityTable[Entry]:
+    """`table` (a new one if None) sized and aged by the options `table_size`
+    and `expiry`; entries survive a rebuild."""
+    size = int(option_number(options, "table_size", DEFAULT_TABLE_SIZE))
+    expiry = option_number(options, "expiry", DEFAULT_EXPIRY)
+    if table is None:
+        return LocalityTable(size, expiry)
+    table.size, table.expiry = size, expiry
+    return table
+
+
 def overloaded(backend: Backend, candidates: Sequence[Backend]) -> bool:
     """IPVS is_overloaded(): busier than its weight while another server is
     below half of its own."""
@@ -79,11 +90,8 @@ class LocalityBasedLeastConnection(Scheduler):
     name = "lblc"
 
     def rebuild(self) -> None:
-        size = int(option_number(self.options, "table_size", DEFAULT_TABLE_SIZE))
-        expiry = option_number(self.options, "expiry", DEFAULT_EXPIRY)
-        if not hasattr(self, "table"):
-            self.table: LocalityTable[Backend] = LocalityTable(size, expiry)
-        self.table.size, self.table.expiry = size, expiry
+        kept = getattr(self, "table", None)
+        self.table: LocalityTable[Backend] = configured_table(self.options, kept)
 
     def pick(self, ctx: PickContext) -> Backend | None:
         candidates = self.usable(ctx)
@@ -93,6 +101,7 @@ class LocalityBasedLeastConnection(Scheduler):
         chosen = self.table.get(key, ctx.now)
         if chosen is None or not self.eligible(chosen, ctx) or overloaded(chosen, candidates):
             chosen = least_connection(candidates)
-        assert chosen is not None  # candidates is not empty and all have weight > 0
+            if chosen is None:  # unreachable: candidates are usable, so weight > 0
+                return None
         self.table.put(key, chosen, ctx.now)
         return chosen

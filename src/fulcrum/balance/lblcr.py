@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.lblc import (
     DEFAULT_EXPIRY,
-    DEFAULT_TABLE_SIZE,
     LocalityTable,
+    configured_table,
     least_connection,
     option_number,
     overloaded,
@@ -44,12 +44,9 @@ class LocalityBasedLeastConnectionReplicated(Scheduler):
     name = "lblcr"
 
     def rebuild(self) -> None:
-        size = int(option_number(self.options, "table_size", DEFAULT_TABLE_SIZE))
-        expiry = option_number(self.options, "expiry", DEFAULT_EXPIRY)
         self.set_expiry = option_number(self.options, "set_expiry", DEFAULT_EXPIRY)
-        if not hasattr(self, "table"):
-            self.table: LocalityTable[ServerSet] = LocalityTable(size, expiry)
-        self.table.size, self.table.expiry = size, expiry
+        kept = getattr(self, "table", None)
+        self.table: LocalityTable[ServerSet] = configured_table(self.options, kept)
 
     def pick(self, ctx: PickContext) -> Backend | None:
         candidates = self.usable(ctx)
@@ -63,7 +60,8 @@ class LocalityBasedLeastConnectionReplicated(Scheduler):
         chosen = least_connection([b for b in servers.members if self.eligible(b, ctx)])
         if chosen is None or overloaded(chosen, candidates):
             chosen = least_connection(candidates)
-            assert chosen is not None  # candidates is not empty and all have weight > 0
+            if chosen is None:  # unreachable: candidates are usable, so weight > 0
+                return None
             if chosen not in servers.members:
                 servers.members.append(chosen)
                 servers.modified = ctx.now

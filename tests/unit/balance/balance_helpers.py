@@ -9,10 +9,20 @@ from fulcrum.balance.base import Backend, Options, PickContext, Scheduler
 from fulcrum.balance.registry import make_scheduler
 
 
-def backends(weights: Iterable[int], **fields: object) -> list[Backend]:
-    return [Backend(key=f"10.0.0.{i + 1}:80", address=f"10.0.0.{i + 1}", port=80,
-                    weight=weight, **fields)  # type: ignore[arg-type]
+def backends(weights: Iterable[int]) -> list[Backend]:
+    return [Backend(key=f"10.0.0.{i + 1}:80", address=f"10.0.0.{i + 1}", port=80, weight=weight)
             for i, weight in enumerate(weights)]
+
+
+def set_active(pool: list[Backend], *active: int) -> None:
+    for backend, count in zip(pool, active, strict=True):
+        backend.active = count
+
+
+def picked_key(sched: Scheduler, context: PickContext) -> str:
+    chosen = sched.pick(context)
+    assert chosen is not None
+    return chosen.key
 
 
 def scheduler(name: str, pool: list[Backend], options: Options | None = None) -> Scheduler:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from balance_helpers import backends, ctx, everyone, scheduler, up_only
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fulcrum.balance.base import Backend, Scheduler
 from fulcrum.balance.registry import MODULES, scheduler_class
 
 ALL = sorted(MODULES)
@@ -20,12 +23,17 @@ clients = st.lists(st.sampled_from(["198.18.0.1", "198.18.0.2", "198.18.7.9", "f
                    min_size=1, max_size=12)
 
 
-def build(name: str, spec: list[tuple[int, bool, int, int]]):  # type: ignore[no-untyped-def]
+Spec = list[tuple[int, bool, int, int]]
+
+
+def build(name: str, spec: Spec) -> tuple[list[Backend], Scheduler, Callable[[Backend], bool],
+                                          list[Backend]]:
     pool = backends([weight for weight, _, _, _ in spec])
     for backend, (_, _, active, priority) in zip(pool, spec, strict=True):
         backend.active, backend.priority = active, priority
     down = [b for b, (_, usable, _, _) in zip(pool, spec, strict=True) if not usable]
-    options = {"seed": 7} if name == "random2" else {}
+    # the smallest table mh accepts for 7 servers keeps hypothesis quick
+    options = {"seed": 7, "table_size": 701}
     return pool, scheduler(name, pool, options), up_only(down), down
 
 
@@ -37,7 +45,7 @@ def test_registry_names_match(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 @settings(max_examples=60, deadline=None)
 @given(spec=pools, addresses=clients)
-def test_never_unusable_never_weight_zero(name, spec, addresses) -> None:  # type: ignore[no-untyped-def]
+def test_never_unusable_never_weight_zero(name: str, spec: Spec, addresses: list[str]) -> None:
     pool, sched, usable, down = build(name, spec)
     eligible = [b for b in pool if b.weight > 0 and b not in down]
     for now, client in enumerate(addresses):
@@ -66,7 +74,7 @@ def test_all_weights_zero_gives_none(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(set(ALL) - {"random2"}))
 @settings(max_examples=30, deadline=None)
 @given(spec=pools, addresses=clients)
-def test_deterministic_across_nodes(name, spec, addresses) -> None:  # type: ignore[no-untyped-def]
+def test_deterministic_across_nodes(name: str, spec: Spec, addresses: list[str]) -> None:
     """Two nodes with the same configuration and the same events choose alike."""
     picks = []
     for _node in range(2):

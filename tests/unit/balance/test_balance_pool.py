@@ -14,7 +14,8 @@ from fulcrum.config.model import Pool
 
 
 def runtime(servers: list[Any], scheduler: str = "rr", **pool: Any) -> PoolRuntime:
-    config = Pool(scheduler=scheduler, servers=servers, options={"seed": 1}, **pool)
+    config = Pool.model_validate(
+        {"scheduler": scheduler, "servers": servers, "options": {"seed": 1}, **pool})
     return PoolRuntime("web", config)
 
 
@@ -108,7 +109,7 @@ def test_emergency_server_only_when_nothing_else_and_not_remembered() -> None:
     assert chosen.active == 1
     pool.set_healthy(named(pool, "10.0.0.8:80"), True)
     assert pool.pick(2.0, client="198.18.0.1") is named(pool, "10.0.0.8:80")
-    pool.emergency.healthy = False
+    chosen.healthy = False  # the emergency server fails too
     pool.set_healthy(named(pool, "10.0.0.8:80"), False)
     assert pool.pick(3.0, client="198.18.0.1") is None
 
@@ -165,6 +166,6 @@ def test_reload_keeps_live_counts() -> None:
     pool = runtime(["10.0.0.1:80", "10.0.0.2:80"], "lc")
     kept = named(pool, "10.0.0.1:80")
     pool.taken(kept)
-    pool.apply(Pool(scheduler="lc", servers=["10.0.0.1:80", "10.0.0.3:80"]))
+    pool.apply(Pool.model_validate({"scheduler": "lc", "servers": ["10.0.0.1:80", "10.0.0.3:80"]}))
     assert named(pool, "10.0.0.1:80") is kept and kept.active == 1
     assert pool.pick(0.0) is named(pool, "10.0.0.3:80")
