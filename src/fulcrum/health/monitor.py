@@ -125,13 +125,13 @@ class HealthMonitor:
 
     def passive_failure(self, pool_name: str, backend: Backend, reason: str) -> None:
         watch = self._passive_watch(pool_name, backend)
-        if watch is not None:
-            self._record(watch, False, reason)
+        if watch is not None:  # marked, so the log says who saw the failure
+            self._record(watch, False, f"passive: {reason}")
 
     def passive_success(self, pool_name: str, backend: Backend) -> None:
         watch = self._passive_watch(pool_name, backend)
         if watch is not None and watch.counter.up and watch.counter.health < watch.counter.top:
-            self._record(watch, True, "connect ok")
+            self._record(watch, True, "passive: connect ok")
 
     def _passive_watch(self, pool_name: str, backend: Backend) -> _Watch | None:
         watch = self._by_backend.get(id(backend))

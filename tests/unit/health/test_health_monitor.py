@@ -59,7 +59,7 @@ def test_passive_failures_take_a_server_down_and_log_one_line(caplog):
     assert not first.healthy
     assert web.backends[1].healthy
     assert [r.getMessage() for r in caplog.records] == [
-        "pool web server 127.0.0.1:9001 is DOWN (connect refused, 3/3 failures)"]
+        "pool web server 127.0.0.1:9001 is DOWN (passive: connect refused, 3/3 failures)"]
     assert caplog.records[0].levelno == logging.WARNING
 
 
@@ -109,7 +109,7 @@ def test_kind_none_never_probes_and_readmits_a_passively_failed_server(caplog):
     run(scenario())
     assert probe.calls == {}
     assert [r.getMessage() for r in caplog.records] == [
-        "pool web server 127.0.0.1:9001 is DOWN (connect timeout, 1/1 failures)",
+        "pool web server 127.0.0.1:9001 is DOWN (passive: connect timeout, 1/1 failures)",
         "pool web server 127.0.0.1:9001 is UP (no active check, retried after 20ms, on probation)"]
 
 
