@@ -138,6 +138,13 @@ def lookup(name: str) -> Command:
         raise CommandError(f"unknown command {name!r}") from None
 
 
+def describe() -> list[dict[str, Any]]:
+    """The table as data, for `fulcrum ctl help`, the API's index and the web UI."""
+    return [{"name": c.name, "help": c.help, "changes_config": c.edits_config,
+             "args": [{"name": a.name, "help": a.help, "required": a.required} for a in c.args]}
+            for c in sorted(COMMANDS.values(), key=lambda c: c.name)]
+
+
 # -- running commands -------------------------------------------------------------
 
 async def execute(node: Any, name: str, args: Mapping[str, Any] | None = None) -> Any:
@@ -526,5 +533,5 @@ async def reload(node: Any, config: Any) -> str:
     return "reloaded"
 
 
-__all__ = ["COMMANDS", "Arg", "Command", "CommandError", "ConfigError", "Draft", "edit_dict",
-           "edited", "execute", "lookup"]
+__all__ = ["COMMANDS", "Arg", "Command", "CommandError", "ConfigError", "Draft", "describe",
+           "edit_dict", "edited", "execute", "lookup"]

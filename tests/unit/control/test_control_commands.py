@@ -11,7 +11,7 @@ from control_helpers import AsyncFakeNode, FakeNode, make_config
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
-from fulcrum.control.commands import COMMANDS, CommandError, edit_dict, edited, execute
+from fulcrum.control.commands import COMMANDS, CommandError, describe, edit_dict, edited, execute
 
 
 def run(node: Any, name: str, **args: Any) -> Any:
@@ -27,6 +27,15 @@ def test_every_command_has_help_and_described_arguments() -> None:
     for command in COMMANDS.values():
         assert command.help.strip(), command.name
         assert all(arg.help for arg in command.args), command.name
+
+
+def test_describe_lists_the_table_for_clients() -> None:
+    table = {entry["name"]: entry for entry in describe()}
+    assert set(table) == set(COMMANDS)
+    weight = table["server.weight"]
+    assert weight["changes_config"] and [a["name"] for a in weight["args"]] == ["server", "weight", "pool"]
+    assert [a["required"] for a in weight["args"]] == [True, True, False]
+    assert not table["server.blacklist"]["changes_config"]
 
 
 def test_weight_by_index_changes_config_and_live_pool_through_reload() -> None:
