@@ -109,7 +109,7 @@ class HealthCounter:
         else:
             event = Event.FALL if self.health == self.rise else Event.FAILURE
             self.health = 0 if self.health - 1 < self.rise else self.health - 1
-        return self._fire(event, reason, self._detail(ok))
+        return self._fire(event, reason, ok)
 
     def readmit(self, reason: str) -> Transition | None:
         """Put a down server back on probation (up; the next failure takes it
@@ -118,7 +118,7 @@ class HealthCounter:
             return None
         self.health = self.rise
         self.streak, self.last_ok = 0, None
-        return self._fire(Event.READMIT, reason, "on probation")
+        return self._fire(Event.READMIT, reason, None)
 
     def resized(self, rise: int, fall: int) -> HealthCounter:
         """The same server under new rise/fall settings (a reload): keep the
@@ -132,14 +132,16 @@ class HealthCounter:
         fresh.streak, fresh.last_ok = self.streak, self.last_ok
         return fresh
 
-    def _fire(self, event: Event, reason: str, detail: str) -> Transition | None:
+    def _fire(self, event: Event, reason: str, ok: bool | None) -> Transition | None:
         old = self.state
         self.state = next_state(old, event)
         if self.state is old:
             return None
-        return Transition(old, self.state, reason, detail)
+        return Transition(old, self.state, reason, self._detail(ok))
 
-    def _detail(self, ok: bool) -> str:
+    def _detail(self, ok: bool | None) -> str:
+        if ok is None:  # readmitted, not counted
+            return "on probation"
         need, word = (self.rise, "successes") if ok else (self.fall, "failures")
         text = f"{min(self.streak, need)}/{need} {word}"
         if self.streak < need:  # flipped early: the counter started on probation
