@@ -196,12 +196,15 @@ class Node:
                 await asyncio.sleep(0.05)
             for ctx in self.contexts.values():
                 for relay in list(ctx.relays):
-                    assert isinstance(relay, ClientSide)
-                    relay.abort()
+                    relay.abort()  # type: ignore[attr-defined]  # tcp ClientSide or http HttpConnection
         if self.health is not None:
             await self.health.stop()
         log.info("fulcrum stopped")
 
 
 def _tcp_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]:
+    if ctx.config.mode == "http":
+        from fulcrum.proxy.http import http_protocol_factory
+
+        return http_protocol_factory(ctx)
     return lambda: ClientSide(ctx)

@@ -50,12 +50,13 @@ def check_references(config: Config) -> None:
         if service.topology != "proxy":
             problems.append((f"services.{name}.topology",
                              f"{service.topology!r} needs the kernel data plane, which this build does not have yet; use 'proxy'"))
-        if service.mode == "http":
-            problems.append((f"services.{name}.mode",
-                             "'http' (layer-7 proxy) is not available yet; use 'tcp' (with forwarded_for for X-Forwarded-For)"))
-    for name, pool in config.pools.items():
-        if pool.sticky.mode in ("cookie", "insert"):
-            problems.append((f"pools.{name}.sticky.mode",
-                             f"{pool.sticky.mode!r} needs an http service, which is not available yet; use 'source' or 'none'"))
+        for i, route in enumerate(service.http.routes):
+            if route.pool not in config.pools:
+                problems.append((f"services.{name}.http.routes[{i}].pool", f"no pool named {route.pool!r}"))
+    for name, service in config.services.items():
+        pool = config.pools.get(service.pool)
+        if service.mode == "tcp" and pool is not None and pool.sticky.mode in ("cookie", "insert"):
+            problems.append((f"pools.{service.pool}.sticky.mode",
+                             f"{pool.sticky.mode!r} needs HTTP, but tcp service {name!r} uses this pool; use 'source' or 'none'"))
     if problems:
         raise ConfigError(problems)

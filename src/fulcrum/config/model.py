@@ -134,12 +134,16 @@ class Sticky(Strict):
     mode: Literal["none", "source", "cookie", "insert"] = "none"
     table_size: int = Field(2048, ge=1, description="pen -c: clients remembered")
     expiry: Duration = Field(0.0, description="pen -T: forget a client after this long; 0 = never")
-    cookie: str = "ROUTEID"
+    cookie: str = Field("ROUTEID", description="cookie mode: stickysession names, e.g. 'JSESSIONID|jsessionid'")
     nofailover: bool = False
+    secret: str | None = Field(None, description="insert mode: HMAC key of the cookie; None = derived from the pool (set one: the same on every node)")
+    max_age: Duration = Field(0.0, description="insert mode: cookie Max-Age; 0 = session cookie")
+    samesite: Literal["Lax", "Strict", "None"] = "Lax"
 
 
 class Pool(Strict):
     scheduler: str = "rr"
+    proxy_protocol: Literal["none", "v1", "v2"] = Field("none", description="http: PROXY protocol header sent to servers")
     servers: list[Server] = Field(min_length=1)
     health: HealthCheck = Field(default_factory=HealthCheck)
     sticky: Sticky = Field(default_factory=Sticky)
@@ -174,6 +178,58 @@ class Timeouts(Strict):
     drain: Duration = Field(10.0, description="on SIGTERM, wait this long for connections to finish")
 
 
+class Route(Strict):
+    """HTTP: requests whose Host and path match go to `pool` (ProxyPass /app balancer://app).
+    The most specific route wins: a matching host before any host, then the longest prefix."""
+
+    host: str | None = Field(None, description="Host header to match (no port, case-insensitive); None = any")
+    path: str = Field("/", description="path prefix, on segment boundaries")
+    pool: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must start with '/'")
+        return path
+
+
+class Certificate(Strict):
+    """A PEM certificate chain and its key; the first certificate of a listener is the default
+    when a client sends no (or an unknown) server name."""
+
+    cert: str
+    key: str
+
+
+class Tls(Strict):
+    """TLS offload on every listen address of an http service (TLS 1.2 and 1.3 only)."""
+
+    certificates: list[Certificate] = Field(min_length=1, description="chosen by SNI")
+    ciphers: str | None = Field(None, description="TLS 1.2 cipher string; None = modern AEAD suites")
+    redirect_from: list[Endpoint] = Field(default_factory=list, description="plain listeners answering 308 to https")
+
+
+class Http(Strict):
+    """Options of a `mode = "http"` service; defaults are the strict, safe ones."""
+
+    routes: list[Route] = Field(default_factory=list, description="the service's `pool` is the default route")
+    preserve_host: bool = Field(True, description="ProxyPreserveHost: keep the client's Host; off = the server's address")
+    x_forwarded: bool = Field(True, description="add X-Forwarded-For (appended), -Proto and -Host")
+    forwarded: bool = Field(False, description="also add an RFC 7239 Forwarded header")
+    rewrite_location: bool = Field(True, description="ProxyPassReverse: rewrite Location, Content-Location and URI")
+    accept_proxy_protocol: list[str] = Field(default_factory=list, description="networks allowed to send a PROXY protocol header")
+    max_request_line: int = Field(8190, ge=64, description="longer: 414")
+    max_header_bytes: int = Field(65536, ge=256, description="all header fields together; more: 431")
+    max_headers: int = Field(100, ge=1, description="header fields per request; more: 431")
+    header_timeout: Duration = Field(10.0, description="whole request head must arrive within this (408; slowloris)")
+    body_timeout: Duration = Field(30.0, description="request body idle this long: 408")
+    keepalive_timeout: Duration = Field(60.0, description="idle client keep-alive connection closed after this")
+    response_timeout: Duration = Field(60.0, description="server silent this long after the request: 504")
+    retry_after: int = Field(5, ge=0, description="Retry-After of 503 answers, in seconds")
+    tls: Tls | None = None
+
+
 class Service(Strict):
     listen: list[Endpoint] = Field(min_length=1)
     pool: str
@@ -183,6 +239,7 @@ class Service(Strict):
     backlog: int = Field(511, ge=1, description="pen -q")
     max_connections: int = Field(0, ge=0, description="0 = only the global limit")
     timeouts: Timeouts | None = None
+    http: Http = Field(default_factory=Http, description="only used when mode = 'http'")
 
 
 class Control(Strict):

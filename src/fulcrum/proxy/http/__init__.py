@@ -14,9 +14,7 @@ def http_protocol_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]
     from fulcrum.proxy.http.server import HttpConnection
     from fulcrum.proxy.http.service import HttpService
 
-    svc = HttpService(ctx, tls=ctx.config.http.tls is not None)
     if ctx.config.http.tls is not None:
-        from fulcrum.proxy.http.tls import tls_factory
-
-        return tls_factory(svc)
+        raise NotImplementedError("http.tls: TLS listeners are not built yet")
+    svc = HttpService(ctx)
     return lambda: HttpConnection(svc)

@@ -82,9 +82,19 @@ def add_forwarded(headers: Headers, client_ip: str, proto: str, host: bytes | No
 
 
 def replace(headers: Headers, name: bytes, value: bytes) -> Headers:
-    """Set `name` (lower-case) to one line with `value`."""
-    out = [(n, v) for n, v in headers if n.lower() != name]
-    out.append((name, value))
+    """Set field `name` to one line with `value`, where its first line was (else first)."""
+    lower = name.lower()
+    out: Headers = []
+    placed = False
+    for n, v in headers:
+        if n.lower() == lower:
+            if not placed:
+                out.append((name, value))
+                placed = True
+            continue
+        out.append((n, v))
+    if not placed:
+        out.insert(0, (name, value))
     return out
 
 

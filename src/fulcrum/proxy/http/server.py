@@ -285,7 +285,10 @@ class HttpConnection(asyncio.Protocol):
         pool = ex.pool
         choice = svc.choose(pool, ex, self.client_ip, now)
         if choice is None:
-            self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+            if ex.retried:  # the server we retried after failed us: that failure is the answer
+                self.local_response(ex, 502)
+            else:
+                self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
             return
         backend, ex.set_cookie = choice
         ex.backend = backend

@@ -94,7 +94,7 @@ class HttpService:
             headers = hdr.add_forwarded(headers, client_ip, self.proto, ex.host,
                                         opts.x_forwarded, opts.forwarded)
         if not opts.preserve_host or ex.host is None:
-            headers = hdr.replace(headers, b"host", join_host_port(backend.address, backend.port).encode())
+            headers = hdr.replace(headers, b"Host", join_host_port(backend.address, backend.port).encode())
         if ex.chunked:
             headers.append((b"Transfer-Encoding", b"chunked"))
         if ex.upgrade:

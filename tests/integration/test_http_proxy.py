@@ -1,0 +1,241 @@
+"""The HTTP proxy end to end: an in-process node, real backend processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from fulcrum.config.load import load_dict
+from fulcrum.node import Node
+from fulcrum.proxy.loop import loop_factory
+from tests.integration.test_http_support import BackendProcess, Client, free_port
+
+Scenario = Callable[[int, Node], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[dict[str, BackendProcess]]:
+    procs = {name: BackendProcess(name) for name in ("a", "b", "c")}
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+def config(servers: list[int], http: dict[str, Any] | None = None, pool: dict[str, Any] | None = None,
+           extra_pools: dict[str, Any] | None = None, port: int | None = None) -> dict[str, Any]:
+    p: dict[str, Any] = {"servers": [f"127.0.0.1:{s}" for s in servers], "health": {"kind": "none"},
+                         "blacklist": "1s"}
+    p.update(pool or {})
+    return {
+        "services": {"web": {"listen": [f"127.0.0.1:{port or free_port()}"], "pool": "p", "mode": "http",
+                             "http": http or {}}},
+        "pools": {"p": p, **(extra_pools or {})},
+        "timeouts": {"connect": "2s"},
+    }
+
+
+def run(data: dict[str, Any], scenario: Scenario) -> None:
+    async def main() -> None:
+        node = Node(load_dict(data))
+        await node.start()
+        port = node.config.services["web"].listen[0].port
+        try:
+            async with asyncio.timeout(60):
+                await scenario(port, node)
+        finally:
+            await node.stop(drain=0)
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop unless FULCRUM_LOOP=asyncio
+        runner.run(main())
+
+
+def test_keep_alive_round_robin_and_forwarded_headers(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        names = [(await c.get("/name")).body for _ in range(6)]
+        assert sorted(names) == [b"a", b"a", b"b", b"b", b"c", b"c"]
+        r = await c.get("/headers", "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
+                        "Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\n", host="shop.example")
+        head = r.body.lower()
+        assert b"x-forwarded-for: 198.51.100.9, 127.0.0.1\r\n" in head
+        assert b"x-forwarded-proto: http\r\n" in head and b"https" not in head
+        assert b"x-forwarded-host: shop.example\r\n" in head
+        assert b"host: shop.example\r\n" in head  # ProxyPreserveHost on by default
+        assert b"x-secret" not in head and b"te:" not in head and b"connection: keep-alive" not in head
+        assert not c.eof  # all on one client connection
+        c.close()
+
+    run(config([b.port for b in backends.values()]), scenario)
+
+
+def test_pipelined_requests_answered_in_order(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
+               b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+               b"GET /name HTTP/1.1\r\nHost: t\r\n\r\n"
+               b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        got = await c.responses(4)
+        assert [r.status for r in got] == [200] * 4
+        assert got[1].body == b"hello" and got[3].body == b"abcde"
+        assert got[0].header(b"x-backend") is not None
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_chunked_and_large_bodies_both_ways(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        r = await c.get("/chunked?n=50")
+        assert r.body == b"a" * 50 and r.header(b"transfer-encoding") == b"chunked"
+        big = await c.get("/big?n=5000000")
+        assert len(big.body) == 5_000_000
+        payload = bytes(range(256)) * 20000  # 5 MB up, streamed
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+        got = await c.responses(3, timeout=30)
+        assert got[2].body == payload
+        # a chunked upload in many chunks, answered with its length intact
+        chunks = b"".join(b"%x\r\n%s\r\n" % (1000, b"z" * 1000) for _ in range(200)) + b"0\r\n\r\n"
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        got = await c.responses(4, timeout=30)
+        assert got[3].body == b"z" * 200_000
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_http10_client_and_read_until_close_response(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /name HTTP/1.0\r\n\r\n")
+        assert await c.closed()
+        assert c.raw.startswith(b"HTTP/1.0 200 ") and c.raw.endswith(b"\r\n\r\na")
+        c = await Client.connect(port)  # 1.1 client, server ends its body by closing: re-chunked
+        r = await c.get("/close")
+        assert r.body == b"until-close:a" and r.header(b"transfer-encoding") == b"chunked"
+        assert (await c.get("/name")).body == b"a"  # the client connection lives on
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_head_204_304_and_100_continue(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        assert (await c.get("/status/204")).status == 204
+        assert (await c.get("/status/304")).status == 304
+        c.raw = b""
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        deadline = asyncio.get_running_loop().time() + 5
+        while b"100 Continue" not in c.raw and asyncio.get_running_loop().time() < deadline:
+            c.raw += await asyncio.wait_for(c.reader.read(65536), 5)
+        assert c.raw.startswith(b"HTTP/1.1 100 Continue\r\n")
+        c.send(b"body")
+        rest = b""
+        while not rest.endswith(b"body"):
+            rest += await asyncio.wait_for(c.reader.read(65536), 5)
+        assert b"HTTP/1.1 200 OK" in rest
+        c.close()
+        c = await Client.connect(port)
+        c.send(b"HEAD /big?n=10 HTTP/1.1\r\nHost: t\r\n\r\nGET /name HTTP/1.1\r\nHost: t\r\n\r\n")
+        raw = b""
+        while not raw.endswith(b"\r\n\r\na"):
+            raw += await asyncio.wait_for(c.reader.read(65536), 5)
+        first, second = raw.split(b"\r\n\r\n", 1)
+        assert b"Content-Length: 10" in first and second.startswith(b"HTTP/1.1 200")
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_websocket_upgrade_tunnels_after_101(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            raw += await asyncio.wait_for(c.reader.read(65536), 5)
+        assert raw.startswith(b"HTTP/1.1 101 ")
+        c.send(b"\x81\x05hello raw frames")
+        echoed = raw.split(b"\r\n\r\n", 1)[1]
+        while len(echoed) < 18:
+            echoed += await asyncio.wait_for(c.reader.read(65536), 5)
+        assert echoed == b"\x81\x05hello raw frames"
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_location_rewritten_to_public_address(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        r = await c.get("/redirect", host="www.example")
+        assert r.status == 302 and r.header(b"location") == b"http://www.example/next?from=a"
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_routes_by_host_and_path_prefix(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        assert (await c.get("/app/name")).body == b"b"
+        assert (await c.get("/application")).body == b"a"  # prefixes end on segment boundaries
+        assert (await c.get("/name", host="api.example:8080")).body == b"c"
+        assert (await c.get("/app/x", host="API.example")).body == b"c"  # host rule wins
+        assert (await c.get("/name")).body == b"a"
+        c.close()
+
+    data = config([backends["a"].port], http={"routes": [
+        {"path": "/app", "pool": "app"}, {"host": "api.example", "pool": "api"}]},
+        extra_pools={"app": {"servers": [f"127.0.0.1:{backends['b'].port}"], "health": {"kind": "none"}},
+                     "api": {"servers": [f"127.0.0.1:{backends['c'].port}"], "health": {"kind": "none"}}})
+    run(data, scenario)
+
+
+def test_preserve_host_off_sends_server_address(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        r = await c.get("/headers", host="public.example")
+        assert b"Host: 127.0.0.1:%d\r\n" % backends["a"].port in r.body
+        c.close()
+
+    run(config([backends["a"].port], http={"preserve_host": False, "forwarded": True}), scenario)
+
+
+def test_error_statuses(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        r = await c.get("/garbage")
+        assert r.status == 502 and await c.closed()
+        c = await Client.connect(port)
+        r = await c.get("/slow?s=5")
+        assert r.status == 504
+        c = await Client.connect(port)
+        r = await c.get("/reset")  # idempotent: retried once, then 502
+        assert r.status == 502
+        # refused connects go elsewhere; when nothing is left: 503 with Retry-After
+        node.pools["p"].backends[0].state = "disabled"
+        c = await Client.connect(port)
+        r = await c.get("/name")
+        assert r.status == 503 and r.header(b"retry-after") == b"5"
+
+    run(config([backends["a"].port], http={"response_timeout": "0.5s"}), scenario)
+
+
+def test_connect_failure_goes_to_another_server(backends: dict[str, BackendProcess]) -> None:
+    dead = free_port()
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        names = [(await c.get("/name")).body for _ in range(4)]
+        assert names == [b"a"] * 4
+        c.close()
+
+    run(config([dead, backends["a"].port], pool={"blacklist": "0s"}), scenario)
