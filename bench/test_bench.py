@@ -14,6 +14,7 @@ import peers
 import procs
 import pytest
 import report
+import syscalls
 import wrk
 
 from fulcrum.config.load import load_file
@@ -157,3 +158,19 @@ def test_native_leaves_are_sorted_into_syscalls_python_and_c() -> None:
     assert cpu_profile.leaf_kind("ClientSide._open (fulcrum/proxy/tcp.py:116)") == "Python code"
     assert cpu_profile.leaf_kind("uv__read (stream.c:1154)").startswith("C code")
     assert cpu_profile.leaf_kind("malloc (libc.so.6)").startswith("C code")
+
+
+STRACE_SUMMARY = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 40.00    0.004000           2      2000           read
+ 30.00    0.003000           3      1000       500 connect
+ 30.00    0.003000           1      3000           epoll_pwait
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.010000           1      6000       500 total
+"""
+
+
+def test_strace_summary_gives_calls_per_syscall_without_the_total() -> None:
+    calls = syscalls.parse_strace_summary(STRACE_SUMMARY)
+    assert calls == {"read": 2000, "connect": 1000, "epoll_pwait": 3000}
