@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from fulcrum.balance.pool import PoolRuntime
@@ -13,13 +12,10 @@ from fulcrum.config.model import HealthCheck, Pool
 from fulcrum.health.monitor import HealthMonitor
 from tests.integration.helpers import wait_until
 
+# Both event loops, and the bounded runner, as for the probes.
+from tests.integration.test_health_probes import event_loop_kind, run  # noqa: F401
+
 LOOPBACK = "127.0.0.1"
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, 20)
-    return asyncio.run(bounded())
 
 
 class HttpBackend:

@@ -19,10 +19,29 @@ from tests.integration.helpers import free_port
 LOOPBACK = "127.0.0.1"
 
 
+LOOPS = {"asyncio": asyncio.new_event_loop}
+try:
+    import uvloop
+except ImportError:  # uvloop is the fast path, not a requirement
+    pass
+else:
+    LOOPS["uvloop"] = uvloop.new_event_loop
+_loop_factory = asyncio.new_event_loop
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def event_loop_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both event loops (subprocesses, TLS and timeouts differ)."""
+    global _loop_factory
+    _loop_factory = LOOPS[request.param]
+    return str(request.param)
+
+
 def run(coro: Awaitable[Any]) -> Any:
     async def bounded() -> Any:
         return await asyncio.wait_for(coro, 10)
-    return asyncio.run(bounded())
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        return runner.run(bounded())
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
