@@ -29,7 +29,7 @@ class Node:
         self.pools: dict[str, PoolRuntime] = {}
         self.contexts: dict[str, ServiceContext] = {}
         self.listeners: dict[EndpointKey, Listener] = {}
-        self.node_connections = ConnectionCounter(config.max_connections)
+        self.node_connections = ConnectionCounter(per_worker(config.max_connections, config.workers))
         self._service_counters: dict[str, ConnectionCounter] = {}
         self.health: Any = None
         self.penctl: asyncio.Server | None = None
@@ -60,6 +60,12 @@ class Node:
                 listener.close()
             self.listeners.clear()
             raise
+
+    def close_listeners(self) -> None:
+        """Close this process's copies of the listening sockets (before serving)."""
+        for listener in self.listeners.values():
+            listener.close()
+        self.listeners.clear()
 
     async def start(self) -> None:
         if not self.listeners:
@@ -94,7 +100,7 @@ class Node:
         wanted: dict[EndpointKey, str] = {}
         for name, service in config.services.items():
             counter = self._service_counters.setdefault(name, ConnectionCounter())
-            counter.limit = service.max_connections
+            counter.limit = per_worker(service.max_connections, config.workers)
             old = self.contexts.get(name)
             ctx = ServiceContext(
                 name=name, config=service, pool=self.pools[service.pool],
@@ -168,7 +174,7 @@ class Node:
             raise
         self.listeners.update(fresh)
         self.config = config
-        self.node_connections.limit = config.max_connections
+        self.node_connections.limit = per_worker(config.max_connections, config.workers)
         self._build_pools(config)
         self._start_health()
         await self._apply_services(config)
@@ -200,6 +206,11 @@ class Node:
         if self.health is not None:
             await self.health.stop()
         log.info("fulcrum stopped")
+
+
+def per_worker(limit: int, workers: int) -> int:
+    """Each of `workers` processes enforces its share of a connection limit (0 = none)."""
+    return -(-limit // workers) if limit else 0
 
 
 def _tcp_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]:

@@ -199,3 +199,35 @@ def test_daemon_writes_pidfile_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert not pidfile.exists()
     finally:
         backends.close()
+
+
+def test_workers_share_the_listen_address_and_stop_together(tmp_path: Path) -> None:
+    backends = BackendThread(["a", "b"])
+    port = free_port()
+    data = service_config([f"127.0.0.1:{port}"], backends.ports)
+    data["workers"] = 2
+    data["log"] = {"level": "info"}
+    cfg = write_config(tmp_path / "f.toml", data)
+    proc = FulcrumProcess(["run", "-c", str(cfg)], tmp_path / "log")
+    try:
+        proc.wait_listening(port)
+        names = [ask_sync(port) for _ in range(40)]
+        assert set(names) == {"a", "b"}
+    finally:
+        code = proc.stop()
+        backends.close()
+    output = proc.output()
+    assert code == 0
+    assert "worker 0 started" in output and "worker 1 started" in output
+    assert output.count("fulcrum started") == 2  # each worker runs its own node
+    assert output.count("fulcrum stopped") == 2
+
+
+def test_workers_refuse_per_process_scheduling_state(tmp_path: Path) -> None:
+    data = service_config(["127.0.0.1:8080"], [9001])
+    data["workers"] = 2
+    data["pools"]["p"]["scheduler"] = "lc"
+    cfg = write_config(tmp_path / "f.toml", data)
+    result = subprocess.run([FULCRUM, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "pools.p.scheduler: 'lc' needs connection counts shared by all workers" in result.stderr

@@ -47,7 +47,7 @@ def write_pidfile(path: str) -> None:
 def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
              pidfile: str | None = None) -> int:
     """Bind, (optionally) detach, serve until SIGTERM. Returns the exit status."""
-    node = Node(config)
+    node = Node(config, reuse_port=config.workers > 1)
     try:
         node.bind_all()
     except ListenError as err:
@@ -59,11 +59,20 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
     if pidfile:
         write_pidfile(pidfile)
     try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(_serve(node, reload_config))
+        if config.workers > 1:
+            from fulcrum.cli.workers import supervise
+
+            return supervise(node, reload_config, lambda n: serve(n, reload_config))
+        return serve(node, reload_config)
     finally:
         if pidfile:
             Path(pidfile).unlink(missing_ok=True)
+
+
+def serve(node: Node, reload_config: Loader | None) -> int:
+    """Run one node's event loop in this process until it is told to stop."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(_serve(node, reload_config))
 
 
 async def _serve(node: Node, reload_config: Loader | None) -> int:

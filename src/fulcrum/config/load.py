@@ -58,5 +58,30 @@ def check_references(config: Config) -> None:
         if service.mode == "tcp" and pool is not None and pool.sticky.mode in ("cookie", "insert"):
             problems.append((f"pools.{service.pool}.sticky.mode",
                              f"{pool.sticky.mode!r} needs HTTP, but tcp service {name!r} uses this pool; use 'source' or 'none'"))
+    if config.workers > 1:
+        problems.extend(_per_process_state(config))
     if problems:
         raise ConfigError(problems)
+
+
+# Schedulers whose choice depends on live connection counts, which each worker
+# process keeps for itself: with several workers they would balance on a fraction
+# of the truth, so such combinations are refused rather than silently skewed.
+COUNT_BASED = frozenset({"lc", "wlc", "sed", "nq", "ovf", "lblc", "lblcr", "bybusyness", "weight"})
+
+
+def _per_process_state(config: Config) -> list[tuple[str, str]]:
+    problems = []
+    for name, pool in config.pools.items():
+        if pool.scheduler in COUNT_BASED:
+            problems.append((f"pools.{name}.scheduler",
+                             f"{pool.scheduler!r} needs connection counts shared by all workers, "
+                             "which fulcrum does not share yet; use workers = 1 or a scheduler "
+                             "such as rr, wrr, sh, mh or random2"))
+        if pool.sticky.mode == "source":
+            problems.append((f"pools.{name}.sticky.mode",
+                             "the client table is kept per worker process; use workers = 1, or sh/mh "
+                             "for stateless source affinity"))
+    if config.control.pen_port is not None:
+        problems.append(("control.pen_port", "the pen control port needs workers = 1"))
+    return problems

@@ -1,0 +1,93 @@
+"""Several data-plane processes sharing the listen addresses (SO_REUSEPORT), so the
+relay uses every core. The kernel spreads new connections over the workers' sockets.
+
+The supervisor (the process that was started) binds first, so a port in use fails
+before anything forks; worker 0 serves those sockets, the others bind their own in
+the same SO_REUSEPORT group. Signals to the supervisor go to every worker: SIGHUP
+(each worker reloads the file), SIGTERM/SIGINT (each drains and stops), SIGUSR1.
+A worker that dies unexpectedly is started again."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from fulcrum.node import Node
+
+log = logging.getLogger("fulcrum.workers")
+
+RESTART_DELAY = 1.0
+FORWARDED = (signal.SIGHUP, signal.SIGUSR1)
+
+
+def supervise(node: Node, reload_config: Callable[[], object] | None,
+              serve: Callable[[Node], int]) -> int:
+    count = node.config.workers
+    workers: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def start(index: int, inherit: bool) -> None:
+        """Fork worker `index`; with `inherit` it serves the supervisor's sockets."""
+        config = node.config
+        if reload_config is not None and not inherit:
+            try:
+                config = reload_config()  # type: ignore[assignment]
+            except Exception as err:  # noqa: BLE001 - keep the running configuration
+                log.error("worker %d: configuration not reloadable (%s), using the last good one", index, err)
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, *FORWARDED):
+                signal.signal(sig, signal.SIG_DFL)
+            try:
+                worker = node
+                if not inherit:
+                    node.close_listeners()
+                    worker = Node(config, reuse_port=True)  # type: ignore[arg-type]
+                    worker.bind_all()
+                code = serve(worker)
+            except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor
+                log.exception("worker %d failed", index)
+                code = 1
+            os._exit(code)
+        workers[pid] = index
+        log.info("worker %d started, pid %d", index, pid)
+
+    for index in range(count):
+        start(index, inherit=index == 0)
+    node.close_listeners()  # worker 0 owns them now; an idle copy here would take connections
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+            sig = signal.SIGTERM
+        for pid in list(workers):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, *FORWARDED):
+        signal.signal(sig, forward)
+
+    status = 0
+    while workers:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        index = workers.pop(pid, None)
+        if index is None:
+            continue
+        code = os.waitstatus_to_exitcode(wait_status)
+        if stopping:
+            status = status or (code if code > 0 else 0)
+            continue
+        log.error("worker %d (pid %d) exited with %d; starting it again", index, pid, code)
+        time.sleep(RESTART_DELAY)
+        if not stopping:
+            start(index, inherit=False)
+    return status
