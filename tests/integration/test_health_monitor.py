@@ -4,7 +4,9 @@ marked down, one that comes back is marked up, with one log line each."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fulcrum.balance.pool import PoolRuntime
@@ -47,9 +49,21 @@ class HttpBackend:
         await self.server.wait_closed()
 
 
-def runtime(port: int, kind: str) -> PoolRuntime:
+@contextlib.asynccontextmanager
+async def monitored(kind: str, **options: Any) -> AsyncIterator[tuple[HttpBackend, PoolRuntime, HealthMonitor]]:
+    """A running backend, a one-server pool "web" on it with a 100ms `kind`
+    check, and a started monitor; all stopped on the way out."""
+    backend = HttpBackend()
+    await backend.start()
     check = HealthCheck(kind=kind, interval="100ms", timeout="100ms", rise=2, fall=3)
-    return PoolRuntime("web", Pool(servers=[f"{LOOPBACK}:{port}"], health=check))
+    web = PoolRuntime("web", Pool(servers=[f"{LOOPBACK}:{backend.port}"], health=check))
+    monitor = HealthMonitor({"web": web}, **options)
+    monitor.start()
+    try:
+        yield backend, web, monitor
+    finally:
+        await monitor.stop()
+        await backend.stop()
 
 
 def messages(caplog: Any) -> list[str]:
@@ -60,13 +74,8 @@ def test_tcp_monitor_marks_a_stopped_backend_down_and_a_returning_one_up(caplog)
     caplog.set_level(logging.INFO, logger="fulcrum.health")
 
     async def scenario() -> str:
-        backend = HttpBackend()
-        await backend.start()
-        web = runtime(backend.port, "tcp")
-        server = web.backends[0]
-        monitor = HealthMonitor({"web": web}, initial="fully-up")
-        monitor.start()
-        try:
+        async with monitored("tcp", initial="fully-up") as (backend, web, monitor):
+            server = web.backends[0]
             await wait_until(lambda: monitor.status()["web"][server.key]["last_check"] is not None)
             assert server.healthy and messages(caplog) == []
             await backend.stop()
@@ -75,10 +84,7 @@ def test_tcp_monitor_marks_a_stopped_backend_down_and_a_returning_one_up(caplog)
             await wait_until(lambda: server.healthy)
             status = monitor.status()["web"][server.key]
             assert status["up"] and status["last_reason"] == "connect ok"
-        finally:
-            await monitor.stop()
-            await backend.stop()
-        return server.key
+            return server.key
 
     key = run(scenario())
     assert messages(caplog) == [
@@ -91,23 +97,15 @@ def test_http_monitor_follows_the_status_the_backend_answers(caplog):
     caplog.set_level(logging.INFO, logger="fulcrum.health")
 
     async def scenario() -> str:
-        backend = HttpBackend()
-        await backend.start()
-        web = runtime(backend.port, "http")
-        server = web.backends[0]
-        monitor = HealthMonitor({"web": web})
-        monitor.start()
-        try:
+        async with monitored("http") as (backend, web, _):
+            server = web.backends[0]
             backend.status = "500 Internal Server Error"
             await wait_until(lambda: not server.healthy)
             assert web.pick(now=0.0) is None  # the pool no longer offers it
             backend.status = "200 OK"
             await wait_until(lambda: server.healthy)
             assert web.pick(now=0.0) is server
-        finally:
-            await monitor.stop()
-            await backend.stop()
-        return server.key
+            return server.key
 
     key = run(scenario())
     # The default initial state is up on probation: the first failed check takes it out.
