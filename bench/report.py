@@ -143,7 +143,8 @@ def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
     parts = [f"# fulcrum benchmark, {settings['date']}", "",
              f"wrk {settings['wrk']}; {settings['backends']} nginx backends (1 worker each); "
              f"{settings['cpus']} CPUs; {settings['host']}; median of {settings['rounds']} "
-             "round(s).", "",
+             f"round(s); load average {settings['load_average_at_start']} at start, "
+             f"{settings['load_average_at_end']} at end.", "",
              "CPU µs/req: user+sys time of all the balancer's processes and threads during the "
              "run, divided by requests served; sys %: the kernel's share of it; procs: processes "
              "in the balancer's tree (threads are not counted). ×haproxy and ×pen: fulcrum's figure divided by "

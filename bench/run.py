@@ -184,7 +184,13 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "host": f"{cpu_model}, Linux {platform.release()}, Python {platform.python_version()}",
         "clock_ticks_per_second": procs.CLOCK_TICKS_PER_SECOND,
+        "load_average_at_start": _load_average(),
     }
+
+
+def _load_average() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -209,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configs and logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    run_settings["load_average_at_end"] = _load_average()
     print(f"\nfulcrum benchmark {run_settings['date']}: wrk {run_settings['wrk']}, "
-          f"{args.backends} nginx backends, {run_settings['cpus']} CPUs")
+          f"{args.backends} nginx backends, {run_settings['cpus']} CPUs, load average "
+          f"{run_settings['load_average_at_start']} at start, {run_settings['load_average_at_end']} at end")
     for traffic, traffic_rows in report.by_traffic(rows).items():
         print(f"\n{traffic}\n{report.text_table(traffic_rows)}")
     for note in report.failures(rows):
