@@ -8,7 +8,7 @@ The backend's behaviour is chosen by path, so one process serves every scenario:
   /slow?s=         answers after s seconds              /redirect    Location at itself
   /status/N        status N                             /garbage     not HTTP at all
   /reset           drops the connection                 /ws          101, then echoes raw bytes
-  /session         sets JSESSIONID=<id>.<route>
+  /session         sets JSESSIONID=<id>.<route>     /log         every request line seen so far
 Expect: 100-continue is answered with 100 before the body is read.
 """
 
@@ -27,6 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 import httptools
 
 HERE = Path(__file__).resolve()
+
+
+SEEN: list[bytes] = []  # request lines this process received, for /log
 
 
 class BackendProtocol(asyncio.Protocol):
@@ -75,6 +78,7 @@ class BackendProtocol(asyncio.Protocol):
         if self.parser.should_upgrade():
             return
         method = self.parser.get_method()
+        SEEN.append(method + b" " + self.url)
         url = urlsplit(self.url.decode())
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path.split(";")[0]
@@ -94,6 +98,8 @@ class BackendProtocol(asyncio.Protocol):
             body = self.body
         elif path == "/headers":
             body = b"".join(n + b": " + v + b"\r\n" for n, v in self.headers)
+        elif path == "/log":
+            body = b"\n".join(SEEN)
         elif path == "/big":
             body = b"x" * int(query.get("n", "1000000"))
         elif path == "/redirect":
