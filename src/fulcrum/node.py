@@ -33,6 +33,7 @@ class Node:
         self._service_counters: dict[str, ConnectionCounter] = {}
         self.health: Any = None
         self.penctl: asyncio.Server | None = None
+        self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
 
@@ -136,7 +137,8 @@ class Node:
         if endpoint is not None and self.penctl is None:
             from fulcrum.control.penctl import serve_penctl
 
-            self.penctl = await serve_penctl(self, endpoint.host, endpoint.port)
+            self.penctl = await serve_penctl(self, endpoint.host, endpoint.port,
+                                             invocation=self.pen_invocation)
 
     def _schedule_sweeps(self) -> None:
         loop = asyncio.get_running_loop()

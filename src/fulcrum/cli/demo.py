@@ -8,9 +8,8 @@ import asyncio
 import collections
 import contextlib
 import signal
-from importlib import resources
-
 import tomllib
+from importlib import resources
 
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config

@@ -61,18 +61,30 @@ def check(path: str) -> None:
 def pen(argv: tuple[str, ...]) -> None:
     """Behave as pen: `fulcrum pen [options] [host:]port server ...`"""
     from fulcrum.cli.process import run_node
+    from fulcrum.config.model import Config
     from fulcrum.importers.pen import parse_pen_argv
+    from fulcrum.node import Node
 
     try:
         invocation = parse_pen_argv(list(argv))
     except ConfigError as err:
         fail_config(err)
+    for notice in invocation.notices:
+        click.echo(f"fulcrum pen: {notice}", err=True)
     config = invocation.config
     if invocation.logfile:
         config.log.file = invocation.logfile
     setup_logging(config.log, debug=bool(invocation.debug))
-    sys.exit(run_node(config, None, daemon=not invocation.foreground,
-                      pidfile=config.control.pidfile))
+
+    def reload_config() -> Config:
+        # SIGHUP: read the command line and the -F file again, as pen does
+        return parse_pen_argv(list(argv)).config
+
+    def prepare(node: Node) -> None:
+        node.pen_invocation = invocation
+
+    sys.exit(run_node(config, reload_config, daemon=not invocation.foreground,
+                      pidfile=config.control.pidfile, user=invocation.user, prepare=prepare))
 
 
 @main.command()

@@ -44,15 +44,34 @@ def write_pidfile(path: str) -> None:
     tmp.replace(path)
 
 
+def drop_privileges(user: str) -> None:
+    """pen -u: after binding, continue as `user` (and its primary group)."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
 def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
-             pidfile: str | None = None) -> int:
+             pidfile: str | None = None, user: str | None = None,
+             prepare: Callable[[Node], None] | None = None) -> int:
     """Bind, (optionally) detach, serve until SIGTERM. Returns the exit status."""
     node = Node(config, reuse_port=config.workers > 1)
+    if prepare is not None:
+        prepare(node)
     try:
         node.bind_all()
     except ListenError as err:
         print(f"fulcrum: {err}", file=sys.stderr)
         return 1
+    if user:
+        try:
+            drop_privileges(user)
+        except (KeyError, PermissionError) as err:
+            print(f"fulcrum: cannot run as user {user!r}: {err}", file=sys.stderr)
+            return 1
     if daemon:
         daemonize()
     pidfile = pidfile or config.control.pidfile

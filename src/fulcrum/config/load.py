@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fulcrum.config.errors import ConfigError
-from fulcrum.config.model import Config
+from fulcrum.config.model import Config, Pool
 
 
 def load_file(path: str | Path) -> Config:
@@ -58,10 +58,25 @@ def check_references(config: Config) -> None:
         if service.mode == "tcp" and pool is not None and pool.sticky.mode in ("cookie", "insert"):
             problems.append((f"pools.{service.pool}.sticky.mode",
                              f"{pool.sticky.mode!r} needs HTTP, but tcp service {name!r} uses this pool; use 'source' or 'none'"))
+    for name, pool in config.pools.items():
+        problems.extend(_scheduler_options(name, pool))
     if config.workers > 1:
         problems.extend(_per_process_state(config))
     if problems:
         raise ConfigError(problems)
+
+
+def _scheduler_options(name: str, pool: Pool) -> list[tuple[str, str]]:
+    """Build the pool's scheduler once: a bad option (a non-prime mh table_size, say)
+    is a configuration error, not a failure at start."""
+    from fulcrum.balance.pool import backend_from
+    from fulcrum.balance.registry import make_scheduler
+
+    try:
+        make_scheduler(pool.scheduler, [backend_from(s) for s in pool.servers], pool.options)
+    except (ValueError, TypeError) as err:
+        return [(f"pools.{name}.options", str(err))]
+    return []
 
 
 # Schedulers whose choice depends on live connection counts, which each worker
