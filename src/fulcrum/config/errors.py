@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 Loc = Sequence[int | str]
 
@@ -56,7 +57,7 @@ def _clean_loc(loc: Loc) -> list[int | str]:
 _UNION_TAGS = {"str", "int", "float", "dict", "Server", "list"}
 
 
-def _clean_message(item: dict) -> str:  # type: ignore[type-arg]
+def _clean_message(item: ErrorDetails) -> str:
     msg = str(item["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from fulcrum.balance.base import Backend
+from fulcrum.health.probes import describe_error
 from fulcrum.proxy.context import ServiceContext
 
 log = logging.getLogger("fulcrum.proxy")
@@ -125,7 +126,7 @@ class ClientSide(asyncio.Protocol):
         try:
             await loop.create_connection(lambda: ServerSide(self), backend.address, backend.port)
         except OSError as err:
-            self._connect_failed(backend, err.strerror or str(err))
+            self._connect_failed(backend, describe_error(err, backend.address))
         except asyncio.CancelledError:
             if not self.timed_out:
                 raise
