@@ -200,14 +200,15 @@ class Certificate(Strict):
 
     cert: str
     key: str
+    names: list[str] = Field(default_factory=list, description="SNI names; empty = the certificate's own DNS names")
 
 
 class Tls(Strict):
-    """TLS offload on every listen address of an http service (TLS 1.2 and 1.3 only)."""
+    """TLS offload on every listen address of an http service (TLS 1.2 and 1.3 only).
+    Certificates are read again on every reload (SIGHUP)."""
 
     certificates: list[Certificate] = Field(min_length=1, description="chosen by SNI")
     ciphers: str | None = Field(None, description="TLS 1.2 cipher string; None = modern AEAD suites")
-    redirect_from: list[Endpoint] = Field(default_factory=list, description="plain listeners answering 308 to https")
 
 
 class Http(Strict):
@@ -228,6 +229,7 @@ class Http(Strict):
     response_timeout: Duration = Field(60.0, description="server silent this long after the request: 504")
     retry_after: int = Field(5, ge=0, description="Retry-After of 503 answers, in seconds")
     tls: Tls | None = None
+    redirect_https: bool = Field(False, description="answer every request with 308 to the same URL on https")
 
 
 class Service(Strict):

@@ -59,7 +59,11 @@ class Listener:
     async def start(self, factory: Callable[[], asyncio.Protocol], backlog: int) -> None:
         self.factory = factory
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(self._make_protocol, sock=self.sock, backlog=backlog)
+        # an http service with TLS hands its context over with its factory (proxy/http/tls.py)
+        tls = {k: getattr(factory, k) for k in ("ssl_context", "ssl_handshake_timeout") if hasattr(factory, k)}
+        self.server = await loop.create_server(self._make_protocol, sock=self.sock, backlog=backlog,
+                                               ssl=tls.get("ssl_context"),
+                                               ssl_handshake_timeout=tls.get("ssl_handshake_timeout"))
 
     def _make_protocol(self) -> asyncio.Protocol:
         assert self.factory is not None

@@ -14,7 +14,15 @@ def http_protocol_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]
     from fulcrum.proxy.http.server import HttpConnection
     from fulcrum.proxy.http.service import HttpService
 
-    if ctx.config.http.tls is not None:
-        raise NotImplementedError("http.tls: TLS listeners are not built yet")
-    svc = HttpService(ctx)
-    return lambda: HttpConnection(svc)
+    tls = ctx.config.http.tls
+    svc = HttpService(ctx, tls=tls is not None)
+
+    def plain() -> asyncio.Protocol:
+        return HttpConnection(svc)
+
+    if tls is None:
+        return plain
+    from fulcrum.proxy.http.tls import tls_factory
+
+    key = ctx.name + " " + " ".join(str(e) for e in ctx.config.listen)
+    return tls_factory(key, plain, tls, ctx.config.http.header_timeout)

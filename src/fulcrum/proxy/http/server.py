@@ -25,7 +25,7 @@ from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http import headers as hdr
-from fulcrum.proxy.http.responses import error_response
+from fulcrum.proxy.http.responses import error_response, redirect_response
 from fulcrum.proxy.http.service import HttpService
 from fulcrum.proxy.http.upstream import Upstream
 
@@ -279,6 +279,12 @@ class HttpConnection(asyncio.Protocol):
     def dispatch(self, ex: Exchange, fresh: bool = False) -> None:
         """Choose a server for the exchange at the head of the queue and send it there."""
         svc = self.svc
+        if self.opts.redirect_https:
+            self.transport.write(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
+            svc.count_response(308)
+            ex.sent_head = ex.keep_alive = False
+            self._finish(ex, keep_upstream=False)
+            return
         now = self.ctx.loop.time()
         if ex.pool is None:
             ex.pool = svc.pools.get(svc.router.pool_for(ex.host, ex.target)) or self.ctx.pool

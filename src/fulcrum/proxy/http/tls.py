@@ -1,0 +1,114 @@
+"""TLS offload for http services: server contexts (TLS 1.2 and 1.3 only), a certificate per SNI
+name, reloaded from the files on every reload (certificate renewal with SIGHUP).
+
+The listening server does the handshake itself (listener.py passes the factory's
+`ssl_context` to create_server): that is uvloop's fast TLS path, and it avoids start_tls on
+accepted sockets, where uvloop hands the ClientHello to the old protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from fulcrum.config.model import Certificate, Tls
+
+# Forward-secret AEAD suites only for TLS 1.2 (TLS 1.3 suites are all modern and set apart).
+MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class TlsError(Exception):
+    """A certificate or key cannot be loaded: one clear line for the operator."""
+
+
+def certificate_names(cert: Certificate) -> list[str]:
+    """The SNI names a certificate answers for: configured, or its subjectAltName DNS entries
+    (or its commonName when it has none)."""
+    if cert.names:
+        return [n.lower() for n in cert.names]
+    # The stdlib's decoder of a PEM file; it avoids a dependency on `cryptography` for one read.
+    decoded = ssl._ssl._test_decode_cert(cert.cert)  # type: ignore[attr-defined]
+    names = [value.lower() for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"]
+    if not names:
+        for rdn in decoded.get("subject", ()):
+            names += [value.lower() for key, value in rdn if key == "commonName"]
+    return names
+
+
+def _context(cert: Certificate, ciphers: str | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers or MODERN_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_alpn_protocols(["http/1.1"])
+    try:
+        ctx.load_cert_chain(cert.cert, cert.key)
+    except (OSError, ssl.SSLError) as err:
+        raise TlsError(f"cannot load certificate {cert.cert} with key {cert.key}: {err}") from err
+    return ctx
+
+
+def _matches(pattern: str, name: str) -> bool:
+    """RFC 6125 §6.4.3: a wildcard stands for exactly one left-most label."""
+    if pattern.startswith("*."):
+        head, dot, rest = name.partition(".")
+        return bool(head) and bool(dot) and rest == pattern[2:]
+    return pattern == name
+
+
+class ServerTls:
+    """The TLS side of one service's listeners. The SSLContext given to the listening server
+    stays the same object for the life of the listener; a reload loads the new files into it
+    and swaps the per-name contexts its SNI callback chooses from."""
+
+    def __init__(self, tls: Tls):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.sni_callback = self._choose
+        self.by_name: list[tuple[list[str], ssl.SSLContext]] = []
+        self.load(tls)
+
+    def load(self, tls: Tls) -> None:
+        """Read every certificate; on any error nothing changes (the reload fails whole)."""
+        contexts = [(certificate_names(c), _context(c, tls.ciphers)) for c in tls.certificates]
+        first = tls.certificates[0]
+        self.context.set_ciphers(tls.ciphers or MODERN_CIPHERS)
+        self.context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+        self.context.set_alpn_protocols(["http/1.1"])
+        self.context.load_cert_chain(first.cert, first.key)
+        self.by_name = contexts
+
+    def _choose(self, sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+        if server_name:
+            name = server_name.lower()
+            for names, ctx in self.by_name:
+                if any(_matches(p, name) for p in names):
+                    sslobj.context = ctx
+                    return
+        # no or unknown name: the listener context (the first certificate) answers
+
+
+_LIVE: dict[str, ServerTls] = {}  # service name + listen addresses -> TLS state, kept across reloads
+
+
+class TlsProtocolFactory:
+    """A protocol factory that also tells the listener to wrap accepted sockets in TLS."""
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol], server_tls: ServerTls, handshake_timeout: float):
+        self.factory = factory
+        self.ssl_context = server_tls.context
+        self.ssl_handshake_timeout = handshake_timeout or None
+
+    def __call__(self) -> asyncio.Protocol:
+        return self.factory()
+
+
+def tls_factory(service: str, protocol_factory: Callable[[], asyncio.Protocol], tls: Tls,
+                handshake_timeout: float) -> TlsProtocolFactory:
+    """Certificates are read now, so a missing or bad file fails the (re)load, not a client."""
+    live = _LIVE.get(service)
+    if live is None:
+        live = _LIVE[service] = ServerTls(tls)
+    else:
+        live.load(tls)
+    return TlsProtocolFactory(protocol_factory, live, handshake_timeout)

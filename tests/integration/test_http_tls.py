@@ -1,0 +1,152 @@
+"""TLS offload end to end: certificates generated at test time with openssl, chosen by SNI,
+TLS 1.2+ only, X-Forwarded-Proto https, Secure cookies, the 308 redirect, renewal on reload."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulcrum.config.load import load_dict
+from fulcrum.node import Node
+from tests.integration.test_http_proxy import config, run
+from tests.integration.test_http_support import BackendProcess, Client
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+def make_cert(directory: Path, name: str, sans: list[str]) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
+         "-addext", "subjectAltName=" + ",".join(f"DNS:{s}" for s in sans)],
+        check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    d = tmp_path_factory.mktemp("certs")
+    return {"a": make_cert(d, "a.test", ["a.test", "*.a.test"]), "b": make_cert(d, "b.test", ["b.test"])}
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[BackendProcess]:
+    proc = BackendProcess("a")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def tls_config(backend: BackendProcess, certs: dict[str, tuple[Path, Path]], **pool: Any) -> dict[str, Any]:
+    tls = {"certificates": [{"cert": str(c), "key": str(k)} for c, k in certs.values()]}
+    return config([backend.port], http={"tls": tls}, pool=pool)
+
+
+def client_context(certs: dict[str, tuple[Path, Path]]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    for cert, _ in certs.values():
+        ctx.load_verify_locations(str(cert))
+    return ctx
+
+
+def peer_cn(client: Client) -> str:
+    cert = client.writer.get_extra_info("peercert")
+    return dict(x[0] for x in cert["subject"])["commonName"]
+
+
+def test_sni_chooses_the_certificate(backend: BackendProcess, certs: dict[str, tuple[Path, Path]]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        ctx = client_context(certs)
+        for name, expected in (("a.test", "a.test"), ("b.test", "b.test"), ("www.a.test", "a.test")):
+            c = await Client.connect(port, ssl=ctx, server_hostname=name)
+            assert peer_cn(c) == expected
+            r = await c.get("/headers", host=name)
+            assert b"X-Forwarded-Proto: https\r\n" in r.body
+            assert c.writer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+            c.close()
+        # an unknown name gets the default (first) certificate
+        loose = ssl.create_default_context()
+        loose.check_hostname = False
+        loose.verify_mode = ssl.CERT_NONE
+        c = await Client.connect(port, ssl=loose, server_hostname="other.test")
+        assert c.writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        assert (await c.get("/name")).body == b"a"
+        c.close()
+
+    run(tls_config(backend, certs), scenario)
+
+
+def test_old_protocols_are_refused(backend: BackendProcess, certs: dict[str, tuple[Path, Path]]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        ctx = client_context(certs)
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # offering TLS 1.1 is the point
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await Client.connect(port, ssl=ctx, server_hostname="a.test")
+        # and the service still serves good clients
+        c = await Client.connect(port, ssl=client_context(certs), server_hostname="a.test")
+        assert (await c.get("/name")).status == 200
+        c.close()
+
+    run(tls_config(backend, certs), scenario)
+
+
+def test_insert_cookie_is_secure_over_tls(backend: BackendProcess, certs: dict[str, tuple[Path, Path]]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port, ssl=client_context(certs), server_hostname="b.test")
+        cookie = (await c.get("/name", host="b.test")).header(b"set-cookie")
+        assert cookie is not None and b"; Secure" in cookie
+        c.close()
+
+    run(tls_config(backend, certs, sticky={"mode": "insert", "secret": "x"}), scenario)
+
+
+def test_plain_service_redirects_to_https(backend: BackendProcess) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /shop?item=1 HTTP/1.1\r\nHost: www.example\r\n\r\n")
+        assert await c.closed()
+        assert c.raw.startswith(b"HTTP/1.1 308 ")
+        assert b"\r\nLocation: https://www.example/shop?item=1\r\n" in c.raw
+
+    run(config([backend.port], http={"redirect_https": True}), scenario)
+
+
+def test_certificate_renewed_on_reload(backend: BackendProcess, certs: dict[str, tuple[Path, Path]],
+                                       tmp_path: Path) -> None:
+    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
+    shutil.copy(certs["a"][0], live_cert)
+    shutil.copy(certs["a"][1], live_key)
+    data = config([backend.port], http={"tls": {"certificates": [
+        {"cert": str(live_cert), "key": str(live_key), "names": ["a.test", "b.test"]}]}})
+    loose = ssl.create_default_context()
+    loose.check_hostname = False
+    loose.verify_mode = ssl.CERT_NONE
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port, ssl=loose, server_hostname="a.test")
+        before = c.writer.get_extra_info("ssl_object").getpeercert(True)
+        shutil.copy(certs["b"][0], live_cert)
+        shutil.copy(certs["b"][1], live_key)
+        await node.reload(load_dict(data))
+        after_c = await Client.connect(port, ssl=loose, server_hostname="a.test")
+        after = after_c.writer.get_extra_info("ssl_object").getpeercert(True)
+        assert after != before and after == ssl.PEM_cert_to_DER_cert(certs["b"][0].read_text())
+        assert (await c.get("/name")).body == b"a"  # the established connection lives on
+        c.close()
+        after_c.close()
+        await asyncio.sleep(0)
+
+    run(data, scenario)
