@@ -90,7 +90,12 @@ async def _demo(listen_port: int, backend_port: int, wait: bool) -> int:
     backends = {}
     for i, server in enumerate(config.pools["demo"].servers):
         name = f"backend-{i + 1}"
-        backends[name] = await loop.create_server(lambda n=name: DemoBackend(n), server.address, server.port)
+        try:
+            backends[name] = await loop.create_server(lambda n=name: DemoBackend(n), server.address, server.port)
+        except OSError as err:
+            print(f"fulcrum demo: cannot start {name} on {server.address}:{server.port}: {err.strerror}"
+                  " (choose other ports with --backend-port)")
+            return 1
     node = Node(config)
     try:
         node.bind_all()
