@@ -239,3 +239,50 @@ def test_connect_failure_goes_to_another_server(backends: dict[str, BackendProce
         c.close()
 
     run(config([dead, backends["a"].port], pool={"blacklist": "0s"}), scenario)
+
+
+def test_proxy_protocol_sent_to_servers_on_private_connections(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        one, two = await Client.connect(port), await Client.connect(port)
+        lines = []
+        for c in (one, two, one):
+            body = (await c.get("/headers")).body
+            line = [x for x in body.split(b"\r\n") if x.startswith(b"(proxy) ")]
+            assert len(line) == 1
+            lines.append(line[0])
+        local = one.writer.get_extra_info("sockname")
+        assert lines[0] == b"(proxy) PROXY TCP4 127.0.0.1 127.0.0.1 %d %d" % (local[1], port)
+        assert lines[1] != lines[0] and lines[2] == lines[0]  # per client, kept alive per client
+        one.close()
+        two.close()
+
+    run(config([backends["a"].port], pool={"proxy_protocol": "v1"}), scenario)
+
+
+def test_proxy_protocol_accepted_from_trusted_balancers_only(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 443\r\n")
+        r = await c.get("/headers")
+        assert b"X-Forwarded-For: 203.0.113.9\r\n" in r.body
+        c.close()
+        v2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes([198, 51, 100, 7, 127, 0, 0, 1])
+              + (40000).to_bytes(2, "big") + (80).to_bytes(2, "big"))
+        c = await Client.connect(port)
+        c.send(v2)
+        assert b"X-Forwarded-For: 198.51.100.7\r\n" in (await c.get("/headers")).body
+        c.close()
+        c = await Client.connect(port)  # a trusted peer must send the header
+        c.send(b"GET /name HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert await c.closed() and c.raw.startswith(b"HTTP/1.1 400 ")
+
+    run(config([backends["a"].port], http={"accept_proxy_protocol": ["127.0.0.0/8"]}), scenario)
+
+
+def test_proxy_header_from_an_untrusted_peer_is_rejected(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 443\r\nGET /name HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert await c.closed() and c.raw.startswith(b"HTTP/1.1 400 ")
+
+    run(config([backends["a"].port], http={"accept_proxy_protocol": ["192.0.2.0/24"]}), scenario)

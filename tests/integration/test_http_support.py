@@ -38,6 +38,7 @@ class BackendProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: Any = None
         self.tunnel = False
+        self.proxy_line: bytes | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -46,6 +47,17 @@ class BackendProtocol(asyncio.Protocol):
         if self.tunnel:
             self.transport.write(data)
             return
+        if self.proxy_line is None:  # a PROXY header may open the connection: kept for /headers
+            if data.startswith(b"PROXY "):
+                line, _, data = data.partition(b"\r\n")
+                self.proxy_line = line
+            elif data.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
+                size = 16 + int.from_bytes(data[14:16], "big")
+                self.proxy_line, data = b"v2:" + data[:size].hex().encode(), data[size:]
+            else:
+                self.proxy_line = b""
+            if not data:
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
@@ -98,6 +110,8 @@ class BackendProtocol(asyncio.Protocol):
             body = self.body
         elif path == "/headers":
             body = b"".join(n + b": " + v + b"\r\n" for n, v in self.headers)
+            if self.proxy_line:
+                body += b"(proxy) " + self.proxy_line + b"\r\n"
         elif path == "/log":
             body = b"\n".join(SEEN)
         elif path == "/big":

@@ -231,6 +231,18 @@ class Http(Strict):
     tls: Tls | None = None
     redirect_https: bool = Field(False, description="answer every request with 308 to the same URL on https")
 
+    @field_validator("accept_proxy_protocol")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{net!r} is not an address or network") from err
+        return networks
+
 
 class Service(Strict):
     listen: list[Endpoint] = Field(min_length=1)

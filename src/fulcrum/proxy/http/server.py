@@ -25,6 +25,7 @@ from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http import headers as hdr
+from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.responses import error_response, redirect_response
 from fulcrum.proxy.http.service import HttpService
 from fulcrum.proxy.http.upstream import Upstream
@@ -94,6 +95,9 @@ class HttpConnection(asyncio.Protocol):
         self.opts = svc.opts
         self.transport: Any = None
         self.client_ip = "unknown"
+        self.client_addr: tuple[str, int] = ("0.0.0.0", 0)
+        self.local_addr: tuple[str, int] = ("0.0.0.0", 0)
+        self.proxy_header: bytes | None = None  # bytes of an expected PROXY header so far
         self.parser = httptools.HttpRequestParser(self)
         self.queue: list[Exchange] = []
         self.receiving: Exchange | None = None
@@ -126,6 +130,12 @@ class HttpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = peer[0]
+            self.client_addr = (peer[0], peer[1])
+        local = transport.get_extra_info("sockname")
+        if local:
+            self.local_addr = (local[0], local[1])
+        if self.svc.trusted_proxies and proxyproto.trusted(self.client_ip, self.svc.trusted_proxies):
+            self.proxy_header = b""  # a trusted balancer in front must send a PROXY header
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self._arm("head", self.opts.header_timeout)  # the first request's head (slowloris)
 
@@ -136,6 +146,10 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.error is not None:
             return  # after a rejected request nothing more is read
+        if self.proxy_header is not None:
+            data = self._read_proxy_header(data)
+            if not data:
+                return
         if self.deadline_kind == "body":
             self.deadline = self.ctx.loop.time() + self.opts.body_timeout
         elif self.deadline_kind == "keepalive":
@@ -198,6 +212,24 @@ class HttpConnection(asyncio.Protocol):
         self.blockers.discard(reason)
         if not self.blockers and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+
+    def _read_proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY header of a trusted upstream balancer; return what follows it."""
+        assert self.proxy_header is not None
+        buffered = self.proxy_header + data
+        try:
+            decoded = proxyproto.decode(buffered)
+        except proxyproto.ProxyHeaderError as err:
+            self.reject(RequestError(400, str(err)))
+            return b""
+        if decoded is None:
+            self.proxy_header = buffered
+            return b""
+        addresses, used = decoded
+        self.proxy_header = None
+        if addresses.src is not None and addresses.dst is not None:
+            self.client_ip, self.client_addr, self.local_addr = addresses.src[0], addresses.src, addresses.dst
+        return buffered[used:]
 
     # -- request parser callbacks (httptools) ------------------------------------------
 
@@ -300,18 +332,24 @@ class HttpConnection(asyncio.Protocol):
         ex.backend = backend
         pool.taken(backend)
         ex.head_bytes = svc.request_head(ex, backend, self.client_ip)
-        up = None if fresh else svc.idle.get(backend, now)
+        up = None if fresh else svc.idle.get(backend, now, self._owner(pool))
         if up is not None:
             self._attach(ex, up)
         else:
             ex.connecting = self.ctx.loop.create_task(self._connect(ex, backend))
 
+    def _owner(self, pool: PoolRuntime) -> int:
+        """Server connections that start with a PROXY header describe one client: private."""
+        return id(self) if pool.config.proxy_protocol != "none" else 0
+
     async def _connect(self, ex: Exchange, backend: Backend) -> None:
         loop = self.ctx.loop
+        assert ex.pool is not None
+        owner = self._owner(ex.pool)
         try:
             async with asyncio.timeout(self.ctx.timeouts.connect or None):
                 _, up = await loop.create_connection(
-                    lambda: Upstream(backend, self.svc.idle), backend.address, backend.port)
+                    lambda: Upstream(backend, self.svc.idle, owner), backend.address, backend.port)
         except (OSError, TimeoutError) as err:
             ex.connecting = None
             reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
@@ -321,8 +359,10 @@ class HttpConnection(asyncio.Protocol):
         if self.closed or ex.finished:
             up.close()
             return
-        if self.svc.proxy_header is not None:
-            up.transport.write(self.svc.proxy_header(self.transport, up.transport))
+        version = ex.pool.config.proxy_protocol
+        if version != "none":
+            encode = proxyproto.encode_v1 if version == "v1" else proxyproto.encode_v2
+            up.transport.write(encode(self.client_addr, self.local_addr))
         self._attach(ex, up)
 
     def _connect_failed(self, ex: Exchange, backend: Backend, reason: str) -> None:
@@ -637,6 +677,7 @@ class HttpConnection(asyncio.Protocol):
             self.timer.cancel()
         for ex in self.queue:
             self._release(ex)
+        self.svc.idle.drop_owner(id(self))
         self.queue.clear()
         if self.receiving is not None:
             self._release(self.receiving)

@@ -3,9 +3,9 @@ stickiness helpers, the idle server connections, and the request-head recipe."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
@@ -34,7 +34,7 @@ class HttpService:
         self.idle = IdlePool()
         self.responses: Counter[int] = Counter()
         self._cookies: dict[str, sticky.InsertCookie] = {}
-        self.proxy_header: Callable[[Any, Any], bytes] | None = None
+        self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in self.opts.accept_proxy_protocol]
 
     def count_response(self, status: int) -> None:
         self.responses[status] += 1

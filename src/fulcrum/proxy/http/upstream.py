@@ -23,11 +23,12 @@ IDLE_SECONDS = 4.0  # below Apache's 5 s KeepAliveTimeout, so we rarely reuse a 
 
 class Upstream(asyncio.Protocol):
     __slots__ = ("backend", "transport", "parser", "exchange", "reused", "idle_since",
-                 "closed", "tunnel", "got_bytes", "pool")
+                 "closed", "tunnel", "got_bytes", "pool", "owner")
 
-    def __init__(self, backend: Backend, pool: IdlePool):
+    def __init__(self, backend: Backend, pool: IdlePool, owner: int = 0):
         self.backend = backend
         self.pool = pool
+        self.owner = owner  # nonzero: private to one client connection (it carries a PROXY header)
         self.transport: Any = None
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
@@ -134,13 +135,14 @@ class Upstream(asyncio.Protocol):
 
 
 class IdlePool:
-    """Idle keep-alive connections per server key, most recently used first out."""
+    """Idle keep-alive connections per server key (and owner, for private ones), most
+    recently used first out."""
 
     def __init__(self) -> None:
-        self.idle: dict[str, list[Upstream]] = {}
+        self.idle: dict[tuple[str, int], list[Upstream]] = {}
 
-    def get(self, backend: Backend, now: float) -> Upstream | None:
-        stack = self.idle.get(backend.key)
+    def get(self, backend: Backend, now: float, owner: int = 0) -> Upstream | None:
+        stack = self.idle.get((backend.key, owner))
         while stack:
             up = stack.pop()
             if up.closed or up.transport is None or up.transport.is_closing():
@@ -158,15 +160,23 @@ class IdlePool:
         up.exchange = None
         up.got_bytes = False
         up.idle_since = now
-        stack = self.idle.setdefault(up.backend.key, [])
+        stack = self.idle.setdefault((up.backend.key, up.owner), [])
         stack.append(up)
         if len(stack) > IDLE_PER_SERVER:
             stack.pop(0).close()
 
     def forget(self, up: Upstream) -> None:
-        stack = self.idle.get(up.backend.key)
+        stack = self.idle.get((up.backend.key, up.owner))
         if stack and up in stack:
             stack.remove(up)
+            if not stack and up.owner:
+                del self.idle[(up.backend.key, up.owner)]
+
+    def drop_owner(self, owner: int) -> None:
+        """A client connection ended: its private server connections go too."""
+        for key in [k for k in self.idle if k[1] == owner]:
+            for up in list(self.idle.get(key, ())):
+                up.close()
 
     def close_all(self) -> None:
         for stack in self.idle.values():
