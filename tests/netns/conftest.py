@@ -62,9 +62,12 @@ class Node:
                               text=True, timeout=timeout, check=check)
 
     def popen(self, *command: str, log: Path | None = None, **kwargs: object) -> subprocess.Popen[bytes]:
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
-        process = subprocess.Popen(["ip", "netns", "exec", self.netns, *command], stdout=out,
-                                   stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
+        """Start a process in this namespace (stopped at teardown); output to `log`."""
+        with open(log or os.devnull, "ab") as out:  # the child keeps its own copy
+            kwargs.setdefault("stdout", out)
+            kwargs.setdefault("stderr", subprocess.STDOUT)
+            process = subprocess.Popen(["ip", "netns", "exec", self.netns, *command],
+                                       **kwargs)  # type: ignore[call-overload]
         self.processes.append(process)
         return process
 

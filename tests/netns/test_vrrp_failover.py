@@ -7,7 +7,7 @@ import signal
 
 import pytest
 from conftest import VIP4, VIP6, Lab, wait_for
-from vrrp_lab import ask_vip, start_name_servers, start_runner, vrrp_toml
+from vrrp_lab import ask_vip, start_name_servers, start_runner, transitions, vrrp_toml
 
 pytestmark = pytest.mark.netns
 
@@ -23,6 +23,9 @@ def start_pair(lab: Lab, advert_interval: str = "100ms", lb0_priority: int = 200
     }
     for name in ("lb0", "lb1"):
         start_name_servers(lab[name], lab.workdir)
+    for router in ("v4", "v6"):
+        wait_for(lambda router=router: transitions(lab.workdir / "lb1.log", router)[-1:] == ["backup"],
+                 timeout=10, what=f"lb1 {router} backup")
     return runners
 
 

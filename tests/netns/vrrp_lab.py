@@ -53,6 +53,7 @@ while time.monotonic() < until:
 
 def vrrp_toml(priority: int, advert_interval: str, vrid: int = 51, preempt: bool = True,
               extra: str = "") -> str:
+    """Two virtual routers, v4 and v6; `extra` is TOML added to each, "{family}" replaced."""
     routers = []
     for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
         routers.append(f"""
@@ -63,7 +64,7 @@ priority = {priority}
 advert_interval = "{advert_interval}"
 preempt = {str(preempt).lower()}
 vips = ["{vip}"]
-{extra}
+{extra.replace("{family}", family)}
 """)
     return "".join(routers)
 
@@ -121,3 +122,13 @@ def start_keepalived(node: Node, workdir: Path, conf: str) -> subprocess.Popen[b
     return node.popen("keepalived", "-n", "-l", "-D", "-f", str(path),
                       *[part for flag, pid in pids.items() for part in (flag, pid)],
                       log=workdir / f"{node.name}-keepalived.log")
+
+
+def transitions(log: Path, router: str = "v4") -> list[str]:
+    """The states a router went through, from the runner's log."""
+    states = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        state = line.rsplit(" -> ", 1)[-1]
+        if f" {router}: " in line and state in ("initialize", "backup", "master"):
+            states.append(state)
+    return states

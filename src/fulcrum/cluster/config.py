@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, model_validator
 
 from fulcrum.config.model import Strict
-from fulcrum.config.types import Duration, Host
+from fulcrum.config.types import Duration
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -82,7 +82,7 @@ class TrackInterface(Strict):
 class TrackPing(Strict):
     """A ping node (Heartbeat's ipfail): failed after `fall` unanswered pings in a row."""
 
-    target: Host
+    target: IPAddr
     weight: TrackWeight = 0
     interval: Duration = 1.0
     timeout: Duration = 1.0
@@ -162,6 +162,10 @@ class VirtualRouter(Strict):
             raise ValueError("unicast_src needs unicast_peers")
         if len(set(self.vips)) != len(self.vips):
             raise ValueError("a vip is listed twice")
+        tracked = [*self.track.interfaces, *self.track.ping, *self.track.pools]
+        if self.owner and any(item.weight for item in tracked):
+            raise ValueError("the address owner (priority 255) is never lowered (RFC 5798 §5.2.4): "
+                             "track with weight 0 (fault) or use a lower priority")
         return self
 
 

@@ -21,11 +21,13 @@ from pydantic import ValidationError
 
 from fulcrum.cluster.config import Cluster, VirtualRouter
 from fulcrum.cluster.hooks import HookRunner
+from fulcrum.cluster.track import Tracking
 from fulcrum.cluster.vip import Announcer, Interface
 from fulcrum.cluster.vrrp import fsm
 from fulcrum.cluster.vrrp.packet import Advert, MalformedPacket, check_ip_header, decode, encode
 from fulcrum.cluster.vrrp.socket import VrrpSocket
 from fulcrum.cluster.vrrp.timers import Deadlines
+from fulcrum.cluster.watch import LinkWatcher, Pinger
 from fulcrum.config.errors import ConfigError
 
 log = logging.getLogger("fulcrum.cluster")
@@ -59,6 +61,15 @@ class RouterDriver:
             config.priority, self.advert_centis, source, config.preempt,
             config.preempt_delay, config.accept))
         self.dropped = 0  # malformed packets (§7.1), for status
+        self.tracking = Tracking(config.priority)
+        for tracked in config.track.interfaces:
+            self.tracking.add(f"interface {tracked.name}", tracked.weight)
+        for ping in config.track.ping:
+            self.tracking.add(f"ping {ping.target}", ping.weight)
+        for pool in config.track.pools:
+            self.tracking.add(f"pool {pool.pool}", pool.weight)
+        self.started = False
+        self.fault = False
 
     @classmethod
     async def open(cls, name: str, config: VirtualRouter) -> RouterDriver:
@@ -85,9 +96,40 @@ class RouterDriver:
             self._netlink_call(self.interface.remove, vip)
         await self._netlink_done()
         self.loop.add_reader(self.socket.fileno(), self._on_readable)
-        self._handle(fsm.Startup())
         log.info("%s: vrid %d on %s from %s, priority %d", self.name, self.config.vrid,
                  self.config.interface, self.source, self.config.priority)
+        self.started = True
+        self._follow_tracking()
+        if not self.fault:
+            self._handle(fsm.Startup())
+
+    def tracked(self, key: str, healthy: bool) -> None:
+        """A tracked interface, ping target or pool changed health."""
+        if self.tracking.set(key, healthy):
+            log.info("%s: %s is %s", self.name, key, "healthy" if healthy else "failed")
+            if self.started:
+                self._follow_tracking()
+
+    def _follow_tracking(self) -> None:
+        verdict = self.tracking.verdict()
+        if not self.owner and verdict.priority != self.machine.priority:
+            log.info("%s: priority %d -> %d", self.name, self.machine.priority, verdict.priority)
+            self._handle(fsm.PriorityChanged(verdict.priority))
+        if verdict.fault and not self.fault:
+            self.fault = True
+            log.warning("%s: fault (%s)", self.name, ", ".join(verdict.reasons))
+            if self.machine.state is fsm.State.INITIALIZE:
+                self.hooks.state_changed("fault")
+            else:
+                self._handle(fsm.Shutdown(fault=True))
+        elif not verdict.fault and self.fault:
+            self.fault = False
+            log.info("%s: fault cleared", self.name)
+            self._handle(fsm.Startup())
+
+    @property
+    def owner(self) -> bool:
+        return self.config.priority == 255
 
     def _netlink_call(self, function: Callable[..., object], *args: object) -> None:
         future = self.loop.run_in_executor(self.netlink, function, *args)
@@ -205,17 +247,46 @@ class ClusterEngine:
     def __init__(self, cluster: Cluster):
         self.cluster = cluster
         self.drivers: dict[str, RouterDriver] = {}
+        self._links: LinkWatcher | None = None
+        self._pinger: Pinger | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             for name, config in self.cluster.virtual_routers.items():
                 self.drivers[name] = await RouterDriver.open(name, config)
-                await self.drivers[name].start()
+            self._watch()
+            for driver in self.drivers.values():
+                await driver.start()
             await stop.wait()
         finally:
+            for watcher in (self._links, self._pinger):
+                if watcher is not None:
+                    watcher.close()
             # A master leaving sends priority 0 so a backup takes over at once (§6.4.3).
             for driver in self.drivers.values():
                 await driver.stop()
+
+    def _watch(self) -> None:
+        routers = self.cluster.virtual_routers.values()
+        links = {tracked.name for router in routers for tracked in router.track.interfaces}
+        if links:
+            self._links = LinkWatcher(links, lambda name, up: self._tell(f"interface {name}", up))
+            for name, up in self._links.state.items():
+                self._tell(f"interface {name}", up)
+        targets = {str(ping.target): ping for router in routers for ping in router.track.ping}
+        if targets:
+            self._pinger = Pinger(list(targets.values()),
+                                  lambda address, up: self._tell(f"ping {address}", up))
+
+    def _tell(self, key: str, healthy: bool) -> None:
+        for driver in self.drivers.values():
+            if key in driver.tracking:
+                driver.tracked(key, healthy)
+
+    def set_pool_health(self, pool: str, healthy: bool) -> None:
+        """From the node's health monitor: whether `pool` has a healthy server here.
+        Until told otherwise, a tracked pool counts as healthy. Call on the engine's loop."""
+        self._tell(f"pool {pool}", healthy)
 
     def states(self) -> dict[str, str]:
         return {name: driver.state.value for name, driver in self.drivers.items()}
@@ -233,6 +304,9 @@ class ClusterThread:
 
     def start(self) -> None:
         self._thread.start()
+
+    def set_pool_health(self, pool: str, healthy: bool) -> None:
+        self._loop.call_soon_threadsafe(self.engine.set_pool_health, pool, healthy)
 
     def stop(self, timeout: float = 15.0) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)

@@ -91,3 +91,10 @@ def test_track_weights_and_pool_references():
         ("cluster.virtual_routers.web.track.pools[1].pool", "no pool named 'nope'")]
     [(path, _)] = problems({"virtual_routers": {"web": router(track={"interfaces": [{"name": "eth1", "weight": 300}]})}})
     assert path == "cluster.virtual_routers.web.track.interfaces[0].weight"
+
+
+def test_the_owner_is_not_lowered_by_tracking():
+    [(_, reason)] = problems({"virtual_routers": {"web": router(
+        priority=255, track={"interfaces": [{"name": "eth1", "weight": -10}]})}})
+    assert "never lowered" in reason
+    VirtualRouter.model_validate(router(priority=255, track={"interfaces": [{"name": "eth1"}]}))
