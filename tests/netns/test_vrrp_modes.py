@@ -1,0 +1,120 @@
+"""Unicast adverts to listed peers, and the engine on its own thread beside a busy
+main thread (DESIGN.md, failure domains)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import VIP4, VIP6, Lab, wait_for
+from vrrp_lab import start_runner, transitions, vrrp_toml
+
+pytestmark = pytest.mark.netns
+
+
+def unicast_toml(lab: Lab, me: str, peer: str, priority: int) -> str:
+    toml = ""
+    for family, vip, attribute in (("v4", f"{VIP4}/24", "v4"), ("v6", f"{VIP6}/64", "v6")):
+        toml += f"""
+[cluster.virtual_routers.{family}]
+vrid = 7
+interface = "eth0"
+priority = {priority}
+advert_interval = "100ms"
+unicast_src = "{getattr(lab[me], attribute)}"
+unicast_peers = ["{getattr(lab[peer], attribute)}"]
+vips = ["{vip}"]
+"""
+    return toml
+
+
+# Counts VRRP packets that reach a bystander, multicast groups joined, for N seconds.
+BYSTANDER = """
+import select, socket, struct, sys, time
+index = socket.if_nametoindex("eth0")
+v4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+v4.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+              struct.pack("=4s4si", socket.inet_aton("224.0.0.18"), bytes(4), index))
+v6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+              socket.inet_pton(socket.AF_INET6, "ff02::12") + struct.pack("@I", index))
+print("listening", flush=True)
+count, until = 0, time.monotonic() + float(sys.argv[1])
+while (left := until - time.monotonic()) > 0:
+    for sock in select.select([v4, v6], [], [], left)[0]:
+        sock.recv(2048)
+        count += 1
+print("vrrp packets", count, flush=True)
+"""
+
+
+def start_bystander(lab: Lab, seconds: float) -> tuple[subprocess.Popen[bytes], Path]:
+    script = lab.workdir / "bystander.py"
+    script.write_text(BYSTANDER)
+    log = lab.workdir / "bystander.log"
+    process = lab["client"].popen(sys.executable, str(script), str(seconds), log=log)
+    wait_for(lambda: log.exists() and "listening" in log.read_text(), timeout=10, what="the bystander listening")
+    return process, log
+
+
+def test_the_bystander_hears_multicast_adverts(lab: Lab):
+    # The control for the unicast test below: the same listener does hear multicast.
+    bystander, log = start_bystander(lab, 2)
+    start_runner(lab["lb0"], lab.workdir, vrrp_toml(200, "100ms"))
+    assert bystander.wait(timeout=10) == 0
+    assert "vrrp packets 0" not in log.read_text()
+
+
+def test_unicast_peers_elect_and_fail_over(lab: Lab):
+    bystander, bystander_log = start_bystander(lab, 3)
+    lb0 = start_runner(lab["lb0"], lab.workdir, unicast_toml(lab, "lb0", "lb1", 200))
+    start_runner(lab["lb1"], lab.workdir, unicast_toml(lab, "lb1", "lb0", 100))
+    for router in ("v4", "v6"):
+        wait_for(lambda router=router: transitions(lab.workdir / "lb1.log", router)[-1:] == ["backup"],
+                 timeout=10, what=f"lb1 {router} backup")
+        wait_for(lambda router=router: transitions(lab.workdir / "lb0.log", router)[-1:] == ["master"],
+                 timeout=10, what=f"lb0 {router} master")
+    assert lab["lb0"].has_address(VIP4) and lab["lb0"].has_address(VIP6)
+    assert not lab["lb1"].has_address(VIP4) and not lab["lb1"].has_address(VIP6)
+    assert bystander.wait(timeout=10) == 0
+    assert "vrrp packets 0" in bystander_log.read_text()  # no multicast, and none to it
+    lb0.send_signal(signal.SIGTERM)
+    wait_for(lambda: lab["lb1"].has_address(VIP4) and lab["lb1"].has_address(VIP6), timeout=10,
+             what="VIPs on lb1")
+
+
+# The engine on a thread of a process whose main thread spins in Python, as a busy
+# proxy would; the backup next door must never see it miss its 50 ms adverts.
+BUSY_NODE = """
+import sys, time
+from fulcrum.cluster.runner import ClusterThread, load_cluster
+engine = ClusterThread(load_cluster(sys.argv[1]))
+engine.start()
+deadline = time.monotonic() + float(sys.argv[2])
+spins = 0
+while time.monotonic() < deadline:
+    spins += sum(i * i for i in range(10000))  # hold the GIL the way Python code does
+engine.stop()
+print("stopped", engine.error, flush=True)
+"""
+
+
+def test_engine_thread_keeps_its_adverts_while_the_main_thread_is_busy(lab: Lab):
+    config = lab.workdir / "lb0.toml"
+    config.write_text(vrrp_toml(200, "50ms"))
+    script = lab.workdir / "busy_node.py"
+    script.write_text(BUSY_NODE)
+    busy = lab["lb0"].popen(sys.executable, str(script), str(config), "6", log=lab.workdir / "lb0.log")
+    wait_for(lambda: lab["lb0"].has_address(VIP4) and lab["lb0"].has_address(VIP6), timeout=10,
+             what="the busy node becoming master")
+    start_runner(lab["lb1"], lab.workdir, vrrp_toml(100, "50ms"))
+    assert busy.wait(timeout=30) == 0
+    assert "stopped None" in (lab.workdir / "lb0.log").read_text()
+    for router in ("v4", "v6"):
+        wait_for(lambda router=router: transitions(lab.workdir / "lb1.log", router)[-1:] == ["master"],
+                 timeout=10, what=f"lb1 {router} taking over after the stop")
+        # lb1 was backup all along, and took over only when the busy node stopped.
+        assert transitions(lab.workdir / "lb1.log", router) == ["backup", "master"]
