@@ -200,9 +200,11 @@ def test_partition_then_heal_leaves_exactly_one_master_within_two_adverts():
     assert wire.masters() == ["a", "b", "c"]
     wire.heal()
     heal_time = wire.now
-    wire.run_until(heal_time + 2 * 1.0 + LATENCY)
+    wire.run_until(heal_time + 1.0 + 2 * LATENCY)  # one advert round and its answer
     assert wire.masters() == ["b"]  # equal priority with a: the higher address wins
     assert wire.vip_holders() == ["b"]
+    # b answered the other masters' adverts with its own and announced the VIPs again.
+    assert any(heal_time < t <= heal_time + 1.0 + 2 * LATENCY for t in wire.routers["b"].announced)
     wire.run_until(heal_time + 30.0)
     assert wire.masters() == ["b"]
 
@@ -241,3 +243,12 @@ def test_fast_adverts_fail_over_proportionally_faster():
     wire.crash("a")
     took_over = wire.run_until_state("b", State.MASTER, limit=5.0)
     assert took_over - last_advert == pytest.approx(LATENCY + 3 * 0.05 + 156 * 0.05 / 256)
+
+
+def test_master_answers_a_lower_master_at_once_and_announces_again():
+    vr = machine(priority=200)
+    vr.handle(fsm.Startup(), now=0.0)
+    vr.handle(fsm.MasterDownTimerFired(), now=4.0)
+    actions = vr.handle(fsm.AdvertReceived(100, 100, ipaddress.ip_address("198.18.0.9")), now=4.5)
+    assert vr.state is State.MASTER
+    assert actions == [fsm.SendAdvert(200), fsm.StartTimer(fsm.Timer.ADVER, 1.0), fsm.Announce()]

@@ -229,7 +229,10 @@ class VrrpMachine:
             # A better master exists; on equal priority the higher primary address wins.
             self.master_adver_centis = event.max_advert_centis
             return self._become_backup(leaving_master=[StopTimer(Timer.ADVER), RemoveVips()])
-        return []  # discard: we remain master, our next advert corrects the other
+        # §6.4.3 says discard: we remain master. Only another master sends adverts, so
+        # this is a healed partition; like keepalived, answer at once so it yields now,
+        # and announce again to undo what its announcements did to neighbour caches.
+        return [SendAdvert(self.priority), StartTimer(Timer.ADVER, self.advertisement_interval), Announce()]
 
     # -- any state --------------------------------------------------------------------------
 
