@@ -97,3 +97,13 @@ def test_notify_hooks_follow_the_states(lab: Lab):
     for family in ("v4", "v6"):
         assert [line for line in lines if line.startswith(family)] == [
             f"{family}-backup", f"{family}-master", f"{family}-stop"]
+
+
+def test_an_advert_listing_other_addresses_is_logged_once(lab: Lab):
+    start_runner(lab["lb0"], lab.workdir, vrrp_toml(200, ADVERT))
+    start_runner(lab["lb1"], lab.workdir, vrrp_toml(100, ADVERT).replace(f'"{VIP4}/24"', '"198.18.0.101/24"'))
+    log = lab.workdir / "lb1.log"
+    wait_for(lambda: "advertises" in log.read_text(), timeout=10, what="the mismatch warning")
+    time.sleep(1)  # ten more adverts from lb0
+    assert log.read_text().count("advertises") == 1
+    assert f"198.18.0.1 advertises {VIP4}, we have 198.18.0.101" in log.read_text()

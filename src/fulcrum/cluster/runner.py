@@ -70,6 +70,7 @@ class RouterDriver:
             self.tracking.add(f"pool {pool.pool}", pool.weight)
         self.started = False
         self.fault = False
+        self._mismatched: set[IPAddress] = set()
 
     @classmethod
     async def open(cls, name: str, config: VirtualRouter) -> RouterDriver:
@@ -238,7 +239,25 @@ class RouterDriver:
                 continue  # another virtual router, or our own advert
             if self.socket.unicast and received.source not in self.config.unicast_peers:
                 continue
+            self._check_addresses(advert, received.source)
             self._handle(fsm.AdvertReceived(advert.priority, advert.max_advert_centis, received.source))
+
+
+    def _check_addresses(self, advert: Advert, source: IPAddress) -> None:
+        # §7.1: MAY check that the advert lists our addresses; a mismatch is a
+        # configuration error worth one log line per sender, not a reason to drop.
+        ours = {vip.ip for vip in self.config.vips}
+        if set(advert.addresses) != ours and source not in self._mismatched:
+            self._mismatched.add(source)
+            log.warning("%s: %s advertises %s, we have %s", self.name, source,
+                        ", ".join(map(str, advert.addresses)), ", ".join(map(str, sorted(ours, key=int))))
+
+    def status(self) -> dict[str, object]:
+        return {
+            "state": self.machine.state.value, "fault": self.fault, "priority": self.machine.priority,
+            "master_adver_interval": self.machine.master_adver_centis / 100,
+            "failed": list(self.tracking.verdict().reasons), "dropped_packets": self.dropped,
+        }
 
 
 class ClusterEngine:
@@ -290,6 +309,10 @@ class ClusterEngine:
 
     def states(self) -> dict[str, str]:
         return {name: driver.state.value for name, driver in self.drivers.items()}
+
+    def status(self) -> dict[str, dict[str, object]]:
+        """Per virtual router: state, fault, effective priority, failed tracked objects."""
+        return {name: driver.status() for name, driver in self.drivers.items()}
 
 
 class ClusterThread:
