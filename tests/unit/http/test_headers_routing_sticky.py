@@ -8,36 +8,55 @@ from fulcrum.proxy.http.routing import Router, RouteRule, host_without_port
 from fulcrum.proxy.http.sticky import InsertCookie, cookie_values, route_from_request, set_cookie
 
 
+def request(headers: list[tuple[bytes, bytes]], x_forwarded: bool = True, rfc7239: bool = False,
+            preserve_host: bool = True, ip: bytes = b"192.0.2.1", upgrade: bool = False,
+            chunked: bool = False) -> list[bytes]:
+    edit = hdr.RequestEdit("http", x_forwarded, rfc7239, preserve_host)
+    options = set().union(*(hdr.named_options(v) for n, v in headers if n.lower() == b"connection"))
+    host = next((v for n, v in headers if n.lower() == b"host"), None)
+    head = edit.head(b"GET", b"/x", headers, ip, host, b"10.0.0.5:8080", options, upgrade, chunked)
+    assert head.startswith(b"GET /x HTTP/1.1\r\n") and head.endswith(b"\r\n\r\n")
+    return head[:-4].split(b"\r\n")[1:]
+
+
 def test_hop_by_hop_and_connection_named_fields_removed() -> None:
     headers = [(b"Host", b"a"), (b"Connection", b"keep-alive, X-Private"), (b"X-Private", b"1"),
                (b"Keep-Alive", b"timeout=5"), (b"TE", b"trailers"), (b"Transfer-Encoding", b"chunked"),
                (b"Upgrade", b"websocket"), (b"Proxy-Connection", b"keep-alive"), (b"Accept", b"*/*")]
-    assert hdr.strip_hop_by_hop(headers) == [(b"Host", b"a"), (b"Accept", b"*/*")]
-    assert (b"Upgrade", b"websocket") in hdr.strip_hop_by_hop(headers, keep_upgrade=True)
+    assert request(headers, x_forwarded=False) == [b"Host: a", b"Accept: */*"]
+    assert request(headers, x_forwarded=False, upgrade=True, chunked=True) == [
+        b"Host: a", b"Upgrade: websocket", b"Accept: */*", b"Transfer-Encoding: chunked", b"Connection: upgrade"]
 
 
 def test_forwarded_for_appended_and_proto_host_replaced() -> None:
-    headers = [(b"X-Forwarded-For", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2"),
-               (b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-Host", b"evil")]
-    out = hdr.add_forwarded(headers, "192.0.2.1", "http", b"shop", x_forwarded=True, rfc7239=True)
-    assert out == [(b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2, 192.0.2.1"), (b"X-Forwarded-Proto", b"http"),
-                   (b"X-Forwarded-Host", b"shop"), (b"Forwarded", b'for=192.0.2.1;proto=http;host="shop"')]
-    v6 = hdr.add_forwarded([], "2001:db8::1", "https", None, x_forwarded=False, rfc7239=True)
-    assert v6 == [(b"Forwarded", b'for="[2001:db8::1]";proto=https')]
+    headers = [(b"Host", b"shop"), (b"X-Forwarded-For", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2"),
+               (b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-Host", b"evil"), (b"Forwarded", b"for=1.1.1.1")]
+    assert request(headers, rfc7239=True) == [
+        b"Host: shop", b"X-Forwarded-For: 1.1.1.1, 2.2.2.2, 192.0.2.1", b"X-Forwarded-Proto: http",
+        b"X-Forwarded-Host: shop", b'Forwarded: for=1.1.1.1, for=192.0.2.1;proto=http;host="shop"']
+    assert request([(b"Host", b"h")], x_forwarded=False, rfc7239=True, ip=b"2001:db8::1") == [
+        b"Host: h", b'Forwarded: for="[2001:db8::1]";proto=http;host="h"']
 
 
-def test_location_rewritten_only_for_the_server_origin() -> None:
-    origins = [b"http://10.0.0.5:8080"]
+def test_host_replaced_when_not_preserved_or_absent() -> None:
+    assert request([(b"host", b"public"), (b"A", b"1")], x_forwarded=False, preserve_host=False) == [
+        b"Host: 10.0.0.5:8080", b"A: 1"]
+    assert request([(b"A", b"1")], x_forwarded=False) == [b"Host: 10.0.0.5:8080", b"A: 1"]
+
+
+def test_response_fields_rewrite_and_framing() -> None:
+    origins = (b"http://10.0.0.5:8080",)
     headers = [(b"Location", b"http://10.0.0.5:8080/a?b"), (b"Content-Location", b"http://10.0.0.5:80801/x"),
-               (b"URI", b"http://10.0.0.5:8080"), (b"Link", b"http://10.0.0.5:8080/")]
-    out = hdr.rewrite_locations(headers, origins, b"https://www.example")
-    assert out == [(b"Location", b"https://www.example/a?b"), (b"Content-Location", b"http://10.0.0.5:80801/x"),
-                   (b"URI", b"https://www.example"), (b"Link", b"http://10.0.0.5:8080/")]
-
-
-def test_replace_keeps_position() -> None:
-    out = hdr.replace([(b"a", b"1"), (b"host", b"x"), (b"HOST", b"y")], b"Host", b"z")
-    assert out == [(b"a", b"1"), (b"Host", b"z")]
+               (b"URI", b"http://10.0.0.5:8080"), (b"Link", b"http://10.0.0.5:8080/"),
+               (b"Connection", b"close, X-Internal"), (b"X-Internal", b"1"), (b"Transfer-Encoding", b"chunked"),
+               (b"Keep-Alive", b"timeout=5")]
+    lines, has_length, had_te = hdr.response_fields(headers, origins, b"https://www.example")
+    assert lines == [b"Location: https://www.example/a?b\r\n", b"Content-Location: http://10.0.0.5:80801/x\r\n",
+                     b"URI: https://www.example\r\n", b"Link: http://10.0.0.5:8080/\r\n"]
+    assert not has_length and had_te
+    lines, has_length, had_te = hdr.response_fields([(b"Content-Length", b"3"), (b"Location", b"http://10.0.0.5:8080/")],
+                                                    None, b"https://www.example")
+    assert lines == [b"Content-Length: 3\r\n", b"Location: http://10.0.0.5:8080/\r\n"] and has_length and not had_te
 
 
 def test_router_prefers_host_then_longest_prefix() -> None:

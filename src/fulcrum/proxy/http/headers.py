@@ -15,100 +15,12 @@ HOP_BY_HOP = frozenset({
     b"connection", b"proxy-connection", b"keep-alive", b"te", b"transfer-encoding",
     b"upgrade", b"trailer",
 })
-FORWARDED_NAMES = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
-
-
-def connection_options(headers: Headers) -> set[bytes]:
-    """The option names listed in Connection fields (RFC 9110 §7.6.1), lower-cased."""
-    options: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            options.update(o.strip().lower() for o in value.split(b",") if o.strip())
-    return options
-
-
-def strip_hop_by_hop(headers: Headers, keep_upgrade: bool = False) -> Headers:
-    """Drop hop-by-hop fields and every field the Connection header names."""
-    named = connection_options(headers)
-    drop = (HOP_BY_HOP | named) - ({b"upgrade"} if keep_upgrade else set())
-    return [(n, v) for n, v in headers if n.lower() not in drop]
-
-
-def get(headers: Headers, name: bytes) -> bytes | None:
-    """The first value of a field (`name` lower-case)."""
-    for n, v in headers:
-        if n.lower() == name:
-            return v
-    return None
-
-
-def add_forwarded(headers: Headers, client_ip: str, proto: str, host: bytes | None,
-                  x_forwarded: bool, rfc7239: bool) -> Headers:
-    """X-Forwarded-For appended to the client's list; -Proto and -Host replaced (a client
-    must not choose them); RFC 7239 Forwarded appended as a new element."""
-    ip = client_ip.encode()
-    out: Headers = []
-    xff_at = -1
-    for name, value in headers:
-        lower = name.lower()
-        if x_forwarded and lower in FORWARDED_NAMES:
-            continue
-        if x_forwarded and lower == b"x-forwarded-for":
-            if xff_at >= 0:  # fold several lines into one list (RFC 9110 §5.3)
-                out[xff_at] = (out[xff_at][0], out[xff_at][1] + b", " + value)
-                continue
-            xff_at = len(out)
-        out.append((name, value))
-    if x_forwarded:
-        if xff_at >= 0:
-            out[xff_at] = (b"X-Forwarded-For", out[xff_at][1] + b", " + ip)
-        else:
-            out.append((b"X-Forwarded-For", ip))
-        out.append((b"X-Forwarded-Proto", proto.encode()))
-        if host is not None:
-            out.append((b"X-Forwarded-Host", host))
-    if rfc7239:
-        node = b'"[' + ip + b']"' if b":" in ip else ip  # RFC 7239 §6: IPv6 quoted, bracketed
-        element = b"for=" + node + b";proto=" + proto.encode()
-        if host is not None:
-            element += b';host="' + host.replace(b'"', b"") + b'"'
-        for i, (name, value) in enumerate(out):
-            if name.lower() == b"forwarded":
-                out[i] = (name, value + b", " + element)
-                break
-        else:
-            out.append((b"Forwarded", element))
-    return out
-
-
-def replace(headers: Headers, name: bytes, value: bytes) -> Headers:
-    """Set field `name` to one line with `value`, where its first line was (else first)."""
-    lower = name.lower()
-    out: Headers = []
-    placed = False
-    for n, v in headers:
-        if n.lower() == lower:
-            if not placed:
-                out.append((name, value))
-                placed = True
-            continue
-        out.append((n, v))
-    if not placed:
-        out.insert(0, (name, value))
-    return out
-
-
-def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """Serialize a request head; we always speak HTTP/1.1 to servers (RFC 9110 §2.5)."""
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+FORWARDED_NAMES = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})  # a client must not set them
 
 
 def response_head(status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]],
                   version: bytes = b"1.1") -> bytes:
+    """A response head with fields as given (the 101 that starts a tunnel keeps them all)."""
     parts = [b"HTTP/", version, b" %d " % status, reason, b"\r\n"]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
@@ -119,17 +31,107 @@ def response_head(status: int, reason: bytes, headers: Iterable[tuple[bytes, byt
 REWRITTEN_RESPONSE_FIELDS = frozenset({b"location", b"content-location", b"uri"})
 
 
-def rewrite_locations(headers: Headers, server_origins: Iterable[bytes], public_origin: bytes) -> Headers:
+def rewrite_url(value: bytes, server_origins: Iterable[bytes], public_origin: bytes) -> bytes:
     """ProxyPassReverse: a URL pointing at the server's own address is made to point at the
     address the client used. `server_origins` are lower-case `http://host:port` prefixes."""
-    origins = tuple(server_origins)
-    out: Headers = []
+    lowered = value.lower()
+    for origin in server_origins:
+        if lowered.startswith(origin) and (len(value) == len(origin) or value[len(origin)] in b"/?#"):
+            return public_origin + value[len(origin):]
+    return value
+
+
+# -- the hot path: one pass over the fields, straight to bytes ---------------------------------
+
+
+def named_options(value: bytes) -> set[bytes]:
+    """Options of one Connection field value, lower-cased."""
+    return {o.strip().lower() for o in value.split(b",") if o.strip()}
+
+
+class RequestEdit:
+    """The request head sent to a server, built in one pass over the client's fields:
+    hop-by-hop fields and those the client's Connection field names are dropped (RFC 9110
+    §7.6.1); X-Forwarded-For is appended to (several lines folded into one list, RFC 9110
+    §5.3), -Proto and -Host replaced, Forwarded (RFC 7239) extended; Host kept or replaced."""
+
+    def __init__(self, proto: str, x_forwarded: bool, rfc7239: bool, preserve_host: bool):
+        self.proto = proto.encode()
+        self.x_forwarded = x_forwarded
+        self.rfc7239 = rfc7239
+        self.preserve_host = preserve_host
+        self.drop = HOP_BY_HOP | (FORWARDED_NAMES if x_forwarded else frozenset())
+        self.proto_line = b"X-Forwarded-Proto: " + self.proto + b"\r\n"
+
+    def head(self, method: bytes, target: bytes, headers: Headers, client_ip: bytes,
+             host: bytes | None, server_hostport: bytes, options: set[bytes] | None,
+             upgrade: bool, chunked: bool) -> bytes:
+        drop = self.drop
+        if options:
+            drop = drop | options
+        if upgrade:
+            drop = drop - {b"upgrade"}
+        replace_host = not self.preserve_host or host is None
+        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+        if replace_host:
+            parts += (b"Host: ", server_hostport, b"\r\n")
+        xff: list[bytes] = []
+        forwarded: list[bytes] = []
+        for name, value in headers:
+            lower = name.lower()
+            if lower in drop:
+                continue
+            if lower == b"x-forwarded-for" and self.x_forwarded:
+                xff.append(value)
+            elif lower == b"forwarded" and self.rfc7239:
+                forwarded.append(value)
+            elif lower == b"host" and replace_host:
+                continue
+            else:
+                parts += (name, b": ", value, b"\r\n")
+        if self.x_forwarded:
+            xff.append(client_ip)
+            parts += (b"X-Forwarded-For: ", b", ".join(xff), b"\r\n", self.proto_line)
+            if host is not None:
+                parts += (b"X-Forwarded-Host: ", host, b"\r\n")
+        if self.rfc7239:
+            node = b'"[' + client_ip + b']"' if b":" in client_ip else client_ip  # RFC 7239 §6
+            element = b"for=" + node + b";proto=" + self.proto
+            if host is not None:
+                element += b';host="' + host.replace(b'"', b"") + b'"'
+            forwarded.append(element)
+            parts += (b"Forwarded: ", b", ".join(forwarded), b"\r\n")
+        if chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if upgrade:
+            parts.append(b"Connection: upgrade\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+
+def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
+                    public_origin: bytes) -> tuple[list[bytes], bool, bool]:
+    """The server's fields as lines for the client, in one pass: hop-by-hop dropped, URLs in
+    Location/Content-Location/URI rewritten (origins None = no rewriting). Returns (lines,
+    has Content-Length, had Transfer-Encoding)."""
+    options: set[bytes] | None = None
+    lines: list[bytes] = []
+    has_length = has_te = False
     for name, value in headers:
-        if name.lower() in REWRITTEN_RESPONSE_FIELDS:
-            lowered = value.lower()
-            for origin in origins:
-                if lowered.startswith(origin) and (len(value) == len(origin) or value[len(origin)] in b"/?#"):
-                    value = public_origin + value[len(origin):]
-                    break
-        out.append((name, value))
-    return out
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if lower == b"connection":
+                options = (options or set()) | named_options(value)
+            elif lower == b"transfer-encoding":
+                has_te = True
+            continue
+        if lower == b"content-length":
+            has_length = True
+        elif origins is not None and lower in REWRITTEN_RESPONSE_FIELDS:
+            value = rewrite_url(value, origins, public_origin)
+        lines.append(name + b": " + value + b"\r\n")
+    if options and not options <= HOP_BY_HOP | {b"close"}:
+        # rare: a field the Connection header names: filter again (RFC 9110 §7.6.1)
+        named = {n + b":" for n in options}
+        lines = [line for line in lines if line.split(b" ", 1)[0].lower() not in named]
+    return lines, has_length, has_te

@@ -51,8 +51,8 @@ class Exchange:
     __slots__ = ("conn", "method", "target", "version", "headers", "host", "keep_alive",
                  "upgrade", "chunked", "has_body", "buffered", "request_done", "pool",
                  "backend", "upstream", "tried", "set_cookie", "resp_reason", "resp_headers",
-                 "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "deadline",
-                 "timer", "retried", "finished", "head_bytes")
+                 "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "retried",
+                 "finished", "head_bytes", "up_out", "options", "cookies")
 
     def __init__(self, conn: HttpConnection):
         self.conn = conn
@@ -79,11 +79,12 @@ class Exchange:
         self.resp_status = 0
         self.sent_head = False  # a final response head went to the client
         self.connecting: asyncio.Task[None] | None = None
-        self.deadline = 0.0
-        self.timer: asyncio.TimerHandle | None = None
         self.retried = False
         self.finished = False
         self.head_bytes = b""  # the request head as sent, kept for one retry
+        self.up_out: list[bytes] = []  # bytes for the server held while the connection is corked
+        self.options: set[bytes] | None = None  # what the client's Connection field names
+        self.cookies: list[bytes] = []  # Cookie field values
 
 
 class HttpConnection(asyncio.Protocol):
@@ -95,6 +96,7 @@ class HttpConnection(asyncio.Protocol):
         self.opts = svc.opts
         self.transport: Any = None
         self.client_ip = "unknown"
+        self.client_ip_bytes = b"unknown"
         self.client_addr: tuple[str, int] = ("0.0.0.0", 0)
         self.local_addr: tuple[str, int] = ("0.0.0.0", 0)
         self.proxy_header: bytes | None = None  # bytes of an expected PROXY header so far
@@ -116,6 +118,13 @@ class HttpConnection(asyncio.Protocol):
         self.touched = True
         self.idle_ticks = 0
         self.proto = svc.proto
+        # Corking: while a read is being parsed, writes are collected and sent as one at the
+        # end (response head + body + chunk end in one send; request head + body likewise).
+        self.corked = False
+        self.out: list[bytes] = []
+        self.up_dirty: Exchange | None = None
+        self.resp_deadline = 0.0  # the server answering queue[0] must send by then (0 = none)
+        self.resp_timer: asyncio.TimerHandle | None = None
 
     # -- connection events -------------------------------------------------------------
 
@@ -130,6 +139,7 @@ class HttpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = peer[0]
+            self.client_ip_bytes = peer[0].encode()
             self.client_addr = (peer[0], peer[1])
         local = transport.get_extra_info("sockname")
         if local:
@@ -151,9 +161,13 @@ class HttpConnection(asyncio.Protocol):
             if not data:
                 return
         if self.deadline_kind == "body":
-            self.deadline = self.ctx.loop.time() + self.opts.body_timeout
+            now = self.ctx.loop.time()
+            self.deadline = now + self.opts.body_timeout
+            if self.resp_deadline:  # a server is not late while the client is still uploading
+                self.resp_deadline = now + self.opts.response_timeout
         elif self.deadline_kind == "keepalive":
             self._arm("head", self.opts.header_timeout)
+        self.corked = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -176,6 +190,8 @@ class HttpConnection(asyncio.Protocol):
                 self.head_fed += len(data)
                 if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
                     self.reject(RequestError(431, "request head too large"))
+        finally:
+            self.uncork()
 
     def eof_received(self) -> bool:
         if self.tunnel is not None and self.tunnel.transport is not None:
@@ -203,6 +219,31 @@ class HttpConnection(asyncio.Protocol):
         if up is not None and up.transport is not None:
             up.transport.resume_reading()
 
+    def _to_client(self, data: bytes) -> None:
+        if self.corked:
+            self.out.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def cork(self) -> None:
+        self.corked = True
+
+    def uncork(self) -> None:
+        self.corked = False
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            if self.transport is not None:
+                self.transport.write(data)
+        ex = self.up_dirty
+        if ex is not None:
+            self.up_dirty = None
+            if ex.up_out:
+                data = b"".join(ex.up_out)
+                ex.up_out.clear()
+                if ex.upstream is not None and ex.upstream.transport is not None:
+                    ex.upstream.transport.write(data)
+
     def block_reading(self, reason: str) -> None:
         if not self.blockers and self.transport is not None and not self.closed:
             self.transport.pause_reading()
@@ -229,6 +270,7 @@ class HttpConnection(asyncio.Protocol):
         self.proxy_header = None
         if addresses.src is not None and addresses.dst is not None:
             self.client_ip, self.client_addr, self.local_addr = addresses.src[0], addresses.src, addresses.dst
+            self.client_ip_bytes = self.client_ip.encode()
         return buffered[used:]
 
     # -- request parser callbacks (httptools) ------------------------------------------
@@ -272,16 +314,22 @@ class HttpConnection(asyncio.Protocol):
         ex.version = version.encode()
         ex.method = parser.get_method()
         ex.keep_alive = parser.should_keep_alive()
-        hosts = [v for n, v in ex.headers if n.lower() == b"host"]
-        if len(hosts) > 1 or (not hosts and version == "1.1"):
-            raise RequestError(400, "a request needs exactly one Host")  # RFC 9112 §3.2
-        ex.host = hosts[0] if hosts else None
+        hosts = 0
         for name, value in ex.headers:
             lower = name.lower()
-            if lower == b"transfer-encoding":
+            if lower == b"host":
+                hosts += 1
+                ex.host = value
+            elif lower == b"transfer-encoding":
                 ex.chunked = ex.has_body = True  # llhttp already required chunked to be final
             elif lower == b"content-length":
                 ex.has_body = value != b"0"
+            elif lower == b"connection":
+                ex.options = (ex.options or set()) | hdr.named_options(value)
+            elif lower == b"cookie":
+                ex.cookies.append(value)
+        if hosts > 1 or (not hosts and version == "1.1"):
+            raise RequestError(400, "a request needs exactly one Host")  # RFC 9112 §3.2
         ex.upgrade = bool(parser.should_upgrade()) or ex.method == b"CONNECT"
         if ex.method == b"CONNECT":
             raise RequestError(405, "CONNECT is not proxied")
@@ -312,7 +360,7 @@ class HttpConnection(asyncio.Protocol):
         """Choose a server for the exchange at the head of the queue and send it there."""
         svc = self.svc
         if self.opts.redirect_https:
-            self.transport.write(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
+            self._to_client(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
             svc.count_response(308)
             ex.sent_head = ex.keep_alive = False
             self._finish(ex, keep_upstream=False)
@@ -331,7 +379,8 @@ class HttpConnection(asyncio.Protocol):
         backend, ex.set_cookie = choice
         ex.backend = backend
         pool.taken(backend)
-        ex.head_bytes = svc.request_head(ex, backend, self.client_ip)
+        ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
+                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
         up = None if fresh else svc.idle.get(backend, now, self._owner(pool))
         if up is not None:
             self._attach(ex, up)
@@ -389,42 +438,51 @@ class HttpConnection(asyncio.Protocol):
         up.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         if self.write_paused:
             up.transport.pause_reading()
-        up.transport.write(ex.head_bytes)
-        if ex.buffered:
-            up.transport.write(b"".join(ex.buffered))
+        pending = [ex.head_bytes, *ex.buffered] if ex.buffered else [ex.head_bytes]
         ex.buffered = None
-        self._arm_response(ex)
+        if self.corked:
+            ex.up_out += pending
+            self.up_dirty = ex
+        else:
+            up.transport.write(b"".join(pending))
+        self._arm_response()
 
     def _send_request_bytes(self, ex: Exchange, data: bytes) -> None:
         if ex.buffered is not None:
             ex.buffered.append(data)
         elif ex.upstream is not None and ex.upstream.transport is not None:
-            ex.upstream.transport.write(data)
+            if self.corked:
+                ex.up_out.append(data)
+                self.up_dirty = ex
+            else:
+                ex.upstream.transport.write(data)
 
-    # -- response timeout (per exchange; re-armed lazily, not per byte) -----------------
+    # -- response timeout: one lazily re-armed timer per connection, not one per request ----
 
-    def _arm_response(self, ex: Exchange) -> None:
+    def _arm_response(self) -> None:
         timeout = self.opts.response_timeout
         if not timeout:
             return
         loop = self.ctx.loop
-        ex.deadline = loop.time() + timeout
-        if ex.timer is None:
-            ex.timer = loop.call_at(ex.deadline, self._response_timer, ex)
+        self.resp_deadline = loop.time() + timeout
+        if self.resp_timer is None:
+            self.resp_timer = loop.call_at(self.resp_deadline, self._response_timer)
 
     def server_activity(self, ex: Exchange) -> None:
-        if ex.timer is not None:
-            ex.deadline = self.ctx.loop.time() + self.opts.response_timeout
+        if self.resp_deadline:
+            self.resp_deadline = self.ctx.loop.time() + self.opts.response_timeout
 
-    def _response_timer(self, ex: Exchange) -> None:
-        ex.timer = None
-        if ex.finished:
+    def _response_timer(self) -> None:
+        self.resp_timer = None
+        if not self.resp_deadline or self.closed or not self.queue:
             return
         loop = self.ctx.loop
-        if loop.time() < ex.deadline:
-            ex.timer = loop.call_at(ex.deadline, self._response_timer, ex)
+        if loop.time() < self.resp_deadline:
+            self.resp_timer = loop.call_at(self.resp_deadline, self._response_timer)
             return
+        ex = self.queue[0]
         log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
+        self.resp_deadline = 0.0
         self.server_failed(ex, "response timeout", status=504)
 
     # -- response events (called by Upstream) -------------------------------------------
@@ -438,37 +496,36 @@ class HttpConnection(asyncio.Protocol):
         if status == 101 and ex.upgrade:
             self._start_tunnel(ex, status, reason, headers)
             return
+        svc = self.svc
+        rewrite = svc.server_origins(ex.backend) if self.opts.rewrite_location and ex.backend else None
+        lines, framed_by_length, had_te = hdr.response_fields(headers, rewrite, svc.public_origin(ex.host))
         if 100 <= status < 200:
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
-                self.transport.write(hdr.response_head(status, reason, hdr.strip_hop_by_hop(headers)))
+                self._to_client(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
             return
         ex.sent_head = True
-        self.svc.count_response(status)
-        out = hdr.strip_hop_by_hop(headers)
-        if self.opts.rewrite_location and ex.backend is not None:
-            out = hdr.rewrite_locations(out, self.svc.server_origins(ex.backend), self.svc.public_origin(ex.host))
+        svc.count_response(status)
         if ex.set_cookie is not None:
-            out.append((b"Set-Cookie", ex.set_cookie))
+            lines.append(b"Set-Cookie: " + ex.set_cookie + b"\r\n")
         no_body = ex.method == b"HEAD" or status in (204, 304)
-        framed_by_length = any(n.lower() == b"content-length" for n, _ in out)
-        ex.resp_framed = framed_by_length or any(n.lower() == b"transfer-encoding" for n, _ in headers)
+        ex.resp_framed = framed_by_length or had_te
         if no_body:
             ex.resp_mode = "none"
         elif framed_by_length:
             ex.resp_mode = "length"
         elif ex.version == b"1.1":
             ex.resp_mode = "chunk"
-            out.append((b"Transfer-Encoding", b"chunked"))
+            lines.append(b"Transfer-Encoding: chunked\r\n")
         else:
             ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
             ex.keep_alive = False
         if ex.upgrade:
             ex.keep_alive = False  # the server refused the upgrade; the parser cannot go on
         if not ex.keep_alive:
-            out.append((b"Connection", b"close"))
+            lines.append(b"Connection: close\r\n")
         elif ex.version == b"1.0":
-            out.append((b"Connection", b"keep-alive"))
-        self.transport.write(hdr.response_head(status, reason, out, ex.version))
+            lines.append(b"Connection: keep-alive\r\n")
+        self._to_client(b"HTTP/%s %d %s\r\n%s\r\n" % (ex.version, status, reason, b"".join(lines)))
         if ex.method == b"HEAD":
             # httptools cannot be told the request was HEAD, so it would wait for a body:
             # the response ends here and this server connection is not reused.
@@ -478,15 +535,15 @@ class HttpConnection(asyncio.Protocol):
         if ex.finished:
             return
         if ex.resp_mode == "chunk":
-            self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+            self._to_client(b"%x\r\n%s\r\n" % (len(body), body))
         elif ex.resp_mode != "none":
-            self.transport.write(body)
+            self._to_client(body)
 
     def response_complete(self, ex: Exchange, reusable: bool = True) -> None:
         if ex.finished or not ex.sent_head or self.tunnel is not None:
             return  # an interim (1xx) response ended, or a 101 made this a tunnel
         if ex.resp_mode == "chunk":
-            self.transport.write(b"0\r\n\r\n")
+            self._to_client(b"0\r\n\r\n")
         up = ex.upstream
         keep = (reusable and up is not None and ex.request_done and up.parser.should_keep_alive()
                 and not ex.upgrade)
@@ -522,10 +579,8 @@ class HttpConnection(asyncio.Protocol):
             ex.retried = True
             ex.pool.released(backend)
             ex.backend = None
-            if ex.timer is not None:
-                ex.timer.cancel()
-                ex.timer = None
             ex.buffered = []
+            ex.up_out.clear()
             if not up.reused:
                 ex.tried.append(backend)
             self.dispatch(ex, fresh=True)
@@ -539,19 +594,17 @@ class HttpConnection(asyncio.Protocol):
         assert up is not None
         ex.sent_head = True
         self.svc.count_response(status)
-        self.transport.write(hdr.response_head(status, reason, headers, ex.version))
+        self._to_client(hdr.response_head(status, reason, headers, ex.version))
         up.tunnel = True
         self.tunnel = up
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
+        self.resp_deadline = 0.0
         self._arm("none", 0)
         self.blockers.clear()
         self.transport.resume_reading()
 
     def tunnel_from_server(self, data: bytes) -> None:
         self.touched = True
-        self.transport.write(data)
+        self._to_client(data)
 
     def tunnel_eof(self) -> None:
         if self.transport is not None and self.transport.can_write_eof():
@@ -564,7 +617,7 @@ class HttpConnection(asyncio.Protocol):
         self.svc.count_response(status)
         ex.sent_head = True
         ex.keep_alive = False
-        self.transport.write(error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
+        self._to_client(error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
         self._finish(ex, keep_upstream=False)
 
     def reject(self, err: RequestError) -> None:
@@ -591,16 +644,15 @@ class HttpConnection(asyncio.Protocol):
         assert err is not None
         self.svc.count_response(err.status)
         if self.transport is not None and not self.closed:
-            self.transport.write(error_response(err.status))
+            self._to_client(error_response(err.status))
         self.close()
 
     # -- the end of an exchange ------------------------------------------------------------
 
     def _release(self, ex: Exchange, keep_upstream: bool = False) -> None:
         ex.finished = True
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
+        if self.queue and self.queue[0] is ex:
+            self.resp_deadline = 0.0
         if ex.connecting is not None:
             ex.connecting.cancel()
             ex.connecting = None
@@ -675,6 +727,11 @@ class HttpConnection(asyncio.Protocol):
         self.ctx.release()
         if self.timer is not None:
             self.timer.cancel()
+        if self.resp_timer is not None:
+            self.resp_timer.cancel()
+        if self.out and self.transport is not None:
+            self.transport.write(b"".join(self.out))  # what was corked still goes out first
+            self.out.clear()
         for ex in self.queue:
             self._release(ex)
         self.svc.idle.drop_owner(id(self))

@@ -34,6 +34,9 @@ class HttpService:
         self.idle = IdlePool()
         self.responses: Counter[int] = Counter()
         self._cookies: dict[str, sticky.InsertCookie] = {}
+        self.edit = hdr.RequestEdit(self.proto, self.opts.x_forwarded, self.opts.forwarded, self.opts.preserve_host)
+        self._hostports: dict[str, bytes] = {}
+        self._origins: dict[str, tuple[bytes, ...]] = {}
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in self.opts.accept_proxy_protocol]
 
     def count_response(self, status: int) -> None:
@@ -57,14 +60,12 @@ class HttpService:
         asked = False  # the request named a server
         if policy.mode == "cookie":
             names = [n.encode() for n in policy.cookie.split("|") if n]
-            cookies = [v for n, v in ex.headers if n.lower() == b"cookie"]
-            route = sticky.route_from_request(names, cookies, ex.target)
+            route = sticky.route_from_request(names, ex.cookies, ex.target)
             if route is not None:
                 asked = True
                 pinned = sticky.backend_by_route(pool.backends, route)
         elif policy.mode == "insert":
-            cookies = [v for n, v in ex.headers if n.lower() == b"cookie"]
-            values = sticky.cookie_values(cookies, policy.cookie.encode())
+            values = sticky.cookie_values(ex.cookies, policy.cookie.encode())
             maker = self.insert_cookie(pool)
             for value in values:
                 asked = True
@@ -87,26 +88,21 @@ class HttpService:
 
     # -- request and response edits ---------------------------------------------------------
 
-    def request_head(self, ex: Exchange, backend: Backend, client_ip: str) -> bytes:
-        opts = self.opts
-        headers = hdr.strip_hop_by_hop(ex.headers, keep_upgrade=ex.upgrade)
-        if opts.x_forwarded or opts.forwarded:
-            headers = hdr.add_forwarded(headers, client_ip, self.proto, ex.host,
-                                        opts.x_forwarded, opts.forwarded)
-        if not opts.preserve_host or ex.host is None:
-            headers = hdr.replace(headers, b"Host", join_host_port(backend.address, backend.port).encode())
-        if ex.chunked:
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        if ex.upgrade:
-            headers.append((b"Connection", b"upgrade"))
-        return hdr.request_head(ex.method, ex.target, headers)
+    def hostport(self, backend: Backend) -> bytes:
+        value = self._hostports.get(backend.key)
+        if value is None:
+            value = self._hostports[backend.key] = join_host_port(backend.address, backend.port).encode()
+        return value
 
-    @staticmethod
-    def server_origins(backend: Backend) -> list[bytes]:
-        hostport = join_host_port(backend.address, backend.port).encode().lower()
-        origins = [b"http://" + hostport, b"https://" + hostport]
-        if backend.port == 80:
-            origins.append(b"http://" + backend.address.encode().lower())
+    def server_origins(self, backend: Backend) -> tuple[bytes, ...]:
+        """The URL prefixes by which a server names itself (for ProxyPassReverse)."""
+        origins = self._origins.get(backend.key)
+        if origins is None:
+            hostport = self.hostport(backend).lower()
+            found = [b"http://" + hostport, b"https://" + hostport]
+            if backend.port == 80:
+                found.append(b"http://" + backend.address.encode().lower())
+            origins = self._origins[backend.key] = tuple(found)
         return origins
 
     def public_origin(self, host: bytes | None) -> bytes:

@@ -52,16 +52,20 @@ class Upstream(asyncio.Protocol):
         if self.tunnel:
             ex.conn.tunnel_from_server(data)
             return
-        ex.conn.server_activity(ex)
+        conn = ex.conn
+        conn.server_activity(ex)
+        conn.cork()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0]:]
             if rest:
-                ex.conn.tunnel_from_server(rest)
+                conn.tunnel_from_server(rest)
         except httptools.HttpParserError as err:
             if self.exchange is not None:
-                self.exchange.conn.server_failed(self.exchange, f"bad response: {err}")
+                conn.server_failed(self.exchange, f"bad response: {err}")
+        finally:
+            conn.uncork()
 
     def eof_received(self) -> bool:
         ex = self.exchange
