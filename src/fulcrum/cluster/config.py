@@ -162,8 +162,9 @@ class VirtualRouter(Strict):
             raise ValueError("unicast_src needs unicast_peers")
         if len(set(self.vips)) != len(self.vips):
             raise ValueError("a vip is listed twice")
-        tracked = [*self.track.interfaces, *self.track.ping, *self.track.pools]
-        if self.owner and any(item.weight for item in tracked):
+        weights = [item.weight for items in (self.track.interfaces, self.track.ping, self.track.pools)
+                   for item in items]
+        if self.owner and any(weights):
             raise ValueError("the address owner (priority 255) is never lowered (RFC 5798 §5.2.4): "
                              "track with weight 0 (fault) or use a lower priority")
         return self

@@ -1,4 +1,5 @@
-"""Drives the pure VRRP machines from raw sockets, netlink and the loop's clock.
+"""The VRRP engine of a node: every virtual router (driver.py) and the tracking
+watchers on one asyncio loop.
 
 The engine has its own asyncio loop, in its own thread (`ClusterThread`) or, better, its
 own process (`python -m fulcrum.cluster.runner fulcrum.toml`): adverts must never wait
@@ -7,257 +8,21 @@ for a busy proxy (DESIGN.md, failure domains)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
 import threading
 import tomllib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
 
-from fulcrum.cluster.config import Cluster, VirtualRouter
-from fulcrum.cluster.hooks import HookRunner
-from fulcrum.cluster.track import Tracking
-from fulcrum.cluster.vip import Announcer, Interface
-from fulcrum.cluster.vrrp import fsm
-from fulcrum.cluster.vrrp.packet import Advert, MalformedPacket, check_ip_header, decode, encode
-from fulcrum.cluster.vrrp.socket import VrrpSocket
-from fulcrum.cluster.vrrp.timers import Deadlines
+from fulcrum.cluster.config import Cluster
+from fulcrum.cluster.driver import RouterDriver
 from fulcrum.cluster.watch import LinkWatcher, Pinger
 from fulcrum.config.errors import ConfigError
 
 log = logging.getLogger("fulcrum.cluster")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# asyncio may run a timer callback a clock tick before its deadline.
-_EARLY = 1e-4
-
-
-class RouterDriver:
-    """One virtual router: its machine, socket, addresses, timers and hooks."""
-
-    def __init__(self, name: str, config: VirtualRouter, loop: asyncio.AbstractEventLoop,
-                 netlink: ThreadPoolExecutor, interface: Interface, announcer: Announcer,
-                 source: IPAddress):
-        self.name = name
-        self.config = config
-        self.loop = loop
-        self.netlink = netlink
-        self.interface = interface
-        self.source = source
-        self.hooks = HookRunner(name, config.notify)
-        self.deadlines: Deadlines[fsm.Timer] = Deadlines()
-        self._timer: asyncio.TimerHandle | None = None
-        self._announcing: list[asyncio.TimerHandle] = []
-        self.socket = VrrpSocket(config.interface, config.family, source, list(config.unicast_peers))
-        self.announcer = announcer
-        self.advert_centis = round(config.advert_interval * 100)
-        self.machine = fsm.VrrpMachine(fsm.Params(
-            config.priority, self.advert_centis, source, config.preempt,
-            config.preempt_delay, config.accept))
-        self.dropped = 0  # malformed packets (§7.1), for status
-        self.tracking = Tracking(config.priority)
-        for tracked in config.track.interfaces:
-            self.tracking.add(f"interface {tracked.name}", tracked.weight)
-        for ping in config.track.ping:
-            self.tracking.add(f"ping {ping.target}", ping.weight)
-        for pool in config.track.pools:
-            self.tracking.add(f"pool {pool.pool}", pool.weight)
-        self.started = False
-        self.fault = False
-        self._mismatched: set[IPAddress] = set()
-
-    @classmethod
-    async def open(cls, name: str, config: VirtualRouter) -> RouterDriver:
-        # pyroute2's synchronous IPRoute runs its own loop, so netlink work happens on
-        # one worker thread: in order, and never stalling the adverts.
-        loop = asyncio.get_running_loop()
-        netlink = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"netlink-{name}")
-        interface = await loop.run_in_executor(netlink, Interface, config.interface)
-        vip_addresses = {vip.ip for vip in config.vips}
-        source = config.unicast_src
-        if source is None:
-            source = await loop.run_in_executor(
-                netlink, interface.primary_address, config.family, vip_addresses)
-        announcer = await loop.run_in_executor(netlink, Announcer, interface)
-        return cls(name, config, loop, netlink, interface, announcer, source)
-
-    @property
-    def state(self) -> fsm.State:
-        return self.machine.state
-
-    async def start(self) -> None:
-        # A crashed run may have left our VIPs behind; a backup must not hold them.
-        for vip in self.config.vips:
-            self._netlink_call(self.interface.remove, vip)
-        await self._netlink_done()
-        self.loop.add_reader(self.socket.fileno(), self._on_readable)
-        log.info("%s: vrid %d on %s from %s, priority %d", self.name, self.config.vrid,
-                 self.config.interface, self.source, self.config.priority)
-        self.started = True
-        self._follow_tracking()
-        if not self.fault:
-            self._handle(fsm.Startup())
-
-    def tracked(self, key: str, healthy: bool) -> None:
-        """A tracked interface, ping target or pool changed health."""
-        if self.tracking.set(key, healthy):
-            log.info("%s: %s is %s", self.name, key, "healthy" if healthy else "failed")
-            if self.started:
-                self._follow_tracking()
-
-    def _follow_tracking(self) -> None:
-        verdict = self.tracking.verdict()
-        if not self.owner and verdict.priority != self.machine.priority:
-            log.info("%s: priority %d -> %d", self.name, self.machine.priority, verdict.priority)
-            self._handle(fsm.PriorityChanged(verdict.priority))
-        if verdict.fault and not self.fault:
-            self.fault = True
-            log.warning("%s: fault (%s)", self.name, ", ".join(verdict.reasons))
-            if self.machine.state is fsm.State.INITIALIZE:
-                self.hooks.state_changed("fault")
-            else:
-                self._handle(fsm.Shutdown(fault=True))
-        elif not verdict.fault and self.fault:
-            self.fault = False
-            log.info("%s: fault cleared", self.name)
-            self._handle(fsm.Startup())
-
-    @property
-    def owner(self) -> bool:
-        return self.config.priority == 255
-
-    def _netlink_call(self, function: Callable[..., object], *args: object) -> None:
-        future = self.loop.run_in_executor(self.netlink, function, *args)
-        future.add_done_callback(self._log_failure)
-
-    def _log_failure(self, future: asyncio.Future[object]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            log.error("%s: netlink: %s", self.name, future.exception())
-
-    async def _netlink_done(self) -> None:
-        """Until every netlink call queued so far has run (the worker runs them in order)."""
-        await self.loop.run_in_executor(self.netlink, lambda: None)
-
-    async def stop(self) -> None:
-        if self.machine.state is not fsm.State.INITIALIZE:
-            self._handle(fsm.Shutdown())
-        self.loop.remove_reader(self.socket.fileno())
-        if self._timer:
-            self._timer.cancel()
-        await self._netlink_done()
-        await self.hooks.wait()
-        self.socket.close()
-        self.announcer.close()
-        await self.loop.run_in_executor(self.netlink, self.interface.close)
-        self.netlink.shutdown()
-
-    def _handle(self, event: fsm.Event) -> None:
-        before = self.machine.state
-        actions = self.machine.handle(event, self.loop.time())
-        if self.machine.state is not before:
-            log.info("%s: %s -> %s", self.name, before.value, self.machine.state.value)
-        for action in actions:
-            self._apply(action)
-        self._reschedule()
-
-    def _apply(self, action: fsm.Action) -> None:
-        match action:
-            case fsm.SendAdvert(priority):
-                self._send_advert(priority)
-            case fsm.StartTimer(timer, seconds):
-                self.deadlines.start(timer, self.loop.time(), seconds)
-            case fsm.StopTimer(timer):
-                self.deadlines.stop(timer)
-            case fsm.AddVips(accept):
-                if not accept:
-                    log.warning("%s: accept=false is not enforced yet; the VIPs accept traffic", self.name)
-                for vip in self.config.vips:
-                    self._netlink_call(self.interface.add, vip)
-            case fsm.RemoveVips():
-                self._stop_announcing()
-                for vip in self.config.vips:
-                    self._netlink_call(self.interface.remove, vip)
-            case fsm.Announce():
-                self._announce()
-            case fsm.Notify(state):
-                self.hooks.state_changed(state)
-
-    def _send_advert(self, priority: int) -> None:
-        advert = Advert(self.config.vrid, priority, self.advert_centis,
-                        tuple(vip.ip for vip in self.config.vips))
-        for destination in self.socket.destinations:
-            try:
-                self.socket.send(encode(advert, self.source, destination), destination)
-            except OSError as err:  # e.g. the link is down; the timers carry on
-                log.warning("%s: sending advert to %s failed: %s", self.name, destination, err)
-
-    def _announce(self) -> None:
-        # Gratuitous ARP / unsolicited NA: `repeat` packets `interval` apart, then again
-        # every `refresh` while master.
-        settings = self.config.announce
-        self._announcing = [handle for handle in self._announcing if not handle.cancelled()]
-        for i in range(settings.repeat):
-            # Queued behind AddVips on the netlink worker: the address exists when announced.
-            self._announcing.append(self.loop.call_later(
-                i * settings.interval, self._netlink_call, self.announcer.announce, self.config.vips))
-        if settings.refresh > 0:
-            self._announcing.append(self.loop.call_later(settings.refresh, self._announce))
-
-    def _stop_announcing(self) -> None:
-        for handle in self._announcing:
-            handle.cancel()
-        self._announcing = []
-
-    def _reschedule(self) -> None:
-        if self._timer:
-            self._timer.cancel()
-        due = self.deadlines.next_due()
-        self._timer = None if due is None else self.loop.call_at(due, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        for timer in self.deadlines.pop_expired(self.loop.time() + _EARLY):
-            self._handle(fsm.TIMER_EVENTS[timer])
-        self._reschedule()
-
-    def _on_readable(self) -> None:
-        while (received := self.socket.receive()) is not None:
-            try:
-                check_ip_header(received.ttl, received.protocol)  # §7.1
-                advert = decode(received.payload, received.source, received.destination)
-            except MalformedPacket as err:
-                self.dropped += 1
-                log.debug("%s: dropped a packet from %s: %s", self.name, received.source, err)
-                continue
-            if advert.vrid != self.config.vrid or received.source == self.source:
-                continue  # another virtual router, or our own advert
-            if self.socket.unicast and received.source not in self.config.unicast_peers:
-                continue
-            self._check_addresses(advert, received.source)
-            self._handle(fsm.AdvertReceived(advert.priority, advert.max_advert_centis, received.source))
-
-
-    def _check_addresses(self, advert: Advert, source: IPAddress) -> None:
-        # §7.1: MAY check that the advert lists our addresses; a mismatch is a
-        # configuration error worth one log line per sender, not a reason to drop.
-        ours = {vip.ip for vip in self.config.vips}
-        if set(advert.addresses) != ours and source not in self._mismatched:
-            self._mismatched.add(source)
-            log.warning("%s: %s advertises %s, we have %s", self.name, source,
-                        ", ".join(map(str, advert.addresses)), ", ".join(map(str, sorted(ours, key=int))))
-
-    def status(self) -> dict[str, object]:
-        return {
-            "state": self.machine.state.value, "fault": self.fault, "priority": self.machine.priority,
-            "master_adver_interval": self.machine.master_adver_centis / 100,
-            "failed": list(self.tracking.verdict().reasons), "dropped_packets": self.dropped,
-        }
 
 
 class ClusterEngine:
