@@ -149,10 +149,16 @@ class BackendProtocol(asyncio.Protocol):
             t.close()
 
 
-async def serve(name: str, port: int, route: str) -> None:
+async def serve(name: str, port: int, route: str, cert: str | None = None, key: str | None = None) -> None:
     loop = asyncio.get_running_loop()
+    tls = None
+    if cert:
+        import ssl
+
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
     server = await loop.create_server(lambda: BackendProtocol(name, port, route), "127.0.0.1", port,
-                                      reuse_address=True)
+                                      reuse_address=True, ssl=tls)
     async with server:
         await server.serve_forever()
 
@@ -167,10 +173,10 @@ def free_port() -> int:
 
 
 class BackendProcess:
-    def __init__(self, name: str, route: str | None = None):
+    def __init__(self, name: str, route: str | None = None, tls: tuple[str, str] | None = None):
         self.name = name
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, str(HERE), name, str(self.port), route or name])
+        self.proc = subprocess.Popen([sys.executable, str(HERE), name, str(self.port), route or name, *(tls or ())])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
@@ -285,4 +291,5 @@ class Client:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else sys.argv[1]))
+    name, port, route, *tls = sys.argv[1:] + [sys.argv[1]] * (4 - len(sys.argv))
+    asyncio.run(serve(name, int(port), route, *tls))

@@ -150,3 +150,28 @@ def test_certificate_renewed_on_reload(backend: BackendProcess, certs: dict[str,
         await asyncio.sleep(0)
 
     run(data, scenario)
+
+
+def test_tls_to_servers_with_verification(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "server.internal", ["server.internal"])
+    other_ca, _ = make_cert(tmp_path, "other", ["other"])
+    backend = BackendProcess("s", tls=(str(cert), str(key)))
+    try:
+        async def scenario(port: int, node: Node) -> None:
+            c = await Client.connect(port)
+            r = await c.get("/headers")
+            assert r.status == 200 and b"Host: test\r\n" in r.body
+            c.close()
+
+        run(config([backend.port], pool={"tls": True, "tls_ca": str(cert), "tls_server_name": "server.internal"}),
+            scenario)
+
+        async def refused(port: int, node: Node) -> None:
+            c = await Client.connect(port)
+            assert (await c.get("/name")).status == 503  # the certificate does not verify: no usable server
+            c.close()
+
+        run(config([backend.port], pool={"tls": True, "tls_ca": str(other_ca), "tls_server_name": "server.internal"}),
+            refused)
+    finally:
+        backend.stop()

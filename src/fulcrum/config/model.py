@@ -144,6 +144,10 @@ class Sticky(Strict):
 class Pool(Strict):
     scheduler: str = "rr"
     proxy_protocol: Literal["none", "v1", "v2"] = Field("none", description="http: PROXY protocol header sent to servers")
+    tls: bool = Field(False, description="http: speak TLS to the servers")
+    tls_verify: bool = Field(True, description="http: verify the servers' certificates (tls_ca, else the system store)")
+    tls_ca: str | None = Field(None, description="http: PEM file of the CA(s) that sign the servers' certificates")
+    tls_server_name: str | None = Field(None, description="http: name expected in the servers' certificates; None = their address")
     servers: list[Server] = Field(min_length=1)
     health: HealthCheck = Field(default_factory=HealthCheck)
     sticky: Sticky = Field(default_factory=Sticky)

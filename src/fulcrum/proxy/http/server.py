@@ -395,11 +395,14 @@ class HttpConnection(asyncio.Protocol):
         loop = self.ctx.loop
         assert ex.pool is not None
         owner = self._owner(ex.pool)
+        tls = self.svc.client_tls(ex.pool)
+        name = (ex.pool.config.tls_server_name or backend.address) if tls is not None else None
         try:
             async with asyncio.timeout(self.ctx.timeouts.connect or None):
                 _, up = await loop.create_connection(
-                    lambda: Upstream(backend, self.svc.idle, owner), backend.address, backend.port)
-        except (OSError, TimeoutError) as err:
+                    lambda: Upstream(backend, self.svc.idle, owner), backend.address, backend.port,
+                    ssl=tls, server_hostname=name)
+        except (OSError, TimeoutError) as err:  # ssl.SSLError (a failed verification) is an OSError
             ex.connecting = None
             reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
             self._connect_failed(ex, backend, reason)

@@ -4,6 +4,7 @@ stickiness helpers, the idle server connections, and the request-head recipe."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,25 @@ class HttpService:
         self._cookies: dict[str, sticky.InsertCookie] = {}
         self.edit = hdr.RequestEdit(self.proto, self.opts.x_forwarded, self.opts.forwarded, self.opts.preserve_host)
         self._hostports: dict[str, bytes] = {}
+        self._client_tls: dict[str, ssl.SSLContext] = {}
         self._origins: dict[str, tuple[bytes, ...]] = {}
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in self.opts.accept_proxy_protocol]
+
+    def client_tls(self, pool: PoolRuntime) -> ssl.SSLContext | None:
+        """The TLS context for connections to the pool's servers (None: plain HTTP)."""
+        config = pool.config
+        if not config.tls:
+            return None
+        ctx = self._client_tls.get(pool.name)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=config.tls_ca)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if not config.tls_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._client_tls[pool.name] = ctx
+        return ctx
 
     def count_response(self, status: int) -> None:
         self.responses[status] += 1

@@ -144,6 +144,7 @@ class IdlePool:
 
     def __init__(self) -> None:
         self.idle: dict[tuple[str, int], list[Upstream]] = {}
+        self.sweeper: asyncio.TimerHandle | None = None
 
     def get(self, backend: Backend, now: float, owner: int = 0) -> Upstream | None:
         stack = self.idle.get((backend.key, owner))
@@ -168,6 +169,20 @@ class IdlePool:
         stack.append(up)
         if len(stack) > IDLE_PER_SERVER:
             stack.pop(0).close()
+        if self.sweeper is None:
+            self.sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self.sweep)
+
+    def sweep(self) -> None:
+        """Close connections idle too long, so a pool nobody draws from (an old
+        configuration's, after a reload) does not hold server connections open."""
+        self.sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for stack in list(self.idle.values()):
+            for up in [u for u in stack if now - u.idle_since > IDLE_SECONDS]:
+                up.close()
+        if any(self.idle.values()):
+            self.sweeper = loop.call_later(IDLE_SECONDS, self.sweep)
 
     def forget(self, up: Upstream) -> None:
         stack = self.idle.get((up.backend.key, up.owner))
@@ -181,9 +196,3 @@ class IdlePool:
         for key in [k for k in self.idle if k[1] == owner]:
             for up in list(self.idle.get(key, ())):
                 up.close()
-
-    def close_all(self) -> None:
-        for stack in self.idle.values():
-            for up in list(stack):
-                up.close()
-        self.idle.clear()
