@@ -368,3 +368,30 @@ def test_http_aware_service_adds_forwarded_headers_to_every_request() -> None:
         assert reply.endswith(b"\r\n\r\nhello")
 
     run(scenario)
+
+
+def test_closed_connections_are_freed_without_the_garbage_collector() -> None:
+    """Reference cycles between the two sides would leave every connection to the cyclic
+    collector (memory growth and pauses under load); closing must break them."""
+    import gc
+
+    from fulcrum.proxy.tcp import ClientSide, ServerSide
+
+    async def scenario(backends: Backends) -> None:
+        ports = [await backends.start("echo", echo=True)]
+        port = free_port()
+        node = await started(service_config([f"127.0.0.1:{port}"], ports))
+        try:
+            gc.collect()
+            gc.disable()
+            for _ in range(50):
+                assert await ask("127.0.0.1", port, b"x") == b"echo:x"
+            await wait_until(lambda: node.connections == 0)
+            await asyncio.sleep(0.1)  # let the transports deliver connection_lost
+            alive = [o for o in gc.get_objects() if isinstance(o, ClientSide | ServerSide)]
+        finally:
+            gc.enable()
+            await node.stop(drain=0)
+        assert alive == []
+
+    run(scenario)

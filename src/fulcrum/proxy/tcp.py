@@ -95,6 +95,10 @@ class ClientSide(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close()
+        # Break protocol <-> transport references so plain reference counting frees
+        # the connection at once instead of leaving cycles for the garbage collector.
+        self.transport = None
+        self.rewrite = None
 
     def pause_writing(self) -> None:
         if self.server is not None and self.server.transport is not None:
@@ -206,8 +210,9 @@ class ClientSide(asyncio.Protocol):
         if self.backend is not None:
             ctx.pool.released(self.backend, self.traffic)
             self.backend = None
-        if self.server is not None and self.server.transport is not None:
-            self.server.transport.close()
+        server, self.server = self.server, None
+        if server is not None and server.transport is not None:
+            server.transport.close()
         if self.transport is not None:
             self.transport.close()
 
@@ -239,15 +244,19 @@ class ServerSide(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client.close()
+        client, self.client = self.client, None  # type: ignore[assignment]
+        client.close()
+        self.transport = None
 
     def pause_writing(self) -> None:
-        if self.client.transport is not None:
-            self.client.transport.pause_reading()
+        client = self.client
+        if client is not None and client.transport is not None:
+            client.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.client.transport is not None and self.client.server is self:
-            self.client.transport.resume_reading()
+        client = self.client
+        if client is not None and client.transport is not None and client.server is self:
+            client.transport.resume_reading()
 
 
 def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
