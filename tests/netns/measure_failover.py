@@ -1,14 +1,17 @@
-"""Measures (does not test) VRRP failover as a client sees it: from killing the master's
-runner to the first answer from the new master on the VIP, with a client polling the
-VIP every 5 ms. Needs root; builds and removes its own namespaces like the tests.
+"""Measures (does not test) VRRP failover as a client sees it: from killing the master
+node's processes (VRRP and the service on the VIP) to the first answer from the new master on the VIP, with a client that
+connects to the VIP every 5 ms (50 ms connect timeout) and counts failed attempts.
+The kill lands at a random point of the advert cycle. Needs root; builds and removes
+its own namespaces like the tests.
 
-    sudo .venv/bin/python tests/netns/measure_failover.py [--rounds 5]
+    .venv/bin/python tests/netns/measure_failover.py [--rounds 5] [--peer fulcrum|keepalived]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -17,8 +20,36 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from conftest import PREFIX, VIP4, VIP6, _build, _teardown, _unavailable
-from vrrp_lab import POLLER, PORT, start_name_servers, start_runner, vrrp_toml
+from conftest import PREFIX, VIP4, VIP6, Lab, _build, _teardown, _unavailable
+from vrrp_lab import (
+    PORT,
+    keepalived_conf,
+    start_keepalived,
+    start_name_servers,
+    start_runner,
+    vrrp_toml,
+)
+
+# Prints "monotonic-time answer failures-so-far" at each change of answer ("-": none).
+POLLER = """
+import socket, sys, time
+host, port, until = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+last, failures = None, 0
+while time.monotonic() < until:
+    answer = "-"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as conn:
+            conn.settimeout(0.05)
+            conn.connect((host, port))
+            answer = conn.recv(16).decode() or "-"
+    except OSError:
+        failures += 1
+    if answer != last:
+        print(f"{time.monotonic():.4f} {answer} {failures}", flush=True)
+        last = answer
+    time.sleep(0.005)
+"""
 
 
 def wait(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
@@ -29,36 +60,55 @@ def wait(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.02)
 
 
-def one_round(workdir: Path, advert: str, how: signal.Signals, vip: str, index: int) -> tuple[float, int]:
-    """(seconds until lb1 answers, polls without an answer in between)."""
+def start_vrrp(lab: Lab, name: str, priority: int, advert: float, peer: str) -> subprocess.Popen[bytes]:
+    if peer == "keepalived":
+        return start_keepalived(lab[name], lab.workdir, keepalived_conf(priority, advert))
+    return start_runner(lab[name], lab.workdir, vrrp_toml(priority, f"{round(advert * 1000)}ms"))
+
+
+def crash(lab: Lab, process: subprocess.Popen[bytes], peer: str, how: signal.Signals) -> None:
+    if peer == "keepalived" and how == signal.SIGKILL:
+        # keepalived's VRRP work is in a child that stops cleanly when its parent dies:
+        # kill the child itself (its pid file), with the parent told not to respawn it.
+        child = int((lab.workdir / "lb0-keepalived-r.pid").read_text())
+        os.kill(child, signal.SIGKILL)
+        return
+    process.send_signal(how)
+
+
+def one_round(workdir: Path, advert: float, how: signal.Signals, vip: str, peer: str,
+              index: int) -> tuple[float, int]:
+    """(seconds from the kill until lb1 answers, failed connects in between)."""
     prefix = f"{PREFIX}m{index}"
     lab = _build(prefix, workdir)
     try:
-        runner = start_runner(lab["lb0"], workdir, vrrp_toml(200, advert))
-        start_runner(lab["lb1"], workdir, vrrp_toml(100, advert))
-        for name in ("lb0", "lb1"):
-            start_name_servers(lab[name], workdir)
+        master = start_vrrp(lab, "lb0", 200, advert, peer)
         wait(lambda: lab["lb0"].has_address(vip), 15)
+        start_vrrp(lab, "lb1", 100, advert, peer)
+        services = start_name_servers(lab["lb0"], workdir)
+        start_name_servers(lab["lb1"], workdir)
         poller_script = workdir / "poller.py"
         poller_script.write_text(POLLER)
-        poller = lab["client"].popen(sys.executable, str(poller_script), vip, str(PORT), "20",
+        poller = lab["client"].popen(sys.executable, str(poller_script), vip, str(PORT), "30",
                                      stdout=subprocess.PIPE)
-        # The poller prints its first answer; wait for "lb0" before killing.
-        first = poller.stdout.readline().decode().split()  # type: ignore[union-attr]
-        while first[1] != "lb0":
-            first = poller.stdout.readline().decode().split()  # type: ignore[union-attr]
-        time.sleep(1.0)
+        assert poller.stdout is not None
+        while poller.stdout.readline().split()[1] != b"lb0":
+            pass
+        time.sleep(2 * advert + random.uniform(1.0, 1.0 + advert))  # a random advert phase
+        # The whole node goes: its VRRP process and the service it was running.
+        for service in services:
+            service.send_signal(how)
+        crash(lab, master, peer, how)
         killed = time.monotonic()
-        runner.send_signal(how)
-        changes = []
-        for line in poller.stdout:  # type: ignore[union-attr]
-            stamp, answer = line.decode().split()
-            changes.append((float(stamp), answer))
+        failures_before = None
+        for line in poller.stdout:
+            stamp, answer, failures = line.decode().split()
+            if failures_before is None:
+                failures_before = int(failures) - (answer == "-")
             if answer == "lb1":
-                break
-        poller.kill()
-        failover = changes[-1][0] - killed
-        return failover, sum(1 for _, answer in changes if answer == "-")
+                poller.kill()
+                return float(stamp) - killed, int(failures) - failures_before
+        raise RuntimeError("lb1 never answered")
     finally:
         _teardown(prefix, list(lab.nodes.values()))
 
@@ -66,28 +116,31 @@ def one_round(workdir: Path, advert: str, how: signal.Signals, vip: str, index: 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--peer", choices=["fulcrum", "keepalived"], default="fulcrum")
     args = parser.parse_args()
     reason = _unavailable()
     if reason:
         print(f"skipped: {reason}")
         return 0
     index = 0
-    print(f"{'advert':>7} {'signal':>8} {'vip':>14}  failover seconds (min / median / max), rounds={args.rounds}")
-    for advert, expected in (("1s", 3 + 156 / 256), ("50ms", 0.15 + 156 * 0.05 / 256)):
+    print(f"{args.peer}: failover seconds min / median / max, failed connects median, {args.rounds} rounds")
+    for advert in (1.0, 0.05):
+        master_down = 3 * advert + (256 - 100) * advert / 256
         for how in (signal.SIGKILL, signal.SIGTERM):
             for vip in (VIP4, VIP6):
-                times = []
+                times, failed = [], []
                 for _ in range(args.rounds):
                     with TemporaryDirectory() as tmp:
                         index += 1
-                        seconds, _ = one_round(Path(tmp), advert, how, vip, index)
+                        seconds, failures = one_round(Path(tmp), advert, how, vip, args.peer, index)
                         times.append(seconds)
-                print(f"{advert:>7} {how.name:>8} {vip:>14}  {min(times):.3f} / "
-                      f"{statistics.median(times):.3f} / {max(times):.3f}"
-                      f"   (RFC master-down interval {expected:.3f})", flush=True)
+                        failed.append(failures)
+                print(f"advert {advert:>4}s {how.name:>7} {vip:>14}: {min(times):.3f} / "
+                      f"{statistics.median(times):.3f} / {max(times):.3f}   failed {statistics.median(failed):g}"
+                      f"   (master-down interval {master_down:.3f}, skew {master_down - 3 * advert:.3f})",
+                      flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    os.chdir(Path(__file__).resolve().parents[2])
     sys.exit(main())

@@ -28,29 +28,6 @@ while True:
     conn.close()
 """
 
-# Connects to the VIP again and again; prints "monotonic-time name" at each change of
-# answer ("-" for no answer), so a test can see when the VIP moved.
-POLLER = """
-import socket, sys, time
-host, port, until = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-family = socket.AF_INET6 if ":" in host else socket.AF_INET
-last = None
-while time.monotonic() < until:
-    answer = "-"
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as conn:
-            conn.settimeout(0.05)
-            conn.connect((host, port))
-            answer = conn.recv(16).decode() or "-"
-    except OSError:
-        pass
-    if answer != last:
-        print(f"{time.monotonic():.4f} {answer}", flush=True)
-        last = answer
-    time.sleep(0.005)
-"""
-
-
 def vrrp_toml(priority: int, advert_interval: str, vrid: int = 51, preempt: bool = True,
               extra: str = "") -> str:
     """Two virtual routers, v4 and v6; `extra` is TOML added to each, "{family}" replaced."""
@@ -76,11 +53,10 @@ def start_runner(node: Node, workdir: Path, toml: str) -> subprocess.Popen[bytes
                       log=workdir / f"{node.name}.log")
 
 
-def start_name_servers(node: Node, workdir: Path) -> None:
+def start_name_servers(node: Node, workdir: Path) -> list[subprocess.Popen[bytes]]:
     script = workdir / "name_server.py"
     script.write_text(NAME_SERVER)
-    for vip in (VIP4, VIP6):
-        node.popen(sys.executable, str(script), node.name, vip, str(PORT))
+    return [node.popen(sys.executable, str(script), node.name, vip, str(PORT)) for vip in (VIP4, VIP6)]
 
 
 def ask_vip(client: Node, vip: str) -> str:
@@ -119,7 +95,7 @@ def start_keepalived(node: Node, workdir: Path, conf: str) -> subprocess.Popen[b
     path = workdir / f"{node.name}-keepalived.conf"
     path.write_text(conf)
     pids = {flag: str(workdir / f"{node.name}-keepalived{flag}.pid") for flag in ("-p", "-r", "-c")}
-    return node.popen("keepalived", "-n", "-l", "-D", "-f", str(path),
+    return node.popen("keepalived", "-n", "-l", "-D", "--dont-respawn", "-f", str(path),
                       *[part for flag, pid in pids.items() for part in (flag, pid)],
                       log=workdir / f"{node.name}-keepalived.log")
 
