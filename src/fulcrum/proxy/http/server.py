@@ -90,6 +90,12 @@ class Exchange:
 class HttpConnection(asyncio.Protocol):
     """A client connection to an http service."""
 
+    __slots__ = ("svc", "ctx", "opts", "transport", "client_ip", "client_ip_bytes", "client_addr",
+                 "local_addr", "proxy_header", "parser", "queue", "receiving", "error", "blockers",
+                 "write_paused", "closed", "client_eof", "tunnel", "head_fed", "url_len",
+                 "header_bytes", "deadline", "deadline_kind", "timer", "touched", "idle_ticks",
+                 "proto", "corked", "out", "up_dirty", "resp_deadline", "resp_timer", "private")
+
     def __init__(self, svc: HttpService):
         self.svc = svc
         self.ctx: ServiceContext = svc.ctx
@@ -125,6 +131,7 @@ class HttpConnection(asyncio.Protocol):
         self.up_dirty: Exchange | None = None
         self.resp_deadline = 0.0  # the server answering queue[0] must send by then (0 = none)
         self.resp_timer: asyncio.TimerHandle | None = None
+        self.private = False  # it opened server connections of its own (PROXY protocol)
 
     # -- connection events -------------------------------------------------------------
 
@@ -141,9 +148,6 @@ class HttpConnection(asyncio.Protocol):
             self.client_ip = peer[0]
             self.client_ip_bytes = peer[0].encode()
             self.client_addr = (peer[0], peer[1])
-        local = transport.get_extra_info("sockname")
-        if local:
-            self.local_addr = (local[0], local[1])
         if self.svc.trusted_proxies and proxyproto.trusted(self.client_ip, self.svc.trusted_proxies):
             self.proxy_header = b""  # a trusted balancer in front must send a PROXY header
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
@@ -389,7 +393,14 @@ class HttpConnection(asyncio.Protocol):
 
     def _owner(self, pool: PoolRuntime) -> int:
         """Server connections that start with a PROXY header describe one client: private."""
-        return id(self) if pool.config.proxy_protocol != "none" else 0
+        if pool.config.proxy_protocol == "none":
+            return 0
+        if not self.private:
+            self.private = True
+            if self.proxy_header is None and self.local_addr[1] == 0:  # not told by a PROXY header
+                local = self.transport.get_extra_info("sockname")
+                self.local_addr = (local[0], local[1])
+        return id(self)
 
     async def _connect(self, ex: Exchange, backend: Backend) -> None:
         loop = self.ctx.loop
@@ -472,6 +483,7 @@ class HttpConnection(asyncio.Protocol):
             self.resp_timer = loop.call_at(self.resp_deadline, self._response_timer)
 
     def server_activity(self, ex: Exchange) -> None:
+        self.touched = True  # for the node's idle sweep: a long download is not idle
         if self.resp_deadline:
             self.resp_deadline = self.ctx.loop.time() + self.opts.response_timeout
 
@@ -737,7 +749,8 @@ class HttpConnection(asyncio.Protocol):
             self.out.clear()
         for ex in self.queue:
             self._release(ex)
-        self.svc.idle.drop_owner(id(self))
+        if self.private:
+            self.svc.idle.drop_owner(id(self))
         self.queue.clear()
         if self.receiving is not None:
             self._release(self.receiving)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from fulcrum.balance.base import Backend
@@ -33,7 +32,7 @@ class HttpService:
              for r in self.opts.routes),
             ctx.pool.name)
         self.idle = IdlePool()
-        self.responses: Counter[int] = Counter()
+        self.responses: dict[int, int] = {}  # status -> answers, for metrics
         self._cookies: dict[str, sticky.InsertCookie] = {}
         self.edit = hdr.RequestEdit(self.proto, self.opts.x_forwarded, self.opts.forwarded, self.opts.preserve_host)
         self._hostports: dict[str, bytes] = {}
@@ -58,7 +57,8 @@ class HttpService:
         return ctx
 
     def count_response(self, status: int) -> None:
-        self.responses[status] += 1
+        responses = self.responses
+        responses[status] = responses.get(status, 0) + 1
 
     # -- choosing a server ---------------------------------------------------------------
 
