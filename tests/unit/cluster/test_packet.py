@@ -72,14 +72,25 @@ def test_malformed_packets_are_rejected_with_a_reason(packet, reason):
         decode(packet, V4_SRC, V4_DST)
 
 
+def resum(message: bytearray) -> bytes:
+    message[6:8] = b"\0\0"
+    message[6:8] = struct.pack("!H", internet_checksum(
+        V4_SRC.packed + V4_DST.packed + struct.pack("!BBH", 0, 112, len(message)) + bytes(message)))
+    return bytes(message)
+
+
+def test_zero_advert_interval_is_rejected():
+    message = bytearray(KEEPALIVED_V4)
+    message[4:6] = b"\0\0"
+    with pytest.raises(MalformedPacket, match="interval 0"):
+        decode(resum(message), V4_SRC, V4_DST)
+
+
 def test_reserved_bits_are_ignored_on_receipt():
     # §5.2.7: the 4 bits before Max Adver Int are sent as zero and ignored on receipt.
     message = bytearray(KEEPALIVED_V4)
     message[4] |= 0xF0
-    message[6:8] = b"\0\0"
-    message[6:8] = struct.pack("!H", internet_checksum(
-        V4_SRC.packed + V4_DST.packed + struct.pack("!BBH", 0, 112, len(message)) + bytes(message)))
-    assert decode(bytes(message), V4_SRC, V4_DST).max_advert_centis == 100
+    assert decode(resum(message), V4_SRC, V4_DST).max_advert_centis == 100
 
 
 def test_ip_header_checks_ttl_and_protocol():
@@ -96,6 +107,8 @@ def test_adverts_refuse_values_the_fields_cannot_carry():
     with pytest.raises(ValueError):
         Advert(1, 100, 4096, ())
     with pytest.raises(ValueError):
+        Advert(1, 100, 0, ())
+    with pytest.raises(ValueError):
         Advert(1, 100, 100, (ip("198.18.0.1"), ip("fd00:f0c::1")))
     with pytest.raises(ValueError):
         encode(Advert(1, 100, 100, (ip("198.18.0.1"),)), V6_SRC, V6_DST)
@@ -109,7 +122,7 @@ v6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))
 def adverts(draw):
     family = draw(st.sampled_from([v4, v6]))
     addresses = tuple(draw(st.lists(family, max_size=20)))
-    return (Advert(draw(st.integers(1, 255)), draw(st.integers(0, 255)), draw(st.integers(0, 4095)), addresses),
+    return (Advert(draw(st.integers(1, 255)), draw(st.integers(0, 255)), draw(st.integers(1, 4095)), addresses),
             draw(family), draw(family))
 
 

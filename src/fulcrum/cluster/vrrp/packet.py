@@ -44,8 +44,8 @@ class Advert:
             raise ValueError(f"vrid {self.vrid} is not 1..255")
         if not 0 <= self.priority <= 255:
             raise ValueError(f"priority {self.priority} is not 0..255")
-        if not 0 <= self.max_advert_centis <= MAX_ADVERT_CENTIS:
-            raise ValueError(f"max advert interval {self.max_advert_centis} cs does not fit 12 bits")
+        if not 1 <= self.max_advert_centis <= MAX_ADVERT_CENTIS:
+            raise ValueError(f"max advert interval {self.max_advert_centis} cs is not 1..4095")
         if len(self.addresses) > 255:
             raise ValueError("at most 255 addresses fit the count field (§5.2.5)")
         if len({address.version for address in self.addresses}) > 1:
@@ -91,6 +91,9 @@ def decode(data: bytes, source: IPAddress, destination: IPAddress) -> Advert:
         raise MalformedPacket("bad checksum")
     if vrid == 0:
         raise MalformedPacket("vrid 0")
+    if rsvd_interval & MAX_ADVERT_CENTIS == 0:
+        # A zero interval would make the master-down interval zero: a takeover storm.
+        raise MalformedPacket("max advert interval 0")
     addresses = tuple(ipaddress.ip_address(data[offset:offset + size])
                       for offset in range(_HEADER.size, expected, size))
     # §5.2.7: the 4 reserved bits are ignored on reception.
