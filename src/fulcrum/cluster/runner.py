@@ -123,6 +123,13 @@ def load_cluster(path: str) -> Cluster:
         raise ConfigError.from_validation(err, ("cluster",)) from err
 
 
+def serve(cluster: Cluster) -> None:
+    """Run the engine in this process until SIGTERM or SIGINT; then every master sends
+    priority 0 and releases its VIPs. A target for a process the node starts, e.g.
+    `multiprocessing.Process(target=serve, args=(config.cluster,))`."""
+    asyncio.run(_serve(cluster))
+
+
 async def _serve(cluster: Cluster) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError, tomllib.TOMLDecodeError) as err:
         print(f"{args[0]}: {err}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(cluster))
+    serve(cluster)
     return 0
 
 
