@@ -110,10 +110,10 @@ class RequestEdit:
 
 
 def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
-                    public_origin: bytes) -> tuple[list[bytes], bool, bool]:
+                    public_origin: bytes | None) -> tuple[list[bytes], bool, bool]:
     """The server's fields as lines for the client, in one pass: hop-by-hop dropped, URLs in
     Location/Content-Location/URI rewritten (origins None = no rewriting). Returns (lines,
-    has Content-Length, had Transfer-Encoding)."""
+    has Content-Length, had Transfer-Encoding)."""  # (public_origin None: no rewriting either)
     options: set[bytes] | None = None
     lines: list[bytes] = []
     has_length = has_te = False
@@ -127,7 +127,7 @@ def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
             continue
         if lower == b"content-length":
             has_length = True
-        elif origins is not None and lower in REWRITTEN_RESPONSE_FIELDS:
+        elif origins is not None and public_origin is not None and lower in REWRITTEN_RESPONSE_FIELDS:
             value = rewrite_url(value, origins, public_origin)
         lines.append(name + b": " + value + b"\r\n")
     if options and not options <= HOP_BY_HOP | {b"close"}:

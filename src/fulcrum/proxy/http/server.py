@@ -449,7 +449,8 @@ class HttpConnection(asyncio.Protocol):
         ex.upstream = up
         up.exchange = ex
         up.got_bytes = False
-        up.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        if not up.reused:
+            up.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         if self.write_paused:
             up.transport.pause_reading()
         pending = [ex.head_bytes, *ex.buffered] if ex.buffered else [ex.head_bytes]
@@ -513,7 +514,10 @@ class HttpConnection(asyncio.Protocol):
             return
         svc = self.svc
         rewrite = svc.server_origins(ex.backend) if self.opts.rewrite_location and ex.backend else None
-        lines, framed_by_length, had_te = hdr.response_fields(headers, rewrite, svc.public_origin(ex.host))
+        public = svc.public_origins.get(ex.host) if rewrite is not None else None
+        if rewrite is not None and public is None:
+            public = svc.public_origin(ex.host)
+        lines, framed_by_length, had_te = hdr.response_fields(headers, rewrite, public)
         if 100 <= status < 200:
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
                 self._to_client(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))

@@ -36,6 +36,7 @@ class HttpService:
         self._cookies: dict[str, sticky.InsertCookie] = {}
         self.edit = hdr.RequestEdit(self.proto, self.opts.x_forwarded, self.opts.forwarded, self.opts.preserve_host)
         self._hostports: dict[str, bytes] = {}
+        self.public_origins: dict[bytes | None, bytes] = {}
         self._client_tls: dict[str, ssl.SSLContext] = {}
         self._origins: dict[str, tuple[bytes, ...]] = {}
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in self.opts.accept_proxy_protocol]
@@ -124,4 +125,8 @@ class HttpService:
         return origins
 
     def public_origin(self, host: bytes | None) -> bytes:
-        return self.proto.encode() + b"://" + (host or b"localhost")
+        """The URL prefix the client used (ProxyPassReverse target), remembered per Host."""
+        origin = self.proto.encode() + b"://" + (host or b"localhost")
+        if len(self.public_origins) < 1024:  # bounded: Host is chosen by clients
+            self.public_origins[host] = origin
+        return origin
