@@ -286,3 +286,63 @@ def test_proxy_header_from_an_untrusted_peer_is_rejected(backends: dict[str, Bac
         assert await c.closed() and c.raw.startswith(b"HTTP/1.1 400 ")
 
     run(config([backends["a"].port], http={"accept_proxy_protocol": ["192.0.2.0/24"]}), scenario)
+
+
+def test_slow_client_does_not_make_the_proxy_buffer_the_response(backends: dict[str, BackendProcess]) -> None:
+    """Backpressure: a client that does not read stops the server side being read, so the
+    proxy holds about one write buffer's worth, not the 64 MB response."""
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /big?n=64000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(1.0)  # the client reads nothing meanwhile
+        (conn,) = list(node.contexts["web"].relays)
+        buffered = conn.transport.get_write_buffer_size()  # type: ignore[attr-defined]
+        assert buffered <= 2 * 1024 * 1024, buffered
+        assert conn.write_paused  # type: ignore[attr-defined]
+        got = 0
+        async with asyncio.timeout(30):
+            while got < 64_000_000:
+                data = await c.reader.read(1 << 20)
+                assert data
+                got += len(data)
+        assert got >= 64_000_000
+        c.close()
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_http10_keep_alive_and_pipelined_head(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /name HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        raw = b""
+        while not raw.endswith(b"\r\n\r\na"):
+            raw += await asyncio.wait_for(c.reader.read(65536), 5)
+        assert raw.startswith(b"HTTP/1.0 200 ") and b"Connection: keep-alive\r\n" in raw
+        c.send(b"HEAD /name HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /name HTTP/1.0\r\n\r\n")
+        assert await c.closed()  # the second request did not ask to keep alive
+        heads = c.raw.split(b"HTTP/1.0 ")[1:]
+        assert len(heads) == 2 and heads[0].endswith(b"\r\n\r\n") and heads[1].endswith(b"\r\n\r\na")
+        assert b"Connection: close\r\n" in heads[1]
+
+    run(config([backends["a"].port]), scenario)
+
+
+def test_lbset_tiers_and_hot_standby_per_request(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        pool = node.pools["p"]
+        c = await Client.connect(port)
+        assert {(await c.get("/name")).body for _ in range(4)} == {b"a"}
+        pool.find(f"127.0.0.1:{backends['a'].port}").state = "disabled"
+        assert {(await c.get("/name")).body for _ in range(4)} == {b"b"}  # the next lbset
+        pool.find(f"127.0.0.1:{backends['b'].port}").state = "disabled"
+        assert {(await c.get("/name")).body for _ in range(4)} == {b"c"}  # hot standby last
+        c.close()
+
+    data = config([])
+    data["pools"]["p"]["servers"] = [
+        {"address": "127.0.0.1", "port": backends["a"].port},
+        {"address": "127.0.0.1", "port": backends["b"].port, "lbset": 1},
+        {"address": "127.0.0.1", "port": backends["c"].port, "backup": True}]
+    run(data, scenario)
