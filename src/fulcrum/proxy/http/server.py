@@ -94,7 +94,7 @@ class HttpConnection(asyncio.Protocol):
                  "local_addr", "proxy_header", "parser", "queue", "receiving", "error", "blockers",
                  "write_paused", "closed", "client_eof", "tunnel", "head_fed", "url_len",
                  "header_bytes", "deadline", "deadline_kind", "timer", "touched", "idle_ticks",
-                 "proto", "corked", "out", "up_dirty", "resp_deadline", "resp_timer", "private")
+                 "proto", "corked", "out", "up_dirty", "resp_deadline", "private")
 
     def __init__(self, svc: HttpService):
         self.svc = svc
@@ -120,7 +120,6 @@ class HttpConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.deadline = 0.0
         self.deadline_kind = ""
-        self.timer: asyncio.TimerHandle | None = None
         self.touched = True
         self.idle_ticks = 0
         self.proto = svc.proto
@@ -130,7 +129,6 @@ class HttpConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.up_dirty: Exchange | None = None
         self.resp_deadline = 0.0  # the server answering queue[0] must send by then (0 = none)
-        self.resp_timer: asyncio.TimerHandle | None = None
         self.private = False  # it opened server connections of its own (PROXY protocol)
 
     # -- connection events -------------------------------------------------------------
@@ -143,6 +141,7 @@ class HttpConnection(asyncio.Protocol):
             self.transport.abort()
             return
         self.ctx.relays.add(self)
+        self.svc.watch(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = peer[0]
@@ -472,34 +471,35 @@ class HttpConnection(asyncio.Protocol):
             else:
                 ex.upstream.transport.write(data)
 
-    # -- response timeout: one lazily re-armed timer per connection, not one per request ----
+    # -- timeouts: deadlines kept here, checked by the service's sweep (service.py) ---------
+    # No timer per connection or request: a deadline is a float set on events, and the
+    # service looks at all of them a few times per shortest timeout.
 
     def _arm_response(self) -> None:
-        timeout = self.opts.response_timeout
-        if not timeout:
-            return
-        loop = self.ctx.loop
-        self.resp_deadline = loop.time() + timeout
-        if self.resp_timer is None:
-            self.resp_timer = loop.call_at(self.resp_deadline, self._response_timer)
+        if self.opts.response_timeout:
+            self.resp_deadline = self.ctx.loop.time() + self.opts.response_timeout
 
     def server_activity(self, ex: Exchange) -> None:
         self.touched = True  # for the node's idle sweep: a long download is not idle
         if self.resp_deadline:
             self.resp_deadline = self.ctx.loop.time() + self.opts.response_timeout
 
-    def _response_timer(self) -> None:
-        self.resp_timer = None
-        if not self.resp_deadline or self.closed or not self.queue:
+    def check_deadlines(self, now: float) -> None:
+        """Called by the service's sweep."""
+        if self.closed:
             return
-        loop = self.ctx.loop
-        if loop.time() < self.resp_deadline:
-            self.resp_timer = loop.call_at(self.resp_deadline, self._response_timer)
-            return
-        ex = self.queue[0]
-        log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
-        self.resp_deadline = 0.0
-        self.server_failed(ex, "response timeout", status=504)
+        if self.resp_deadline and now >= self.resp_deadline and self.queue:
+            ex = self.queue[0]
+            log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
+            self.resp_deadline = 0.0
+            self.server_failed(ex, "response timeout", status=504)
+        kind = self.deadline_kind
+        if kind and now >= self.deadline and not self.closed:
+            self.deadline_kind = ""
+            if kind == "keepalive":
+                self.close()
+            else:
+                self.reject(RequestError(408, f"request {kind} not received in time"))
 
     # -- response events (called by Upstream) -------------------------------------------
 
@@ -713,28 +713,8 @@ class HttpConnection(asyncio.Protocol):
         if kind == "none" or not seconds:
             self.deadline_kind = ""
             return
-        loop = self.ctx.loop
         self.deadline_kind = kind
-        self.deadline = loop.time() + seconds
-        if self.timer is None or self.timer.when() > self.deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = loop.call_at(self.deadline, self._client_timer)
-
-    def _client_timer(self) -> None:
-        self.timer = None
-        if self.closed or not self.deadline_kind:
-            return
-        loop = self.ctx.loop
-        if loop.time() < self.deadline:
-            self.timer = loop.call_at(self.deadline, self._client_timer)
-            return
-        kind = self.deadline_kind
-        self.deadline_kind = ""
-        if kind == "keepalive":
-            self.close()
-        else:
-            self.reject(RequestError(408, f"request {kind} not received in time"))
+        self.deadline = self.ctx.loop.time() + seconds
 
     # -- teardown ------------------------------------------------------------------------
 
@@ -744,10 +724,7 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         self.ctx.relays.discard(self)
         self.ctx.release()
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.resp_timer is not None:
-            self.resp_timer.cancel()
+        self.svc.unwatch(self)
         if self.out and self.transport is not None:
             self.transport.write(b"".join(self.out))  # what was corked still goes out first
             self.out.clear()

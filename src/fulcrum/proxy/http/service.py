@@ -3,6 +3,7 @@ stickiness helpers, the idle server connections, and the request-head recipe."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from fulcrum.proxy.http.routing import Router, RouteRule
 from fulcrum.proxy.http.upstream import IdlePool
 
 if TYPE_CHECKING:
-    from fulcrum.proxy.http.server import Exchange
+    from fulcrum.proxy.http.server import Exchange, HttpConnection
 
 
 class HttpService:
@@ -39,6 +40,11 @@ class HttpService:
         self.public_origins: dict[bytes | None, bytes] = {}
         self._client_tls: dict[str, ssl.SSLContext] = {}
         self._origins: dict[str, tuple[bytes, ...]] = {}
+        self.live: set[HttpConnection] = set()
+        self.sweeper: asyncio.TimerHandle | None = None
+        timeouts = [t for t in (self.opts.header_timeout, self.opts.body_timeout,
+                                self.opts.keepalive_timeout, self.opts.response_timeout) if t]
+        self.sweep_every = min(1.0, max(0.05, min(timeouts, default=4.0) / 4))
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in self.opts.accept_proxy_protocol]
 
     def client_tls(self, pool: PoolRuntime) -> ssl.SSLContext | None:
@@ -56,6 +62,26 @@ class HttpService:
             ctx.set_alpn_protocols(["http/1.1"])
             self._client_tls[pool.name] = ctx
         return ctx
+
+    # -- the deadline sweep: every connection's timeouts, checked together ----------------
+
+    def watch(self, conn: HttpConnection) -> None:
+        self.live.add(conn)
+        if self.sweeper is None:
+            self.sweeper = self.ctx.loop.call_later(self.sweep_every, self.sweep)
+
+    def unwatch(self, conn: HttpConnection) -> None:
+        self.live.discard(conn)
+
+    def sweep(self) -> None:
+        """Fire the deadlines that have passed; at most `sweep_every` late, which is a
+        quarter of the shortest timeout (a timer wheel in one line, in effect)."""
+        self.sweeper = None
+        now = self.ctx.loop.time()
+        for conn in list(self.live):
+            conn.check_deadlines(now)
+        if self.live:
+            self.sweeper = self.ctx.loop.call_later(self.sweep_every, self.sweep)
 
     def count_response(self, status: int) -> None:
         responses = self.responses
