@@ -109,29 +109,33 @@ class RequestEdit:
         return b"".join(parts)
 
 
+COMMON_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"})
+
+
 def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
                     public_origin: bytes | None) -> tuple[list[bytes], bool, bool]:
-    """The server's fields as lines for the client, in one pass: hop-by-hop dropped, URLs in
-    Location/Content-Location/URI rewritten (origins None = no rewriting). Returns (lines,
-    has Content-Length, had Transfer-Encoding)."""  # (public_origin None: no rewriting either)
+    """The server's fields as byte pieces for the client, in one pass: hop-by-hop dropped,
+    URLs in Location/Content-Location/URI rewritten (public_origin None: no rewriting).
+    Returns (pieces to join, has Content-Length, had Transfer-Encoding)."""
     options: set[bytes] | None = None
-    lines: list[bytes] = []
+    parts: list[bytes] = []
     has_length = has_te = False
     for name, value in headers:
         lower = name.lower()
         if lower in HOP_BY_HOP:
-            if lower == b"connection":
+            if lower == b"connection" and value not in COMMON_CONNECTION:
                 options = (options or set()) | named_options(value)
             elif lower == b"transfer-encoding":
                 has_te = True
             continue
         if lower == b"content-length":
             has_length = True
-        elif origins is not None and public_origin is not None and lower in REWRITTEN_RESPONSE_FIELDS:
+        elif public_origin is not None and origins is not None and lower in REWRITTEN_RESPONSE_FIELDS:
             value = rewrite_url(value, origins, public_origin)
-        lines.append(name + b": " + value + b"\r\n")
+        parts += (name, b": ", value, b"\r\n")
     if options and not options <= HOP_BY_HOP | {b"close"}:
-        # rare: a field the Connection header names: filter again (RFC 9110 §7.6.1)
-        named = {n + b":" for n in options}
-        lines = [line for line in lines if line.split(b" ", 1)[0].lower() not in named]
-    return lines, has_length, has_te
+        # rare: the server's Connection field names other fields; they go too (RFC 9110 §7.6.1)
+        drop = options | {b"connection"}
+        kept = [(n, v) for n, v in headers if n.lower() not in drop]
+        return response_fields(kept, origins, public_origin)
+    return parts, has_length, has_te

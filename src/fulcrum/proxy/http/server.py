@@ -50,7 +50,7 @@ class Exchange:
 
     __slots__ = ("conn", "method", "target", "version", "headers", "host", "keep_alive",
                  "upgrade", "chunked", "has_body", "buffered", "request_done", "pool",
-                 "backend", "upstream", "tried", "set_cookie", "resp_reason", "resp_headers",
+                 "backend", "upstream", "tried", "set_cookie",
                  "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "retried",
                  "finished", "head_bytes", "up_out", "options", "cookies")
 
@@ -72,8 +72,6 @@ class Exchange:
         self.upstream: Upstream | None = None
         self.tried: list[Backend] = []
         self.set_cookie: bytes | None = None
-        self.resp_reason = b""
-        self.resp_headers: hdr.Headers = []
         self.resp_mode = ""  # to the client: "length" | "chunk" | "raw" | "none"
         self.resp_framed = False  # the server framed its body (Content-Length or chunked)
         self.resp_status = 0
@@ -253,9 +251,11 @@ class HttpConnection(asyncio.Protocol):
         self.blockers.add(reason)
 
     def unblock_reading(self, reason: str) -> None:
-        self.blockers.discard(reason)
-        if not self.blockers and self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        blockers = self.blockers
+        if reason in blockers:
+            blockers.discard(reason)
+            if not blockers and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
 
     def _read_proxy_header(self, data: bytes) -> bytes:
         """Consume the PROXY header of a trusted upstream balancer; return what follows it."""
@@ -503,12 +503,8 @@ class HttpConnection(asyncio.Protocol):
 
     # -- response events (called by Upstream) -------------------------------------------
 
-    def response_head(self, ex: Exchange, status: int) -> None:
+    def response_head(self, ex: Exchange, status: int, reason: bytes, headers: hdr.Headers) -> None:
         ex.resp_status = status
-        headers = ex.resp_headers
-        ex.resp_headers = []
-        reason = ex.resp_reason or b"-"
-        ex.resp_reason = b""
         if status == 101 and ex.upgrade:
             self._start_tunnel(ex, status, reason, headers)
             return
@@ -517,7 +513,7 @@ class HttpConnection(asyncio.Protocol):
         public = svc.public_origins.get(ex.host) if rewrite is not None else None
         if rewrite is not None and public is None:
             public = svc.public_origin(ex.host)
-        lines, framed_by_length, had_te = hdr.response_fields(headers, rewrite, public)
+        lines, framed_by_length, had_te = hdr.response_fields(headers, rewrite, public)  # pieces
         if 100 <= status < 200:
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
                 self._to_client(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
@@ -682,7 +678,8 @@ class HttpConnection(asyncio.Protocol):
         ex.upstream = None
         if up is not None:
             if keep_upstream:
-                up.transport.resume_reading()  # it may have been paused for a slow client
+                if self.write_paused:
+                    up.transport.resume_reading()  # it was paused for this slow client
                 self.svc.idle.put(up, self.ctx.loop.time())
             else:
                 up.close()

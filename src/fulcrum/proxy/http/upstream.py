@@ -23,7 +23,7 @@ IDLE_SECONDS = 4.0  # below Apache's 5 s KeepAliveTimeout, so we rarely reuse a 
 
 class Upstream(asyncio.Protocol):
     __slots__ = ("backend", "transport", "parser", "exchange", "reused", "idle_since",
-                 "closed", "tunnel", "got_bytes", "pool", "owner")
+                 "closed", "tunnel", "got_bytes", "pool", "owner", "reason", "headers")
 
     def __init__(self, backend: Backend, pool: IdlePool, owner: int = 0):
         self.backend = backend
@@ -37,6 +37,8 @@ class Upstream(asyncio.Protocol):
         self.closed = False
         self.tunnel = False
         self.got_bytes = False  # any response byte for the current exchange
+        self.reason = b""  # of the response being parsed
+        self.headers: list[tuple[bytes, bytes]] = []
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -97,17 +99,20 @@ class Upstream(asyncio.Protocol):
 
     # -- response parser callbacks (httptools) ------------------------------------------
 
+    def on_message_begin(self) -> None:
+        self.reason = b""
+        self.headers = []
+
     def on_status(self, status: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.resp_reason += status
+        self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.resp_headers.append((name, value))
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.conn.response_head(self.exchange, self.parser.get_status_code())
+        ex = self.exchange
+        if ex is not None:
+            ex.conn.response_head(ex, self.parser.get_status_code(), self.reason or b"-", self.headers)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None and body:
