@@ -1,15 +1,14 @@
-"""The talk's mod_proxy_balancer example, converted by `fulcrum.importers.apache` and run as is
-with `fulcrum run -c OUT` against real backends."""
+"""The talk's mod_proxy_balancer example, converted by `fulcrum import apache FILE -o OUT` and
+run as is with `fulcrum run -c OUT` against real backends."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.helpers import FulcrumProcess
+from tests.integration.helpers import FULCRUM, FulcrumProcess
 from tests.integration.test_http_support import BackendProcess, Client, free_port
 
 TALK = """
@@ -37,7 +36,7 @@ def test_talk_example_converts_and_runs(tmp_path: Path) -> None:
     conf = tmp_path / "httpd.conf"
     conf.write_text(TALK.format(port=port, a=backends["a"].port, b=backends["b"].port, c=backends["c"].port))
     out = tmp_path / "fulcrum.toml"
-    converted = subprocess.run([sys.executable, "-m", "fulcrum.importers.apache", str(conf), "-o", str(out)],
+    converted = subprocess.run([FULCRUM, "import", "apache", str(conf), "-o", str(out)],
                                capture_output=True, text=True, timeout=30)
     assert converted.returncode == 0, converted.stderr
     assert "ProxyPass /balancer-manager !" in converted.stderr  # reported, not dropped

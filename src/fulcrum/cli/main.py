@@ -98,6 +98,34 @@ def demo(listen_port: int, backend_port: int, no_wait: bool) -> None:
     sys.exit(run_demo(listen_port, backend_port, wait=not no_wait))
 
 
+@main.group("import")
+def import_() -> None:
+    """Turn another tool's configuration into a fulcrum configuration."""
+
+
+@import_.command("apache")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="TOML file to write")
+def import_apache(path: str, output: str) -> None:
+    """Apache mod_proxy_balancer: <VirtualHost>, ProxyPass, <Proxy balancer://>, BalancerMember."""
+    from pathlib import Path
+
+    import tomli_w
+
+    from fulcrum.importers.apache import convert_file
+
+    try:
+        data, warnings = convert_file(path)
+    except ConfigError as err:
+        fail_config(err)
+    except ValueError as err:
+        click.echo(f"fulcrum: {path}: {err}", err=True)
+        sys.exit(2)
+    for warning in warnings:
+        click.echo(f"warning: {path}: {warning}", err=True)
+    Path(output).write_text(tomli_w.dumps(data))
+
+
 @main.command("schema")
 def schema() -> None:
     """Print the JSON schema of the configuration."""
