@@ -11,19 +11,15 @@ import pytest
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
 from fulcrum.proxy.loop import loop_factory
-from tests.integration.test_http_support import BackendProcess, Client, free_port
+from tests.integration.test_http_support import BackendProcess, Client, free_port, running
 
 Scenario = Callable[[int, Node], Awaitable[None]]
 
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, BackendProcess]]:
-    procs = {name: BackendProcess(name) for name in ("a", "b", "c")}
-    try:
+    with running("abc") as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 def config(servers: list[int], http: dict[str, Any] | None = None, pool: dict[str, Any] | None = None,

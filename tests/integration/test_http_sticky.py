@@ -14,17 +14,13 @@ import tomli_w
 from fulcrum.node import Node
 from tests.integration.helpers import FulcrumProcess
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client, free_port
+from tests.integration.test_http_support import BackendProcess, Client, free_port, running
 
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, BackendProcess]]:
-    procs = {name: BackendProcess(name, route=f"r{name}") for name in ("a", "b", "c")}
-    try:
+    with running("abc", {n: f"r{n}" for n in "abc"}) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 def routed(backends: dict[str, BackendProcess], sticky: dict[str, Any]) -> dict[str, Any]:

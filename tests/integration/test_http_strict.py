@@ -14,7 +14,7 @@ import pytest
 
 from fulcrum.node import Node
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client
+from tests.integration.test_http_support import BackendProcess, Client, running
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "http_rejected.toml"
 CASES: list[dict[str, Any]] = tomllib.loads(CORPUS.read_text())["case"]
@@ -33,11 +33,8 @@ def raw_bytes(case: dict[str, Any]) -> bytes:
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[BackendProcess]:
-    proc = BackendProcess("a")
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    with running("a") as procs:
+        yield procs["a"]
 
 
 async def seen_by(backend: BackendProcess) -> bytes:

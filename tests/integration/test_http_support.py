@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -193,6 +194,19 @@ class BackendProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def running(names: str, routes: dict[str, str] | None = None) -> Iterator[dict[str, BackendProcess]]:
+    """Backend processes named by the letters of `names`, stopped on leaving."""
+    procs: dict[str, BackendProcess] = {}
+    try:
+        for name in names:
+            procs[name] = BackendProcess(name, route=(routes or {}).get(name))
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
 
 
 class Response:

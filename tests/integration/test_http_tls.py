@@ -17,7 +17,7 @@ import pytest
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client
+from tests.integration.test_http_support import BackendProcess, Client, running
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -40,11 +40,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[BackendProcess]:
-    proc = BackendProcess("a")
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    with running("a") as procs:
+        yield procs["a"]
 
 
 def tls_config(backend: BackendProcess, certs: dict[str, tuple[Path, Path]], **pool: Any) -> dict[str, Any]:

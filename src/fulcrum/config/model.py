@@ -3,9 +3,10 @@ web UI) produces a `Config`; nothing else decides what is valid."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,6 +17,15 @@ from pydantic import (
 
 from fulcrum.config.serverspec import parse_server_spec
 from fulcrum.config.types import Duration, Host, Port, join_host_port, split_host_port
+
+
+def _absolute_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError("must start with '/'")
+    return path
+
+
+UrlPath = Annotated[str, AfterValidator(_absolute_path)]  # an HTTP path: starts with '/'
 
 
 class Strict(BaseModel):
@@ -90,7 +100,7 @@ class HealthCheck(Strict):
     port: Port | None = Field(None, description="probe this port instead of the server's")
     # http / https
     method: Literal["GET", "HEAD", "OPTIONS"] = "GET"
-    path: str = "/"
+    path: UrlPath = "/"
     host: str | None = None
     expect_status: list[int] = Field(default_factory=list, description="empty = any 2xx or 3xx")
     expect_body: str | None = Field(None, description="regular expression the body must match")
@@ -99,13 +109,6 @@ class HealthCheck(Strict):
     command: str | None = None
     # failed connects from real traffic count as failures
     passive: bool = True
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, path: str) -> str:
-        if not path.startswith("/"):
-            raise ValueError("must start with '/'")
-        return path
 
     @field_validator("expect_status")
     @classmethod
@@ -187,15 +190,8 @@ class Route(Strict):
     The most specific route wins: a matching host before any host, then the longest prefix."""
 
     host: str | None = Field(None, description="Host header to match (no port, case-insensitive); None = any")
-    path: str = Field("/", description="path prefix, on segment boundaries")
+    path: UrlPath = Field("/", description="path prefix, on segment boundaries")
     pool: str
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, path: str) -> str:
-        if not path.startswith("/"):
-            raise ValueError("must start with '/'")
-        return path
 
 
 class Certificate(Strict):
