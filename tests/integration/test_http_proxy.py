@@ -342,3 +342,22 @@ def test_lbset_tiers_and_hot_standby_per_request(backends: dict[str, BackendProc
         {"address": "127.0.0.1", "port": backends["b"].port, "lbset": 1},
         {"address": "127.0.0.1", "port": backends["c"].port, "backup": True}]
     run(data, scenario)
+
+
+def test_reload_changes_routes_without_dropping_connections(backends: dict[str, BackendProcess]) -> None:
+    data = config([backends["a"].port])
+    data["pools"]["other"] = {"servers": [f"127.0.0.1:{backends['b'].port}"], "health": {"kind": "none"}}
+
+    async def scenario(port: int, node: Node) -> None:
+        old = await Client.connect(port)
+        assert (await old.get("/app/name")).body == b"a"
+        data["services"]["web"]["http"] = {"routes": [{"path": "/app", "pool": "other"}]}
+        await node.reload(load_dict(data))
+        new = await Client.connect(port)
+        assert (await new.get("/app/name")).body == b"b"  # new connections: new routes
+        assert (await old.get("/app/name")).body == b"a"  # the established one keeps its rules
+        assert not old.eof
+        old.close()
+        new.close()
+
+    run(data, scenario)
