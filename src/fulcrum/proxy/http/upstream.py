@@ -85,7 +85,7 @@ class Upstream(asyncio.Protocol):
         if ex is not None:
             self.exchange = None
             if self.tunnel:
-                ex.conn.abort()
+                ex.conn.close()  # what the server sent last still reaches the client
             else:
                 ex.conn.server_eof(ex, lost=True)
 
