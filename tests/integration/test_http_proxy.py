@@ -361,3 +361,18 @@ def test_reload_changes_routes_without_dropping_connections(backends: dict[str, 
         new.close()
 
     run(data, scenario)
+
+
+def test_ipv6_client_in_forwarded_headers(backends: dict[str, BackendProcess]) -> None:
+    port = free_port()
+    data = config([backends["a"].port], http={"forwarded": True})
+    data["services"]["web"]["listen"] = [f"[::1]:{port}"]
+
+    async def scenario(_: int, node: Node) -> None:
+        c = await Client.connect(port, host="::1")
+        body = (await c.get("/headers", host="[::1]")).body
+        assert b"X-Forwarded-For: ::1\r\n" in body
+        assert b'Forwarded: for="[::1]";proto=http;host="[::1]"\r\n' in body
+        c.close()
+
+    run(data, scenario)
