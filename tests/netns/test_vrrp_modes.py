@@ -118,3 +118,57 @@ def test_engine_thread_keeps_its_adverts_while_the_main_thread_is_busy(lab: Lab)
                  timeout=10, what=f"lb1 {router} taking over after the stop")
         # lb1 was backup all along, and took over only when the busy node stopped.
         assert transitions(lab.workdir / "lb1.log", router) == ["backup", "master"]
+
+
+# A node process that starts the engine as a child process, as node.py would, and
+# reports pool health to it over a pipe; commands come on stdin.
+NODE_WITH_ENGINE_PROCESS = """
+import multiprocessing, sys
+from fulcrum.cluster.runner import load_cluster, serve
+if __name__ == "__main__":
+    spawn = multiprocessing.get_context("spawn")
+    engine_end, node_end = spawn.Pipe(duplex=False)
+    engine = spawn.Process(target=serve, args=(load_cluster(sys.argv[1]), engine_end))
+    engine.start()
+    engine_end.close()  # the child's copy is the one that matters
+    for line in sys.stdin:
+        if line.strip() == "exit":
+            break
+        pool, state = line.split()
+        node_end.send((pool, state == "up"))
+    node_end.close()  # what a crash would do too: the engine sees the end of the pipe
+    engine.join(15)
+    print("node exiting, engine exit code", engine.exitcode, flush=True)
+"""
+
+
+def test_engine_process_follows_pool_health_and_stops_with_its_node(lab: Lab):
+    config = lab.workdir / "lb0.toml"
+    config.write_text(vrrp_toml(200, "100ms", extra='[[cluster.virtual_routers.{family}.track.pools]]\n'
+                                                  'pool = "web"\nweight = 0\n'))
+    script = lab.workdir / "node.py"
+    script.write_text(NODE_WITH_ENGINE_PROCESS)
+    node = lab["lb0"].popen(sys.executable, str(script), str(config), stdin=subprocess.PIPE,
+                            log=lab.workdir / "lb0.log")
+    assert node.stdin is not None
+
+    def tell(line: str) -> None:
+        node.stdin.write(line.encode() + b"\n")  # type: ignore[union-attr]
+        node.stdin.flush()  # type: ignore[union-attr]
+
+    def holds() -> bool:
+        return lab["lb0"].has_address(VIP4) and lab["lb0"].has_address(VIP6)
+
+    wait_for(holds, timeout=10, what="the engine process becoming master")
+    tell("web down")  # weight 0: fault, the VIPs go
+    wait_for(lambda: not lab["lb0"].has_address(VIP4) and not lab["lb0"].has_address(VIP6),
+             timeout=10, what="fault releasing the VIPs")
+    tell("web up")
+    wait_for(holds, timeout=10, what="master again after the pool recovers")
+    tell("exit")  # the node goes; its engine must not outlive it holding the VIPs
+    assert node.wait(timeout=15) == 0
+    wait_for(lambda: not lab["lb0"].has_address(VIP4) and not lab["lb0"].has_address(VIP6),
+             timeout=10, what="the orphaned engine handing over")
+    log = (lab.workdir / "lb0.log").read_text()
+    assert "pool web is failed" in log and "closed the pool health channel" in log
+    assert "engine exit code 0" in log

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import tomllib
+from multiprocessing.connection import Connection
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from fulcrum.cluster.watch import LinkWatcher, Pinger
 from fulcrum.config.errors import ConfigError
 
 log = logging.getLogger("fulcrum.cluster")
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
 class ClusterEngine:
@@ -33,6 +35,7 @@ class ClusterEngine:
         self.drivers: dict[str, RouterDriver] = {}
         self._links: LinkWatcher | None = None
         self._pinger: Pinger | None = None
+        self._pool_health: dict[str, bool] = {}  # as last told, also before the drivers exist
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -61,6 +64,8 @@ class ClusterEngine:
         if targets:
             self._pinger = Pinger(list(targets.values()),
                                   lambda address, up: self._tell(f"ping {address}", up))
+        for pool, healthy in self._pool_health.items():
+            self._tell(f"pool {pool}", healthy)
 
     def _tell(self, key: str, healthy: bool) -> None:
         for driver in self.drivers.values():
@@ -70,6 +75,7 @@ class ClusterEngine:
     def set_pool_health(self, pool: str, healthy: bool) -> None:
         """From the node's health monitor: whether `pool` has a healthy server here.
         Until told otherwise, a tracked pool counts as healthy. Call on the engine's loop."""
+        self._pool_health[pool] = healthy
         self._tell(f"pool {pool}", healthy)
 
     def states(self) -> dict[str, str]:
@@ -123,19 +129,43 @@ def load_cluster(path: str) -> Cluster:
         raise ConfigError.from_validation(err, ("cluster",)) from err
 
 
-def serve(cluster: Cluster) -> None:
+def serve(cluster: Cluster, pool_health: Connection | None = None) -> None:
     """Run the engine in this process until SIGTERM or SIGINT; then every master sends
-    priority 0 and releases its VIPs. A target for a process the node starts, e.g.
-    `multiprocessing.Process(target=serve, args=(config.cluster,))`."""
-    asyncio.run(_serve(cluster))
+    priority 0 and releases its VIPs. A target for a process the node starts, with
+    "spawn" so that the child holds no copy of the node's end of the pipe:
+
+        spawn = multiprocessing.get_context("spawn")
+        engine_end, node_end = spawn.Pipe(duplex=False)
+        spawn.Process(target=serve, args=(config.cluster, engine_end)).start()
+        node_end.send(("web", False))  # pool "web" has no healthy server here
+
+    When the node's end closes (the node exited or crashed), the engine stops too."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    asyncio.run(_serve(cluster, pool_health))
 
 
-async def _serve(cluster: Cluster) -> None:
+async def _serve(cluster: Cluster, pool_health: Connection | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await ClusterEngine(cluster).run(stop)
+    engine = ClusterEngine(cluster)
+    if pool_health is not None:
+        loop.add_reader(pool_health.fileno(), _read_pool_health, pool_health, engine, stop)
+    await engine.run(stop)
+
+
+def _read_pool_health(connection: Connection, engine: ClusterEngine, stop: asyncio.Event) -> None:
+    try:
+        while connection.poll():
+            pool, healthy = connection.recv()
+            engine.set_pool_health(str(pool), bool(healthy))
+    except (EOFError, OSError):
+        # The node is gone: without it nothing serves the VIPs, so stop and hand over.
+        log.warning("the node closed the pool health channel; stopping")
+        asyncio.get_running_loop().remove_reader(connection.fileno())
+        stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m fulcrum.cluster.runner CONFIG.toml", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
         cluster = load_cluster(args[0])
     except (ConfigError, OSError, tomllib.TOMLDecodeError) as err:
