@@ -21,6 +21,9 @@ log = logging.getLogger("fulcrum.node")
 
 EndpointKey = tuple[str, int]
 
+# How often tracked pools' health is passed to the VRRP engine (only changes are sent).
+POOL_REPORT_INTERVAL = 0.2
+
 
 class Node:
     def __init__(self, config: Config, reuse_port: bool = False):
@@ -33,6 +36,8 @@ class Node:
         self._service_counters: dict[str, ConnectionCounter] = {}
         self.health: Any = None
         self.penctl: asyncio.Server | None = None
+        self.cluster: Any = None  # EngineProcess when the config has a cluster section
+        self.runs_cluster = True  # False in all but one worker process
         self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
@@ -75,6 +80,7 @@ class Node:
         self._start_health()
         await self._apply_services(self.config)
         await self._start_control()
+        self._apply_cluster(self.config)
         self._schedule_sweeps()
         log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
 
@@ -96,6 +102,23 @@ class Node:
             self.health.start()
         else:
             self.health.update(self.pools)
+
+    def _apply_cluster(self, config: Config) -> None:
+        """Start, restart (when its section changed) or stop the VRRP engine process."""
+        if not self.runs_cluster:
+            return
+        current = self.cluster.cluster if self.cluster is not None else None
+        if config.cluster == current and (self.cluster is None or self.cluster.alive()):
+            return
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+        if config.cluster is not None:
+            from fulcrum.cluster.process import EngineProcess
+
+            self.cluster = EngineProcess(config.cluster)
+            self.cluster.start()
+            self.cluster.report_pools(self.pools)
 
     async def _apply_services(self, config: Config) -> None:
         wanted: dict[EndpointKey, str] = {}
@@ -153,6 +176,13 @@ class Node:
             sweep_idle(ctx, 4)
             self._sweepers.append(loop.call_later(every, sweep, ctx_name, every))
 
+        if self.cluster is not None:
+            def report() -> None:
+                if self.cluster is not None and not self._stopping:
+                    self.cluster.report_pools(self.pools)
+                    self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
+
+            self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
         for name, ctx in self.contexts.items():
             if ctx.timeouts.idle:
                 every = ctx.timeouts.idle / 4
@@ -180,6 +210,7 @@ class Node:
         self._build_pools(config)
         self._start_health()
         await self._apply_services(config)
+        self._apply_cluster(config)
         self._schedule_sweeps()
         log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
 
@@ -190,6 +221,11 @@ class Node:
         self._stopping = True
         for handle in self._sweepers:
             handle.cancel()
+        if self.cluster is not None:
+            # First hand the VIPs over (priority 0 adverts): the peer takes new clients at
+            # once, instead of them being refused here while we drain.
+            await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
+            self.cluster = None
         for listener in self.listeners.values():
             listener.close()
         if self.penctl is not None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, model_validator
 
-from fulcrum.config.model import Strict
+from fulcrum.config.strict import Strict
 from fulcrum.config.types import Duration
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

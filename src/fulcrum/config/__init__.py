@@ -1,6 +1,4 @@
-"""The one configuration model, and the loaders that produce it."""
+"""The one configuration model (model.py), and the loaders that produce it (load.py).
 
-from fulcrum.config.errors import ConfigError
-from fulcrum.config.model import Config, HealthCheck, Pool, Server, Service, Sticky
-
-__all__ = ["Config", "ConfigError", "HealthCheck", "Pool", "Server", "Service", "Sticky"]
+Import from the submodules; this package imports nothing itself, so the cluster
+section (which builds on `strict.Strict`) and the model can refer to each other."""

@@ -62,6 +62,10 @@ def check_references(config: Config) -> None:
         problems.extend(_scheduler_options(name, pool))
     if config.workers > 1:
         problems.extend(_per_process_state(config))
+    if config.cluster is not None:
+        from fulcrum.cluster.config import reference_problems
+
+        problems.extend(reference_problems(config.cluster, set(config.pools)))
     if problems:
         raise ConfigError(problems)
 

@@ -7,8 +7,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_serializer,
@@ -16,6 +14,7 @@ from pydantic import (
 )
 
 from fulcrum.config.serverspec import parse_server_spec
+from fulcrum.config.strict import Strict
 from fulcrum.config.types import Duration, Host, Port, join_host_port, split_host_port
 
 
@@ -26,10 +25,6 @@ def _absolute_path(path: str) -> str:
 
 
 UrlPath = Annotated[str, AfterValidator(_absolute_path)]  # an HTTP path: starts with '/'
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class Endpoint(Strict):
@@ -276,6 +271,14 @@ class Config(Strict):
     workers: int = Field(1, ge=1, le=64)
     log: Logging = Field(default_factory=Logging)
     control: Control = Field(default_factory=Control)
+    cluster: Cluster | None = Field(None, description="VRRP virtual routers; without it the node runs alone")
 
     def service_timeouts(self, name: str) -> Timeouts:
         return self.services[name].timeouts or self.timeouts
+
+
+# The cluster section lives beside the VRRP code that uses it; it builds on `Strict`
+# above, so it can only be imported once this module has defined it.
+from fulcrum.cluster.config import Cluster  # noqa: E402
+
+Config.model_rebuild()
