@@ -117,6 +117,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peer", choices=["fulcrum", "keepalived"], default="fulcrum")
+    parser.add_argument("--advert", type=float, action="append", help="seconds; default 1 and 0.05")
+    parser.add_argument("--signal", choices=["KILL", "TERM"], action="append")
+    parser.add_argument("--vip", choices=[VIP4, VIP6], action="append")
+    parser.add_argument("--verbose", action="store_true", help="print every round")
     args = parser.parse_args()
     reason = _unavailable()
     if reason:
@@ -124,10 +128,10 @@ def main() -> int:
         return 0
     index = 0
     print(f"{args.peer}: failover seconds min / median / max, failed connects median, {args.rounds} rounds")
-    for advert in (1.0, 0.05):
+    for advert in args.advert or (1.0, 0.05):
         master_down = 3 * advert + (256 - 100) * advert / 256
-        for how in (signal.SIGKILL, signal.SIGTERM):
-            for vip in (VIP4, VIP6):
+        for how in [signal.Signals[f"SIG{name}"] for name in args.signal or ("KILL", "TERM")]:
+            for vip in args.vip or (VIP4, VIP6):
                 times, failed = [], []
                 for _ in range(args.rounds):
                     with TemporaryDirectory() as tmp:
@@ -135,6 +139,8 @@ def main() -> int:
                         seconds, failures = one_round(Path(tmp), advert, how, vip, args.peer, index)
                         times.append(seconds)
                         failed.append(failures)
+                        if args.verbose:
+                            print(f"  {seconds:.3f} s, {failures} failed connects", flush=True)
                 print(f"advert {advert:>4}s {how.name:>7} {vip:>14}: {min(times):.3f} / "
                       f"{statistics.median(times):.3f} / {max(times):.3f}   failed {statistics.median(failed):g}"
                       f"   (master-down interval {master_down:.3f}, skew {master_down - 3 * advert:.3f})",
