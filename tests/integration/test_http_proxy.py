@@ -376,3 +376,38 @@ def test_ipv6_client_in_forwarded_headers(backends: dict[str, BackendProcess]) -
         c.close()
 
     run(data, scenario)
+
+
+def test_closed_connections_are_freed_without_the_garbage_collector(backends: dict[str, BackendProcess]) -> None:
+    """Cycles (parser <-> protocol, exchange <-> connection, server connection <-> exchange)
+    would leave every connection to the cyclic collector; closing must break them."""
+    import gc
+
+    from fulcrum.proxy.http.server import Exchange, HttpConnection
+    from fulcrum.proxy.http.upstream import Upstream
+
+    async def scenario(port: int, node: Node) -> None:
+        gc.collect()
+        gc.disable()
+        try:
+            for path in ("/name", "/close", "/garbage", "/chunked"):
+                for _ in range(10):
+                    c = await Client.connect(port)
+                    await c.get(path, "Connection: close\r\n")
+                    assert await c.closed()
+                    c.close()
+            async with asyncio.timeout(10):
+                while node.connections:
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # let the transports deliver connection_lost
+            for up in [o for o in gc.get_objects() if isinstance(o, Upstream) and not o.closed]:
+                up.close()  # kept-alive server connections are meant to live; close them
+            up = None  # the loop variable must not keep the last one alive
+            await asyncio.sleep(0.2)
+            alive = [type(o).__name__ for o in gc.get_objects()
+                     if isinstance(o, HttpConnection | Exchange | Upstream)]
+        finally:
+            gc.enable()
+        assert alive == []
+
+    run(config([backends["a"].port]), scenario)

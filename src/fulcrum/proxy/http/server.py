@@ -104,7 +104,7 @@ class HttpConnection(asyncio.Protocol):
         self.client_addr: tuple[str, int] = ("0.0.0.0", 0)
         self.local_addr: tuple[str, int] = ("0.0.0.0", 0)
         self.proxy_header: bytes | None = None  # bytes of an expected PROXY header so far
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser: Any = httptools.HttpRequestParser(self)
         self.queue: list[Exchange] = []
         self.receiving: Exchange | None = None
         self.error: RequestError | None = None
@@ -207,6 +207,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(abort=True)
+        self.parser = None  # parser <-> protocol is a cycle; no more data comes now
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -279,6 +280,8 @@ class HttpConnection(asyncio.Protocol):
     # -- request parser callbacks (httptools) ------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.closed:  # closed while this read was being parsed: the rest is not read
+            raise RequestError(400, "connection closed")
         ex = Exchange(self)
         self.receiving = ex
         self.queue.append(ex)
@@ -639,6 +642,7 @@ class HttpConnection(asyncio.Protocol):
         """Bad input: answered once every earlier response is out, then the connection closes."""
         if self.error is not None or self.closed:
             return
+        err.__traceback__ = None  # its frames hold this connection: no cycle through them
         self.error = err
         self.block_reading("rejected")
         log.info("service %s: rejected request from %s: %d %s", self.ctx.name, self.client_ip, err.status, err)

@@ -30,7 +30,7 @@ class Upstream(asyncio.Protocol):
         self.pool = pool
         self.owner = owner  # nonzero: private to one client connection (it carries a PROXY header)
         self.transport: Any = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: Any = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
         self.reused = False
         self.idle_since = 0.0
@@ -80,6 +80,7 @@ class Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser = None  # parser <-> protocol is a cycle; no more data comes now
         self.pool.forget(self)
         ex = self.exchange
         if ex is not None:
@@ -123,9 +124,6 @@ class Upstream(asyncio.Protocol):
             self.exchange.conn.response_complete(self.exchange)
 
     # -- ownership ---------------------------------------------------------------------
-
-    def new_parser(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
 
     def close(self) -> None:
         if not self.closed:
