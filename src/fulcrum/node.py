@@ -55,17 +55,23 @@ class Node:
 
     def bind_all(self) -> None:
         """Bind every listen address first, so a port in use fails before anything runs."""
+        self._bind_missing(self.config)
+
+    def _bind_missing(self, config: Config) -> None:
+        """Bind the listen addresses of `config` that have no socket yet: all of them or
+        none (on failure the new ones are closed and the error raised, nothing changed)."""
+        fresh: dict[EndpointKey, Listener] = {}
         try:
-            for service in self.config.services.values():
+            for service in config.services.values():
                 for endpoint in service.listen:
                     key = (endpoint.host, endpoint.port)
-                    if key not in self.listeners:
-                        self.listeners[key] = Listener(endpoint, bind(endpoint, service.backlog, self.reuse_port))
+                    if key not in self.listeners and key not in fresh:
+                        fresh[key] = Listener(endpoint, bind(endpoint, service.backlog, self.reuse_port))
         except Exception:
-            for listener in self.listeners.values():
+            for listener in fresh.values():
                 listener.close()
-            self.listeners.clear()
             raise
+        self.listeners.update(fresh)
 
     def close_listeners(self) -> None:
         """Close this process's copies of the listening sockets (before serving)."""
@@ -74,8 +80,7 @@ class Node:
         self.listeners.clear()
 
     async def start(self) -> None:
-        if not self.listeners:
-            self.bind_all()
+        self.bind_all()  # no-op for addresses bound already (run_node binds before forking)
         self._build_pools(self.config)
         self._start_health()
         await self._apply_services(self.config)
@@ -145,10 +150,7 @@ class Node:
                 self.listeners.pop(key).close()
         for key, name in wanted.items():
             ctx = self.contexts[name]
-            if key not in self.listeners:
-                endpoint = next(e for e in ctx.config.listen if (e.host, e.port) == key)
-                self.listeners[key] = Listener(endpoint, bind(endpoint, ctx.config.backlog, self.reuse_port))
-            listener = self.listeners[key]
+            listener = self.listeners[key]  # bound by bind_all or reload
             factory = _tcp_factory(ctx)
             if listener.server is None:
                 await listener.start(factory, ctx.config.backlog)
@@ -192,19 +194,7 @@ class Node:
 
     async def reload(self, config: Config) -> None:
         """Apply a new configuration without dropping listening sockets or connections."""
-        # Bind new addresses first: if one fails, nothing has changed yet.
-        fresh: dict[EndpointKey, Listener] = {}
-        try:
-            for service in config.services.values():
-                for endpoint in service.listen:
-                    key = (endpoint.host, endpoint.port)
-                    if key not in self.listeners and key not in fresh:
-                        fresh[key] = Listener(endpoint, bind(endpoint, service.backlog, self.reuse_port))
-        except Exception:
-            for listener in fresh.values():
-                listener.close()
-            raise
-        self.listeners.update(fresh)
+        self._bind_missing(config)  # first: if an address fails, nothing has changed yet
         self.config = config
         self.node_connections.limit = per_worker(config.max_connections, config.workers)
         self._build_pools(config)

@@ -395,3 +395,53 @@ def test_closed_connections_are_freed_without_the_garbage_collector() -> None:
         assert alive == []
 
     run(scenario)
+
+
+def test_reload_adds_and_removes_listen_addresses_and_keeps_established_connections() -> None:
+    from fulcrum.config.load import load_dict
+
+    async def scenario(backends: Backends) -> None:
+        ports = [await backends.start("echo", echo=True)]
+        old_port, new_port = free_port(), free_port()
+        node = await started(service_config([f"127.0.0.1:{old_port}"], ports))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", old_port)
+            writer.write(b"before ")
+            await wait_until(lambda: node.connections == 1)
+            await node.reload(load_dict(service_config([f"127.0.0.1:{new_port}"], ports)))
+            assert await ask("127.0.0.1", new_port, b"new") == b"echo:new"
+            with pytest.raises(ConnectionRefusedError):
+                await ask("127.0.0.1", old_port)
+            writer.write(b"after")  # the connection accepted before the reload goes on
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5) == b"echo:before after"
+            writer.close()
+        finally:
+            await node.stop(drain=0)
+
+    run(scenario)
+
+
+def test_reload_that_cannot_bind_changes_nothing() -> None:
+    from fulcrum.config.load import load_dict
+    from fulcrum.proxy.listener import ListenError
+
+    async def scenario(backends: Backends) -> None:
+        ports = [await backends.start("a")]
+        port = free_port()
+        node = await started(service_config([f"127.0.0.1:{port}"], ports))
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        try:
+            with pytest.raises(ListenError, match="address already in use"):
+                await node.reload(load_dict(service_config(
+                    [f"127.0.0.1:{port}", f"127.0.0.1:{taken}"], ports)))
+            assert await ask_name("127.0.0.1", port) == "a"
+            assert list(node.listeners) == [("127.0.0.1", port)]
+        finally:
+            blocker.close()
+            await node.stop(drain=0)
+
+    run(scenario)
