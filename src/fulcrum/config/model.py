@@ -264,14 +264,23 @@ class Logging(Strict):
 
 
 class Config(Strict):
-    services: dict[str, Service] = Field(min_length=1)
-    pools: dict[str, Pool] = Field(min_length=1)
+    services: dict[str, Service] = Field(default_factory=dict, description="at least one, unless the node only holds VIPs (cluster)")
+    pools: dict[str, Pool] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(10000, ge=0, description="pen -x: global connection limit; 0 = none")
     workers: int = Field(1, ge=1, le=64)
     log: Logging = Field(default_factory=Logging)
     control: Control = Field(default_factory=Control)
     cluster: Cluster | None = Field(None, description="VRRP virtual routers; without it the node runs alone")
+    sync: SyncSettings | None = Field(None, description="share configuration changes with the other nodes")
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> Config:
+        # A node with only virtual routers is what a VRRP-only keepalived.conf (VIPs in
+        # front of another proxy) imports to; without a cluster a node must serve something.
+        if not self.services and self.cluster is None:
+            raise ValueError("services: at least one service is needed (or a cluster section)")
+        return self
 
     def service_timeouts(self, name: str) -> Timeouts:
         return self.services[name].timeouts or self.timeouts
@@ -280,5 +289,6 @@ class Config(Strict):
 # The cluster section lives beside the VRRP code that uses it; it builds on `Strict`
 # above, so it can only be imported once this module has defined it.
 from fulcrum.cluster.config import Cluster  # noqa: E402
+from fulcrum.cluster.sync_config import SyncSettings  # noqa: E402
 
 Config.model_rebuild()
