@@ -26,7 +26,7 @@ class ClientSide(asyncio.Protocol):
     """The connection a client made to a service."""
 
     __slots__ = ("ctx", "transport", "client_ip", "backend", "tried", "server",
-                 "client_eof", "server_eof", "connecting", "closed", "timed_out", "touched", "idle_ticks",
+                 "client_eof", "server_eof", "connecting", "closed", "connect_timer", "touched", "idle_ticks",
                  "traffic", "rewrite", "pending", "pending_bytes")
 
     def __init__(self, ctx: ServiceContext):
@@ -39,7 +39,7 @@ class ClientSide(asyncio.Protocol):
         self.server_eof = False
         self.connecting: asyncio.Task[None] | None = None
         self.closed = False
-        self.timed_out = False
+        self.connect_timer: asyncio.TimerHandle | None = None
         self.touched = True
         self.idle_ticks = 0
         self.traffic = 0
@@ -120,31 +120,30 @@ class ClientSide(asyncio.Protocol):
             return
         self.backend = backend
         ctx.pool.taken(backend)
-        self.connecting = ctx.loop.create_task(self._open(backend))
+        loop = ctx.loop
+        # The connect runs as a task with a done-callback and a bare timer: no coroutine
+        # of our own and no asyncio.timeout() per connection.
+        task = loop.create_task(loop.create_connection(self._server_side, backend.address, backend.port))
+        task.add_done_callback(self._connect_done)
+        self.connecting = task
+        timeout = ctx.timeouts.connect
+        self.connect_timer = loop.call_later(timeout, task.cancel) if timeout else None
 
-    async def _open(self, backend: Backend) -> None:
-        loop = self.ctx.loop
-        timeout = self.ctx.timeouts.connect
-        # A bare timer that cancels this task is cheaper than asyncio.timeout() per connection.
-        timer = loop.call_later(timeout, self._connect_timed_out) if timeout else None
-        try:
-            await loop.create_connection(lambda: ServerSide(self), backend.address, backend.port)
-        except OSError as err:
+    def _server_side(self) -> ServerSide:
+        return ServerSide(self)
+
+    def _connect_done(self, task: asyncio.Task[Any]) -> None:
+        self.connecting = None
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+            self.connect_timer = None
+        backend = self.backend
+        if self.closed or backend is None:
+            return  # the client went away first; close() released the server slot
+        if task.cancelled():
+            self._connect_failed(backend, f"connect timeout after {self.ctx.timeouts.connect:g}s")
+        elif (err := task.exception()) is not None:
             self._connect_failed(backend, describe_error(err, backend.address))
-        except asyncio.CancelledError:
-            if not self.timed_out:
-                raise
-            self.timed_out = False
-            self._connect_failed(backend, f"connect timeout after {timeout:g}s")
-        finally:
-            self.connecting = None
-            if timer is not None:
-                timer.cancel()
-
-    def _connect_timed_out(self) -> None:
-        if self.connecting is not None:
-            self.timed_out = True
-            self.connecting.cancel()
 
     def _connect_failed(self, backend: Backend, reason: str) -> None:
         ctx = self.ctx
@@ -207,6 +206,8 @@ class ClientSide(asyncio.Protocol):
         ctx.release()
         if self.connecting is not None:
             self.connecting.cancel()
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
         if self.backend is not None:
             ctx.pool.released(self.backend, self.traffic)
             self.backend = None
