@@ -8,6 +8,7 @@ The backend's behaviour is chosen by path, so one process serves every scenario:
   /slow?s=         answers after s seconds              /redirect    Location at itself
   /status/N        status N                             /garbage     not HTTP at all
   /reset           drops the connection                 /ws          101, then echoes raw bytes
+  /hugehead        a response head that never ends
   /session         sets JSESSIONID=<id>.<route>     /log         every request line seen so far
 Expect: 100-continue is answered with 100 before the body is read.
 """
@@ -124,6 +125,9 @@ class BackendProtocol(asyncio.Protocol):
             status, body = int(path.rsplit("/", 1)[1]), b""
         elif path == "/session":
             extra.append((b"Set-Cookie", b"JSESSIONID=s%d.%s; Path=/" % (self.port, self.route.encode())))
+        elif path == "/hugehead":  # a response head that never ends
+            t.write(b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 3_000_000)
+            return
         elif path == "/garbage":
             t.write(b"this is not http\r\n\r\n")
             t.close()

@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from fulcrum.proxy.http.server import Exchange
 
 IDLE_PER_SERVER = 64  # idle keep-alive connections kept per server
-IDLE_SECONDS = 4.0  # below Apache's 5 s KeepAliveTimeout, so we rarely reuse a dying one
+IDLE_SECONDS = 4.0
+MAX_RESPONSE_FIELDS = 500
+MAX_RESPONSE_HEAD = 1024 * 1024  # a broken server must not grow us without bound  # below Apache's 5 s KeepAliveTimeout, so we rarely reuse a dying one
 
 
 class Upstream(asyncio.Protocol):
     __slots__ = ("backend", "transport", "parser", "exchange", "reused", "idle_since",
-                 "closed", "tunnel", "got_bytes", "pool", "owner", "reason", "headers")
+                 "closed", "tunnel", "got_bytes", "pool", "owner", "reason", "headers", "head_fed")
 
     def __init__(self, backend: Backend, pool: IdlePool, owner: int = 0):
         self.backend = backend
@@ -39,6 +41,7 @@ class Upstream(asyncio.Protocol):
         self.got_bytes = False  # any response byte for the current exchange
         self.reason = b""  # of the response being parsed
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_fed = 0
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -66,6 +69,11 @@ class Upstream(asyncio.Protocol):
         except httptools.HttpParserError as err:
             if self.exchange is not None:
                 conn.server_failed(self.exchange, f"bad response: {err}")
+        else:
+            if self.head_fed:  # httptools buffers an incomplete field itself: bound the head
+                self.head_fed += len(data)
+                if self.head_fed > MAX_RESPONSE_HEAD and self.exchange is not None:
+                    conn.server_failed(self.exchange, "response head too large")
         finally:
             conn.uncork()
 
@@ -103,14 +111,19 @@ class Upstream(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.reason = b""
         self.headers = []
+        self.head_fed = 1  # counting: the head is incomplete
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        headers = self.headers
+        headers.append((name, value))
+        if len(headers) > MAX_RESPONSE_FIELDS:
+            raise ValueError("too many response header fields")
 
     def on_headers_complete(self) -> None:
+        self.head_fed = 0
         ex = self.exchange
         if ex is not None:
             ex.conn.response_head(ex, self.parser.get_status_code(), self.reason or b"-", self.headers)
