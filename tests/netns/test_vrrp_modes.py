@@ -3,6 +3,7 @@ main thread (DESIGN.md, failure domains)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -172,3 +173,29 @@ def test_engine_process_follows_pool_health_and_stops_with_its_node(lab: Lab):
     log = (lab.workdir / "lb0.log").read_text()
     assert "pool web is failed" in log and "closed the pool health channel" in log
     assert "engine exit code 0" in log
+
+
+HOG = """
+import sys, time
+until = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < until:
+    sum(i * i for i in range(10000))
+"""
+
+
+def test_saturated_cpu_on_the_master_causes_no_failover(lab: Lab):
+    start_runner(lab["lb0"], lab.workdir, vrrp_toml(200, "50ms"))
+    wait_for(lambda: lab["lb0"].has_address(VIP4) and lab["lb0"].has_address(VIP6), timeout=10,
+             what="lb0 master")
+    start_runner(lab["lb1"], lab.workdir, vrrp_toml(100, "50ms"))
+    for router in ("v4", "v6"):
+        wait_for(lambda router=router: transitions(lab.workdir / "lb1.log", router)[-1:] == ["backup"],
+                 timeout=10, what=f"lb1 {router} backup")
+    script = lab.workdir / "hog.py"
+    script.write_text(HOG)
+    # Four times as many busy processes as CPUs, next to the master's engine, for 5 s.
+    hogs = [lab["lb0"].popen(sys.executable, str(script), "5") for _ in range(4 * (os.cpu_count() or 1))]
+    for hog in hogs:
+        assert hog.wait(timeout=30) == 0
+    for router in ("v4", "v6"):
+        assert transitions(lab.workdir / "lb1.log", router) == ["backup"]
