@@ -386,7 +386,8 @@ def test_closed_connections_are_freed_without_the_garbage_collector(backends: di
     would leave every connection to the cyclic collector; closing must break them."""
     import gc
 
-    from fulcrum.proxy.http.server import Exchange, HttpConnection
+    from fulcrum.proxy.http.exchange import Exchange
+    from fulcrum.proxy.http.server import HttpConnection
     from fulcrum.proxy.http.upstream import Upstream
 
     async def scenario(port: int, node: Node) -> None:

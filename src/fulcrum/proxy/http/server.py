@@ -26,6 +26,7 @@ from fulcrum.balance.pool import PoolRuntime
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
+from fulcrum.proxy.http.exchange import Exchange, RequestError
 from fulcrum.proxy.http.responses import error_response, redirect_response
 from fulcrum.proxy.http.service import HttpService
 from fulcrum.proxy.http.upstream import Upstream
@@ -35,54 +36,6 @@ log = logging.getLogger("fulcrum.http")
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-
-
-class RequestError(Exception):
-    """Raised from a parser callback: answer `status` and close."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-
-
-class Exchange:
-    """One request and its response."""
-
-    __slots__ = ("conn", "method", "target", "version", "headers", "host", "keep_alive",
-                 "upgrade", "chunked", "has_body", "buffered", "request_done", "pool",
-                 "backend", "upstream", "tried", "set_cookie",
-                 "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "retried",
-                 "finished", "head_bytes", "up_out", "options", "cookies")
-
-    def __init__(self, conn: HttpConnection):
-        self.conn = conn
-        self.method = b""
-        self.target = b""
-        self.version = b"1.1"
-        self.headers: hdr.Headers = []
-        self.host: bytes | None = None
-        self.keep_alive = True
-        self.upgrade = False
-        self.chunked = False
-        self.has_body = False
-        self.buffered: list[bytes] | None = []  # framed request bytes not yet written; None = streaming
-        self.request_done = False
-        self.pool: PoolRuntime | None = None
-        self.backend: Backend | None = None
-        self.upstream: Upstream | None = None
-        self.tried: list[Backend] = []
-        self.set_cookie: bytes | None = None
-        self.resp_mode = ""  # to the client: "length" | "chunk" | "raw" | "none"
-        self.resp_framed = False  # the server framed its body (Content-Length or chunked)
-        self.resp_status = 0
-        self.sent_head = False  # a final response head went to the client
-        self.connecting: asyncio.Task[None] | None = None
-        self.retried = False
-        self.finished = False
-        self.head_bytes = b""  # the request head as sent, kept for one retry
-        self.up_out: list[bytes] = []  # bytes for the server held while the connection is corked
-        self.options: set[bytes] | None = None  # what the client's Connection field names
-        self.cookies: list[bytes] = []  # Cookie field values
 
 
 class HttpConnection(asyncio.Protocol):

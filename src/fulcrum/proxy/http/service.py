@@ -18,7 +18,8 @@ from fulcrum.proxy.http.routing import Router, RouteRule
 from fulcrum.proxy.http.upstream import IdlePool
 
 if TYPE_CHECKING:
-    from fulcrum.proxy.http.server import Exchange, HttpConnection
+    from fulcrum.proxy.http.exchange import Exchange
+    from fulcrum.proxy.http.server import HttpConnection
 
 
 class HttpService:

@@ -15,7 +15,7 @@ import httptools
 from fulcrum.balance.base import Backend
 
 if TYPE_CHECKING:
-    from fulcrum.proxy.http.server import Exchange
+    from fulcrum.proxy.http.exchange import Exchange
 
 IDLE_PER_SERVER = 64  # idle keep-alive connections kept per server
 IDLE_SECONDS = 4.0

@@ -1,0 +1,62 @@
+"""One request and its response as the proxy tracks them, and the error that rejects a request."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from fulcrum.balance.base import Backend
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.proxy.http.headers import Headers
+
+if TYPE_CHECKING:
+    from fulcrum.proxy.http.server import HttpConnection
+    from fulcrum.proxy.http.upstream import Upstream
+
+
+class RequestError(Exception):
+    """Raised from a parser callback: answer `status` and close."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = ("conn", "method", "target", "version", "headers", "host", "keep_alive",
+                 "upgrade", "chunked", "has_body", "buffered", "request_done", "pool",
+                 "backend", "upstream", "tried", "set_cookie",
+                 "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "retried",
+                 "finished", "head_bytes", "up_out", "options", "cookies")
+
+    def __init__(self, conn: HttpConnection):
+        self.conn = conn
+        self.method = b""
+        self.target = b""
+        self.version = b"1.1"
+        self.headers: Headers = []
+        self.host: bytes | None = None
+        self.keep_alive = True
+        self.upgrade = False
+        self.chunked = False
+        self.has_body = False
+        self.buffered: list[bytes] | None = []  # framed request bytes not yet written; None = streaming
+        self.request_done = False
+        self.pool: PoolRuntime | None = None
+        self.backend: Backend | None = None
+        self.upstream: Upstream | None = None
+        self.tried: list[Backend] = []
+        self.set_cookie: bytes | None = None
+        self.resp_mode = ""  # to the client: "length" | "chunk" | "raw" | "none"
+        self.resp_framed = False  # the server framed its body (Content-Length or chunked)
+        self.resp_status = 0
+        self.sent_head = False  # a final response head went to the client
+        self.connecting: asyncio.Task[None] | None = None
+        self.retried = False
+        self.finished = False
+        self.head_bytes = b""  # the request head as sent, kept for one retry
+        self.up_out: list[bytes] = []  # bytes for the server held while the connection is corked
+        self.options: set[bytes] | None = None  # what the client's Connection field names
+        self.cookies: list[bytes] = []  # Cookie field values
