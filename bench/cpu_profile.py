@@ -1,13 +1,13 @@
-"""Where fulcrum spends its CPU under load: py-spy samples of the relay under wrk traffic.
+"""Where fulcrum spends its CPU under load: py-spy samples of a tcp or http service under wrk traffic.
 
 An analysis aid, not part of `make bench`. Needs py-spy in the venv
 (`.venv/bin/pip install py-spy`; it is deliberately not a project dependency):
 
-    .venv/bin/python bench/cpu_profile.py [--native] [--traffic close]
+    .venv/bin/python bench/cpu_profile.py [--mode http] [--native] [--traffic close]
 
 For each traffic kind it prints the functions with the most samples on top of the stack
 (self) and anywhere in the stack (inclusive), and keeps the collapsed stacks in
-bench/results/profile-<traffic>.txt (flamegraph.pl or speedscope read them)."""
+bench/results/profile-<mode>-<traffic>.txt (flamegraph.pl or speedscope read them)."""
 
 from __future__ import annotations
 
@@ -103,6 +103,7 @@ def profile(args: argparse.Namespace, pid: int, port: int, close: bool, out: Pat
 def main() -> int:
     parser = argparse.ArgumentParser(description="py-spy profile of fulcrum under wrk load")
     parser.add_argument("--duration", type=int, default=10, help="seconds sampled per traffic kind")
+    parser.add_argument("--mode", choices=peers.MODES, default="tcp", help="the service's mode")
     parser.add_argument("--traffic", default="keep-alive,close")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=50)
@@ -118,18 +119,18 @@ def main() -> int:
     if args.py_spy is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     args.results.mkdir(parents=True, exist_ok=True)
-    fulcrum = peers.fulcrum_variant(args.fulcrum, args.workers)
+    fulcrum = peers.fulcrum_variant(args.fulcrum, args.workers, args.mode)
     workdir = Path(tempfile.mkdtemp(prefix="fulcrum-profile-"))
     sup = procs.Supervisor(workdir)
     try:
         backends = run.start_backends(sup, args.backends)
         proc, port = run.start_balancer(sup, fulcrum, backends)
         for traffic in args.traffic.split(","):
-            out = args.results / f"profile-{traffic}.txt"
+            out = args.results / f"profile-{args.mode}-{traffic}.txt"
             load_report = profile(args, proc.pid, port, run.TRAFFIC[traffic], out)
             self_counts, inclusive, total = parse_collapsed(out.read_text())
             result = wrk.parse(load_report)
-            print(f"\n== {traffic}: {result.requests_per_second:,.0f} req/s while sampled; "
+            print(f"\n== {args.mode} {traffic}: {result.requests_per_second:,.0f} req/s while sampled; "
                   f"{total} samples; stacks in {out}")
             print("\n".join(top_lines("self (on top of the stack):", self_counts, total, args.top)))
             if args.native:

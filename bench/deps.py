@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 # program -> Debian package that provides it
-PROGRAMS = {"nginx": "nginx-light", "haproxy": "haproxy", "pen": "pen", "wrk": "wrk"}
+PROGRAMS = {"nginx": "nginx-light", "haproxy": "haproxy", "pen": "pen", "wrk": "wrk",
+            "apache2": "apache2"}
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 APT_TIMEOUT = 900.0
@@ -22,8 +24,8 @@ def which(program: str) -> str | None:
     return shutil.which(program, path=SEARCH_PATH)
 
 
-def missing_packages() -> list[str]:
-    return [package for program, package in PROGRAMS.items() if which(program) is None]
+def missing_packages(programs: Iterable[str] = PROGRAMS) -> list[str]:
+    return [PROGRAMS[program] for program in programs if which(program) is None]
 
 
 def _apt(*args: str) -> bool:
@@ -35,9 +37,10 @@ def _apt(*args: str) -> bool:
     return done.returncode == 0
 
 
-def ensure_installed() -> None:
-    """Install what is missing, or raise SystemExit with the reason."""
-    packages = missing_packages()
+def ensure_installed(programs: Iterable[str] = PROGRAMS) -> None:
+    """Install the packages of those `programs` that are missing, or raise SystemExit."""
+    programs = list(programs)
+    packages = missing_packages(programs)
     if not packages:
         return
     if os.geteuid() != 0:
@@ -56,6 +59,6 @@ def ensure_installed() -> None:
     finally:
         if own_policy:
             POLICY_RC_D.unlink(missing_ok=True)
-    still = missing_packages()
+    still = missing_packages(programs)
     if still:
         raise SystemExit(f"still missing after install: {' '.join(still)}")

@@ -1,8 +1,11 @@
 """The processes under test: nginx backends and the balancers put in front of them.
 
-Each balancer is a `Variant`: a label for the tables and a function that writes its
-configuration into the run's temporary directory and returns the command line. All
-of them round-robin over the same backends in plain TCP mode, so they do the same work."""
+Each balancer is a `Variant`: a label for the tables, the mode it proxies in, and a
+function that writes its configuration into the run's temporary directory and returns the
+command line. In each mode all of them round-robin over the same backends, so they do the
+same work: tcp (fulcrum, HAProxy mode tcp, pen) relays bytes; http (fulcrum mode http,
+HAProxy mode http, Apache mod_proxy_balancer) parses every request and response, adds
+X-Forwarded-For and keeps its own keep-alive connections to the servers."""
 
 from __future__ import annotations
 
@@ -48,19 +51,28 @@ http {{
             "-c", str(conf), "-g", "daemon off;"]
 
 
+MODES = ("tcp", "http")
+
+
 @dataclass(frozen=True)
 class Variant:
     """One balancer configuration to measure."""
 
     label: str
-    family: str  # "fulcrum", "haproxy" or "pen": used to pair rows for the ratios
+    mode: str  # "tcp" or "http": the table it belongs to
+    family: str  # "fulcrum", "haproxy", "pen" or "apache": used to pair rows for the ratios
     parallelism: int  # threads or worker processes it may use
     command: Callable[[Path, int, list[int]], list[str]]
+    # extra environment of the process, from the run's directory (None: the bench's own)
+    environment: Callable[[Path], dict[str, str]] | None = None
 
 
-def fulcrum_variant(fulcrum: str, workers: int) -> Variant:
+def fulcrum_variant(fulcrum: str, workers: int, mode: str = "tcp") -> Variant:
+    """A fulcrum service in `mode`; for http the defaults of `Http` (strict parsing,
+    X-Forwarded-*, Location rewriting, a pool of keep-alive connections to the servers)."""
+
     def command(workdir: Path, port: int, backends: list[int]) -> list[str]:
-        conf = workdir / f"fulcrum-w{workers}.toml"
+        conf = workdir / f"fulcrum-{mode}-w{workers}.toml"
         servers = ", ".join(f'"127.0.0.1:{p}"' for p in backends)
         conf.write_text(f"""\
 max_connections = 0
@@ -68,6 +80,7 @@ workers = {workers}
 
 [services.bench]
 listen = ["127.0.0.1:{port}"]
+mode = "{mode}"
 pool = "bench"
 
 [pools.bench]
@@ -82,24 +95,36 @@ level = "warning"
 """)
         return [fulcrum, "run", "-c", str(conf)]
 
-    return Variant(f"fulcrum workers={workers}", "fulcrum", workers, command)
+    return Variant(f"fulcrum workers={workers}", mode, "fulcrum", workers, command)
 
 
-def haproxy_variant(nbthread: int | None) -> Variant:
-    """HAProxy in TCP mode; `nbthread=None` keeps its default (one thread per CPU)."""
+# HAProxy's http mode: keep-alive on both sides is its default (`option http-keep-alive`,
+# server connections shared under `http-reuse safe`); `option forwardfor` adds the
+# X-Forwarded-For header that fulcrum and Apache add too.
+HAPROXY_HTTP_DEFAULTS = """\
+    mode http
+    option http-keep-alive
+    option forwardfor
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+"""
+
+
+def haproxy_variant(nbthread: int | None, mode: str = "tcp") -> Variant:
+    """HAProxy in `mode`; `nbthread=None` keeps its default (one thread per CPU)."""
     threads_line = f"    nbthread {nbthread}\n" if nbthread else ""
     tag = f"nbthread={nbthread}" if nbthread else "default threads"
+    mode_lines = HAPROXY_HTTP_DEFAULTS if mode == "http" else "    mode tcp\n"
 
     def command(workdir: Path, port: int, backends: list[int]) -> list[str]:
-        conf = workdir / f"haproxy-{nbthread or 'default'}.cfg"
+        conf = workdir / f"haproxy-{mode}-{nbthread or 'default'}.cfg"
         servers = "".join(f"    server s{i} 127.0.0.1:{p}\n" for i, p in enumerate(backends))
         conf.write_text(f"""\
 global
 {threads_line}    maxconn 4000
 
 defaults
-    mode tcp
-    timeout connect 3s
+{mode_lines}    timeout connect 3s
     timeout client 30s
     timeout server 30s
 
@@ -112,7 +137,7 @@ backend pool
 {servers}""")
         return ["haproxy", "-f", str(conf), "-db"]
 
-    return Variant(f"haproxy {tag}", "haproxy", nbthread or (os.cpu_count() or 1), command)
+    return Variant(f"haproxy {tag}", mode, "haproxy", nbthread or (os.cpu_count() or 1), command)
 
 
 def pen_variant() -> Variant:
@@ -124,4 +149,4 @@ def pen_variant() -> Variant:
         servers = [f"127.0.0.1:{p}" for p in backends]
         return ["pen", "-f", "-r", "-x", "10000", f"127.0.0.1:{port}", *servers]
 
-    return Variant("pen", "pen", 1, command)
+    return Variant("pen", "tcp", "pen", 1, command)

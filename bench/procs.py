@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -60,11 +60,13 @@ class Supervisor:
         self.workdir = workdir
         self._procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: Sequence[str],
+              extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, **extra_env} if extra_env else None
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.workdir, start_new_session=True)
+            cwd=self.workdir, env=env, start_new_session=True)
         log.close()  # the child holds its own copy
         self._procs.append(proc)
         return proc

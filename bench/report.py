@@ -1,4 +1,8 @@
-"""Tables and ratios from the measurements of one run; JSON and Markdown output."""
+"""Tables and ratios from the measurements of one run; JSON and Markdown output.
+
+One table per mode and traffic kind. In each mode fulcrum is compared with the peers that
+do the same work: tcp with HAProxy (mode tcp) and pen, http with HAProxy (mode http) and
+Apache mod_proxy_balancer."""
 
 from __future__ import annotations
 
@@ -7,9 +11,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# mode -> the peer families fulcrum's rows are divided by, in column order
+PEERS = {"tcp": ("haproxy", "pen"), "http": ("haproxy", "apache")}
+
 
 @dataclass
 class Measurement:
+    mode: str  # "tcp" or "http"
     traffic: str  # "keep-alive" or "close"
     balancer: str
     family: str
@@ -17,7 +25,8 @@ class Measurement:
     requests: int = 0
     requests_per_second: float = 0.0
     p99_ms: float = 0.0
-    errors: int = 0
+    errors: int = 0  # wrk's socket errors: connect, read, write, timeout
+    non_2xx: int = 0  # wrk's "Non-2xx or 3xx responses": the balancer answered, but not with success
     cpu_seconds: float = 0.0  # user + sys
     cpu_sys_seconds: float = 0.0
     processes: int = 0  # in the balancer's process tree at the end of the run
@@ -30,22 +39,21 @@ class Measurement:
         return self.cpu_seconds / self.requests * 1e6
 
 
-def medians(every: list[Measurement], labels: list[str], traffic: list[str]) -> list[Measurement]:
-    """Per balancer and traffic kind, the round with the median CPU per request.
+def medians(every: list[Measurement]) -> list[Measurement]:
+    """Per mode, traffic kind and balancer, the round with the median CPU per request,
+    in the order they were first measured.
 
     A whole round is picked (not a median per column) so that its figures stay
     consistent with each other; the lower middle one for an even count. A balancer
     that failed in every round keeps its first failure."""
+    groups: dict[tuple[str, str, str], list[Measurement]] = {}
+    for row in every:
+        groups.setdefault((row.mode, row.traffic, row.balancer), []).append(row)
     picked = []
-    for kind in traffic:
-        for label in labels:
-            rounds = [r for r in every if r.traffic == kind and r.balancer == label]
-            good = sorted((r for r in rounds if r.failure is None),
-                          key=lambda r: r.cpu_us_per_request or 0.0)
-            if good:
-                picked.append(good[(len(good) - 1) // 2])
-            elif rounds:
-                picked.append(rounds[0])
+    for rounds in groups.values():
+        good = sorted((r for r in rounds if r.failure is None),
+                      key=lambda r: r.cpu_us_per_request or 0.0)
+        picked.append(good[(len(good) - 1) // 2] if good else rounds[0])
     return picked
 
 
@@ -65,11 +73,12 @@ def _ratio(mine: float | None, theirs: float | None) -> float | None:
 
 
 def ratios(rows: list[Measurement], row: Measurement) -> dict[str, float | None]:
-    """fulcrum/HAProxy and fulcrum/pen for CPU per request and requests/s (fulcrum rows only)."""
+    """fulcrum/peer for CPU per request and requests/s, for the peers of the row's mode
+    (fulcrum rows only; `rows` are those of one table)."""
     if row.family != "fulcrum" or row.failure:
         return {}
     found: dict[str, float | None] = {}
-    for family in ("haproxy", "pen"):
+    for family in PEERS[row.mode]:
         peer = _peer(rows, family, row.parallelism)
         found[f"cpu_vs_{family}"] = _ratio(row.cpu_us_per_request,
                                           peer.cpu_us_per_request if peer else None)
@@ -78,13 +87,19 @@ def ratios(rows: list[Measurement], row: Measurement) -> dict[str, float | None]
     return found
 
 
-HEADERS = ["balancer", "req/s", "p99 ms", "CPU µs/req", "sys %", "procs", "errors",
-           "CPU ×haproxy", "CPU ×pen", "req/s ×haproxy", "req/s ×pen"]
+BASE_HEADERS = ["balancer", "req/s", "p99 ms", "CPU µs/req", "sys %", "procs", "errors",
+                "non-2xx"]
+
+
+def headers(mode: str) -> list[str]:
+    return (BASE_HEADERS + [f"CPU ×{peer}" for peer in PEERS[mode]]
+            + [f"req/s ×{peer}" for peer in PEERS[mode]])
 
 
 def _cells(rows: list[Measurement], row: Measurement) -> list[str]:
+    width = len(headers(row.mode))
     if row.failure:
-        return [row.balancer, "failed"] + ["-"] * (len(HEADERS) - 2)
+        return [row.balancer, "failed"] + ["-"] * (width - 2)
     found = ratios(rows, row)
 
     def ratio(key: str) -> str:
@@ -94,43 +109,48 @@ def _cells(rows: list[Measurement], row: Measurement) -> list[str]:
     return [row.balancer, f"{row.requests_per_second:,.0f}", f"{row.p99_ms:.2f}",
             f"{row.cpu_us_per_request:.1f}",
             f"{100 * row.cpu_sys_seconds / row.cpu_seconds:.0f}" if row.cpu_seconds else "-",
-            str(row.processes), str(row.errors),
-            ratio("cpu_vs_haproxy"), ratio("cpu_vs_pen"),
-            ratio("rps_vs_haproxy"), ratio("rps_vs_pen")]
+            str(row.processes), str(row.errors), str(row.non_2xx),
+            *(ratio(f"cpu_vs_{peer}") for peer in PEERS[row.mode]),
+            *(ratio(f"rps_vs_{peer}") for peer in PEERS[row.mode])]
 
 
 def text_table(rows: list[Measurement]) -> str:
+    """One table: rows of one mode and traffic kind."""
+    head = headers(rows[0].mode)
     body = [_cells(rows, row) for row in rows]
-    widths = [max(len(line[i]) for line in [HEADERS, *body]) for i in range(len(HEADERS))]
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     lines = []
-    for line in [HEADERS, *body]:
+    for line in [head, *body]:
         lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip())
     return "\n".join(lines)
 
 
 def markdown_table(rows: list[Measurement]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" + "---:|" * (len(HEADERS) - 1)]
+    head = headers(rows[0].mode)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(_cells(rows, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def failures(rows: list[Measurement]) -> list[str]:
     """One line per failed measurement, for below the tables."""
-    return [f"{row.balancer} ({row.traffic}) failed: {row.failure}" for row in rows if row.failure]
+    return [f"{row.balancer} ({row.mode} {row.traffic}) failed: {row.failure}"
+            for row in rows if row.failure]
 
 
-def by_traffic(rows: list[Measurement]) -> dict[str, list[Measurement]]:
+def by_table(rows: list[Measurement]) -> dict[str, list[Measurement]]:
+    """Rows grouped per table, titled "<mode> <traffic>", in measurement order."""
     grouped: dict[str, list[Measurement]] = {}
     for row in rows:
-        grouped.setdefault(row.traffic, []).append(row)
+        grouped.setdefault(f"{row.mode} {row.traffic}", []).append(row)
     return grouped
 
 
 def as_json(rows: list[Measurement], every_round: list[Measurement],
             settings: dict[str, Any]) -> str:
     measurements = []
-    for traffic_rows in by_traffic(rows).values():
+    for traffic_rows in by_table(rows).values():
         for row in traffic_rows:
             measurements.append({**asdict(row), "cpu_us_per_request": row.cpu_us_per_request,
                                  **ratios(traffic_rows, row)})
@@ -147,11 +167,13 @@ def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
              f"{settings['load_average_at_end']} at end.", "",
              "CPU µs/req: user+sys time of all the balancer's processes and threads during the "
              "run, divided by requests served; sys %: the kernel's share of it; procs: processes "
-             "in the balancer's tree (threads are not counted). ×haproxy and ×pen: fulcrum's figure divided by "
-             "the peer's (haproxy with the same thread count as fulcrum's workers when measured).",
+             "in the balancer's tree (threads are not counted); errors: wrk's socket errors; "
+             "non-2xx: answers that were not 2xx or 3xx. ×haproxy, ×pen, ×apache: fulcrum's figure "
+             "divided by the peer's (haproxy with the same thread count as fulcrum's workers "
+             "when measured).",
              ""]
-    for traffic, traffic_rows in by_traffic(rows).items():
-        parts += [f"## {traffic}", "", markdown_table(traffic_rows), ""]
+    for title, table_rows in by_table(rows).items():
+        parts += [f"## {title}", "", markdown_table(table_rows), ""]
     parts += [f"- {note}" for note in failures(rows)]
     return "\n".join(parts)
 

@@ -1,4 +1,5 @@
-"""Side-by-side benchmark: fulcrum, HAProxy and pen relaying HTTP to the same nginx backends.
+"""Side-by-side benchmark: fulcrum beside HAProxy and pen (tcp mode) and beside HAProxy and
+Apache mod_proxy_balancer (http mode), all in front of the same nginx backends.
 
 Run with `make bench` (or `.venv/bin/python bench/run.py --help`). Everything runs on
 loopback with ephemeral ports in a temporary directory and is stopped at the end, also on
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import apache
 import deps
 import peers
 import procs
@@ -31,10 +33,13 @@ import wrk
 BENCH_DIR = Path(__file__).resolve().parent
 TRAFFIC = {"keep-alive": False, "close": True}  # name -> send `Connection: close`
 START_TIMEOUT = 15.0
+BALANCERS = ("fulcrum", "haproxy", "pen", "apache")
+PROGRAMS = {"haproxy": "haproxy", "pen": "pen", "apache": "apache2"}  # besides nginx and wrk
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Side-by-side benchmark of fulcrum, HAProxy and pen")
+    parser = argparse.ArgumentParser(
+        description="Side-by-side benchmark of fulcrum, HAProxy, pen and Apache")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--connections", type=int, default=50, help="wrk -c (default 50)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -43,8 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure everything this many times and report the median round")
     parser.add_argument("--backends", type=int, default=2, help="nginx backends (default 2)")
-    parser.add_argument("--only", default="fulcrum,haproxy,pen",
-                        help="comma-separated balancers to run (default all)")
+    parser.add_argument("--mode", default="tcp,http",
+                        help="comma-separated proxy modes: tcp, http (default both)")
+    parser.add_argument("--only", default=",".join(BALANCERS),
+                        help="comma-separated balancers to run (default all; pen is tcp only, "
+                             "apache http only)")
     parser.add_argument("--traffic", default="keep-alive,close",
                         help="comma-separated traffic kinds: keep-alive, close")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -56,24 +64,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
-    unknown = set(args.traffic.split(",")) - set(TRAFFIC)
-    if unknown:
-        parser.error(f"unknown traffic kind {', '.join(sorted(unknown))}")
+    for option, value, known in (("--traffic", args.traffic, TRAFFIC), ("--mode", args.mode, peers.MODES),
+                                 ("--only", args.only, BALANCERS)):
+        unknown = set(value.split(",")) - set(known)
+        if unknown:
+            parser.error(f"{option}: unknown {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    if not variants(args):
+        parser.error(f"no balancer of --only {args.only} runs in --mode {args.mode}")
     return args
 
 
 def variants(args: argparse.Namespace) -> list[peers.Variant]:
+    """The balancers to measure: tcp ones first, then http ones."""
     wanted = set(args.only.split(","))
     found: list[peers.Variant] = []
-    if "fulcrum" in wanted:
-        found.append(peers.fulcrum_variant(args.fulcrum, 1))
-        if args.workers > 1:
-            found.append(peers.fulcrum_variant(args.fulcrum, args.workers))
-    if "haproxy" in wanted:
-        found += [peers.haproxy_variant(1), peers.haproxy_variant(None)]
-    if "pen" in wanted:
-        found.append(peers.pen_variant())
+    for mode in (m for m in peers.MODES if m in args.mode.split(",")):
+        if "fulcrum" in wanted:
+            found.append(peers.fulcrum_variant(args.fulcrum, 1, mode))
+            if args.workers > 1:
+                found.append(peers.fulcrum_variant(args.fulcrum, args.workers, mode))
+        if "haproxy" in wanted:
+            found += [peers.haproxy_variant(1, mode), peers.haproxy_variant(None, mode)]
+        if "pen" in wanted and mode == "tcp":
+            found.append(peers.pen_variant())
+        if "apache" in wanted and mode == "http":
+            found.append(apache.apache_variant())
     return found
+
+
+def programs_needed(found: list[peers.Variant]) -> set[str]:
+    return {"nginx", "wrk"} | {PROGRAMS[v.family] for v in found if v.family in PROGRAMS}
 
 
 def start_backends(sup: procs.Supervisor, count: int) -> list[int]:
@@ -92,8 +112,10 @@ def start_backends(sup: procs.Supervisor, count: int) -> list[int]:
 def start_balancer(sup: procs.Supervisor, variant: peers.Variant,
                    backends: list[int]) -> tuple[subprocess.Popen[bytes], int]:
     """Start it and check one request goes through; raise StartError otherwise."""
-    name, port = variant.label.replace(" ", "-"), procs.free_port()
-    proc = sup.start(name, variant.command(sup.workdir, port, backends))
+    name, port = f"{variant.mode}-{variant.label.replace(' ', '-')}", procs.free_port()
+    argv = variant.command(sup.workdir, port, backends)
+    env = variant.environment(sup.workdir) if variant.environment else None
+    proc = sup.start(name, argv, env)
     try:
         procs.wait_for_port(port, proc, START_TIMEOUT)
         if not any(procs.http_get_ok(port, 2.0) for _ in range(3)):
@@ -123,7 +145,7 @@ def measure(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
         row.failure = f"balancer exited with status {proc.returncode} during the run"
         return
     row.requests, row.requests_per_second = result.requests, result.requests_per_second
-    row.p99_ms, row.errors = result.p99_ms, result.errors
+    row.p99_ms, row.errors, row.non_2xx = result.p99_ms, result.socket_errors, result.bad_status
     user, system = procs.cpu_seconds_between(before, after)
     row.cpu_seconds, row.cpu_sys_seconds = user + system, system
     row.processes = len(after)
@@ -132,9 +154,9 @@ def measure(args: argparse.Namespace, proc: subprocess.Popen[bytes], port: int,
 def run_variant(args: argparse.Namespace, sup: procs.Supervisor, variant: peers.Variant,
                 backends: list[int], traffic: list[str]) -> list[report.Measurement]:
     """Start one balancer, measure each traffic kind through it, stop it."""
-    print(f"-- {variant.label}", flush=True)
-    rows = [report.Measurement(kind, variant.label, variant.family, variant.parallelism)
-            for kind in traffic]
+    print(f"-- {variant.mode}: {variant.label}", flush=True)
+    rows = [report.Measurement(variant.mode, kind, variant.label, variant.family,
+                               variant.parallelism) for kind in traffic]
     try:
         proc, port = start_balancer(sup, variant, backends)
     except procs.StartError as exc:
@@ -146,7 +168,9 @@ def run_variant(args: argparse.Namespace, sup: procs.Supervisor, variant: peers.
         for row in rows:
             measure(args, proc, port, row, TRAFFIC[row.traffic])
             figure = (row.failure or f"{row.requests_per_second:,.0f} req/s, "
-                      f"{row.cpu_us_per_request:.1f} µs CPU/req, p99 {row.p99_ms:.2f} ms")
+                      f"{row.cpu_us_per_request:.1f} µs CPU/req, p99 {row.p99_ms:.2f} ms"
+                      + (f", {row.errors} socket errors" if row.errors else "")
+                      + (f", {row.non_2xx} NON-2xx ANSWERS" if row.non_2xx else ""))
             print(f"   {row.traffic}: {figure}", flush=True)
     finally:
         sup.stop(proc)
@@ -168,7 +192,7 @@ def run_all(args: argparse.Namespace,
         shift = round_number % len(order)
         for variant in order[shift:] + order[:shift]:
             every += run_variant(args, sup, variant, backends, traffic)
-    return report.medians(every, [v.label for v in order], traffic), every
+    return report.medians(every), every
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,7 +223,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    deps.ensure_installed()
+    deps.ensure_installed(sorted(programs_needed(variants(args))))
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     run_settings = settings(args)
     workdir = Path(tempfile.mkdtemp(prefix="fulcrum-bench-"))
@@ -219,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfulcrum benchmark {run_settings['date']}: wrk {run_settings['wrk']}, "
           f"{args.backends} nginx backends, {run_settings['cpus']} CPUs, load average "
           f"{run_settings['load_average_at_start']} at start, {run_settings['load_average_at_end']} at end")
-    for traffic, traffic_rows in report.by_traffic(rows).items():
-        print(f"\n{traffic}\n{report.text_table(traffic_rows)}")
+    for title, table_rows in report.by_table(rows).items():
+        print(f"\n{title}\n{report.text_table(table_rows)}")
     for note in report.failures(rows):
         print(note)
     for path in report.write(args.results, rows, every_round, run_settings):

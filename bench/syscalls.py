@@ -51,6 +51,7 @@ def count(pid: int, port: int, close: bool, seconds: int, out: Path) -> tuple[Co
 def main() -> int:
     parser = argparse.ArgumentParser(description="system calls per request, per balancer")
     parser.add_argument("--only", default="fulcrum,haproxy,pen")
+    parser.add_argument("--mode", default="tcp", help="comma-separated: tcp, http")
     parser.add_argument("--traffic", default="keep-alive,close")
     parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--fulcrum", default=str(Path(sys.executable).parent / "fulcrum"))
@@ -71,7 +72,7 @@ def main() -> int:
                     calls, requests = count(proc.pid, port, run.TRAFFIC[traffic], args.duration,
                                             workdir / "strace.txt")
                     per = {name: n / max(requests, 1) for name, n in calls.most_common(args.top)}
-                    print(f"{variant.label}, {traffic}: {sum(calls.values()) / max(requests, 1):.1f} "
+                    print(f"{variant.mode} {variant.label}, {traffic}: {sum(calls.values()) / max(requests, 1):.1f} "
                           f"calls/request ({requests} requests): "
                           + ", ".join(f"{name} {n:.2f}" for name, n in per.items()), flush=True)
             finally:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import apache
 import cpu_profile
 import peers
 import procs
@@ -92,8 +93,8 @@ def test_cpu_between_snapshots_counts_new_processes_whole() -> None:
 
 
 def _row(balancer: str, family: str, parallelism: int, cpu_us: float, rps: float,
-         failure: str | None = None) -> report.Measurement:
-    return report.Measurement("keep-alive", balancer, family, parallelism, requests=1_000_000,
+         failure: str | None = None, mode: str = "tcp") -> report.Measurement:
+    return report.Measurement(mode, "keep-alive", balancer, family, parallelism, requests=1_000_000,
                               requests_per_second=rps, cpu_seconds=cpu_us, cpu_sys_seconds=cpu_us / 2,
                               failure=failure)
 
@@ -125,6 +126,69 @@ def test_fulcrum_bench_config_is_valid(tmp_path: Path) -> None:
     assert config.services["bench"].listen[0].port == 4000
 
 
+def test_http_rows_are_compared_with_haproxy_and_apache_and_tables_split_by_mode() -> None:
+    rows = [_row("fulcrum 1", "fulcrum", 1, 40.0, 10_000, mode="http"),
+            _row("haproxy 1", "haproxy", 1, 20.0, 20_000, mode="http"),
+            _row("apache", "apache", 2, 80.0, 5_000, mode="http"),
+            _row("fulcrum 1", "fulcrum", 1, 15.0, 30_000),
+            _row("pen", "pen", 1, 10.0, 30_000)]
+    tables = report.by_table(rows)
+    assert list(tables) == ["http keep-alive", "tcp keep-alive"]
+    found = report.ratios(tables["http keep-alive"], rows[0])
+    assert set(found) == {"cpu_vs_haproxy", "rps_vs_haproxy", "cpu_vs_apache", "rps_vs_apache"}
+    assert found["cpu_vs_haproxy"] == pytest.approx(2.0)
+    assert found["cpu_vs_apache"] == pytest.approx(0.5)
+    assert found["rps_vs_apache"] == pytest.approx(2.0)
+    http_table = report.markdown_table(tables["http keep-alive"])
+    assert "CPU ×apache" in http_table and "×pen" not in http_table
+    assert report.ratios(tables["tcp keep-alive"], rows[3])["cpu_vs_pen"] == pytest.approx(1.5)
+
+
+def test_same_label_in_two_modes_gives_two_medians() -> None:
+    every = [_row("fulcrum 1", "fulcrum", 1, 10.0, 1), _row("fulcrum 1", "fulcrum", 1, 50.0, 2, mode="http")]
+    assert [(r.mode, r.requests_per_second) for r in report.medians(every)] == [("tcp", 1), ("http", 2)]
+
+
+def test_non_2xx_answers_are_shown_apart_from_socket_errors() -> None:
+    row = _row("apache", "apache", 2, 80.0, 5_000, mode="http")
+    row.errors, row.non_2xx = 3, 17
+    line = report.markdown_table([row]).splitlines()[-1]
+    assert "| 3 | 17 |" in line
+
+
+def test_fulcrum_http_bench_config_is_valid(tmp_path: Path) -> None:
+    argv = peers.fulcrum_variant("fulcrum", 1, "http").command(tmp_path, 4000, [4001, 4002])
+    config = load_file(argv[-1])
+    service = config.services["bench"]
+    assert service.mode == "http" and service.pool == "bench"
+    assert config.pools["bench"].scheduler == "rr"
+    assert config.pools["bench"].health.kind == "none"
+
+
+def test_haproxy_http_mode_keeps_alive_and_adds_x_forwarded_for(tmp_path: Path) -> None:
+    text = Path(peers.haproxy_variant(1, "http").command(tmp_path, 4000, [4001])[2]).read_text()
+    assert "mode http" in text and "mode tcp" not in text
+    assert "option http-keep-alive" in text and "option forwardfor" in text
+    assert "balance roundrobin" in text and "server s0 127.0.0.1:4001" in text
+
+
+def test_apache_config_lives_in_the_run_directory(tmp_path: Path) -> None:
+    variant = apache.apache_variant()
+    argv = variant.command(tmp_path, 4000, [4001, 4002])
+    assert argv[:2] == ["apache2", "-f"] and argv[-1] == "-DFOREGROUND"
+    text = Path(argv[2]).read_text()
+    assert f"ServerRoot {tmp_path / 'apache'}" in text
+    assert "Listen 127.0.0.1:4000" in text
+    assert "BalancerMember http://127.0.0.1:4001" in text and "BalancerMember http://127.0.0.1:4002" in text
+    assert "ProxyPass / balancer://bench/" in text
+    for module in ("proxy", "proxy_http", "proxy_balancer", "lbmethod_byrequests", "slotmem_shm", "mpm_event"):
+        assert f"LoadModule {module}_module " in text
+    assert "/etc/apache2" not in text
+    env = variant.environment(tmp_path) if variant.environment else {}
+    assert env["APACHE_RUN_DIR"].startswith(str(tmp_path))
+    assert env["APACHE_PID_FILE"].startswith(str(tmp_path))
+
+
 def test_haproxy_thread_count_is_set_only_when_asked(tmp_path: Path) -> None:
     one = peers.haproxy_variant(1).command(tmp_path, 4000, [4001])
     default = peers.haproxy_variant(None).command(tmp_path, 4000, [4001])
@@ -148,7 +212,7 @@ def test_median_round_is_picked_whole_and_failures_are_skipped() -> None:
     every = [_row("pen", "pen", 1, 30.0, 1), _row("pen", "pen", 1, 10.0, 2),
              _row("pen", "pen", 1, 0.0, 0, failure="wrk timed out"), _row("pen", "pen", 1, 20.0, 3),
              _row("haproxy", "haproxy", 1, 0.0, 0, failure="did not start")]
-    picked = report.medians(every, ["pen", "haproxy"], ["keep-alive"])
+    picked = report.medians(every)
     assert [r.requests_per_second for r in picked] == [3, 0]
     assert picked[1].failure == "did not start"
 
