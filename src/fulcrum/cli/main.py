@@ -8,6 +8,7 @@ import sys
 import click
 
 from fulcrum import __version__
+from fulcrum.cluster.sync_cli import sync_group
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
 from fulcrum.logs import setup_logging
@@ -39,7 +40,8 @@ def run(path: str, daemon: bool, pidfile: str | None) -> None:
     except ConfigError as err:
         fail_config(err)
     setup_logging(config.log)
-    sys.exit(run_node(config, lambda: load_file(path), daemon=daemon, pidfile=pidfile))
+    sys.exit(run_node(config, lambda: load_file(path), daemon=daemon, pidfile=pidfile,
+                      prepare=lambda node: setattr(node, "config_path", path)))  # config sync writes it
 
 
 @main.command()
@@ -126,6 +128,58 @@ def import_apache(path: str, output: str) -> None:
     Path(output).write_text(tomli_w.dumps(data))
 
 
+def write_import(output: str, data: dict[str, object], warnings: list[str]) -> None:
+    """Warnings (each `file:line: ...`) to stderr, the configuration as TOML to `output`."""
+    from pathlib import Path
+
+    import tomli_w
+
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    Path(output).write_text(tomli_w.dumps(data))
+
+
+@import_.command("keepalived")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="TOML file to write")
+def import_keepalived(path: str, output: str) -> None:
+    """keepalived.conf: vrrp_instance, virtual_server, real_server and checkers (includes followed)."""
+    from fulcrum.importers.keepalived import convert_file
+
+    try:
+        data, warnings = convert_file(path)
+    except ConfigError as err:
+        fail_config(err)
+    except ValueError as err:
+        click.echo(f"fulcrum: {err}", err=True)
+        sys.exit(2)
+    write_import(output, data, warnings)
+
+
+@import_.command("heartbeat")
+@click.argument("ha_cf", type=click.Path(exists=True, dir_okay=False))
+@click.argument("haresources", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="TOML file to write")
+@click.option("--node", required=True, help="the node (its `uname -n`) this configuration is for")
+@click.option("--interface", help="interface of the virtual IPs when haresources does not name one")
+@click.option("--resource-dir", "resource_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="where resource scripts are looked for (default: resource.d beside ha.cf, /etc/init.d)")
+def import_heartbeat(ha_cf: str, haresources: str, output: str, node: str, interface: str | None,
+                     resource_dirs: tuple[str, ...]) -> None:
+    """Heartbeat v1: ha.cf and haresources (`lb0 198.18.0.20 pen httpd`) for one node."""
+    from fulcrum.importers.heartbeat import convert_files
+
+    try:
+        data, warnings = convert_files(ha_cf, haresources, node, interface=interface,
+                                       resource_dirs=list(resource_dirs) or None)
+    except ConfigError as err:
+        fail_config(err)
+    except ValueError as err:
+        click.echo(f"fulcrum: {err}", err=True)
+        sys.exit(2)
+    write_import(output, data, warnings)
+
+
 @main.command("schema")
 def schema() -> None:
     """Print the JSON schema of the configuration."""
@@ -133,6 +187,8 @@ def schema() -> None:
 
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
 
+
+main.add_command(sync_group)
 
 if __name__ == "__main__":
     main()
