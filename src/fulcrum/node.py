@@ -39,6 +39,8 @@ class Node:
         self.cluster: Any = None  # EngineProcess when the config has a cluster section
         self.runs_cluster = True  # False in all but one worker process
         self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
+        self.sync: Any = None  # ConfigSync when the config has a sync section
+        self.config_path: str | None = None  # the file a synced change is written to
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
 
@@ -87,6 +89,7 @@ class Node:
         await self._start_control()
         self._apply_cluster(self.config)
         self._schedule_sweeps()
+        await self._apply_sync()
         log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
 
     def _build_pools(self, config: Config) -> None:
@@ -190,6 +193,13 @@ class Node:
                 every = ctx.timeouts.idle / 4
                 self._sweepers.append(loop.call_later(every, sweep, name, every))
 
+    async def _apply_sync(self) -> None:
+        """Config sync follows every applied configuration (cluster/sync.py)."""
+        if self.config.sync is not None or self.sync is not None:
+            from fulcrum.cluster.sync import sync_applied
+
+            await sync_applied(self)
+
     # -- reload --------------------------------------------------------------------
 
     async def reload(self, config: Config) -> None:
@@ -202,6 +212,7 @@ class Node:
         await self._apply_services(config)
         self._apply_cluster(config)
         self._schedule_sweeps()
+        await self._apply_sync()
         log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
 
     # -- stop ----------------------------------------------------------------------
@@ -211,6 +222,10 @@ class Node:
         self._stopping = True
         for handle in self._sweepers:
             handle.cancel()
+        if self.sync is not None:
+            from fulcrum.cluster.sync import sync_stop
+
+            await sync_stop(self)
         if self.cluster is not None:
             # First hand the VIPs over (priority 0 adverts): the peer takes new clients at
             # once, instead of them being refused here while we drain.

@@ -1,0 +1,340 @@
+"""Config sync, the asyncio edge: a change applied on one node reaches its peers.
+
+Why this shape:
+- The hook is the node's apply, not the file or the command: every successful
+  `Node.reload` (SIGHUP, a control command, later the web UI) and the node's start
+  call `sync_applied(node)`, so no front end can forget to sync, and a change that
+  failed to apply is never sent.
+- A node sends its new version to every peer at once (offer) and, every `interval`,
+  exchanges latest versions with each peer (hello). The hello is what makes a node
+  that was down, or missed an offer, catch up: the reply carries the newer document.
+- Each connection carries one request line and one reply line, JSON, signed with
+  HMAC-SHA256 (sync_state.py); every connect and read is bounded by `timeout`.
+- A peer's document is merged with this node's local settings (sync_split.py),
+  validated, applied with `node.reload`, then written to this node's configuration
+  file (atomically, so a restart keeps it) and to the version store. Apply before
+  write: a change that cannot run here (say, a port in use) is rejected and written
+  nowhere; a crash between apply and write only means the version is pulled again.
+- With several worker processes the file is written first and the supervisor is sent
+  SIGHUP, which makes every worker read the file (each reload then finds nothing new
+  to publish).
+
+Conflicts: two nodes changing at once each make version N; the higher node id wins
+everywhere (sync_state.py). The TOML file is rewritten from the model, so comments in
+it do not survive a synced change; the earlier versions stay in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from fulcrum.cluster.sync_config import SyncSettings
+from fulcrum.cluster.sync_split import merge, shared_part
+from fulcrum.cluster.sync_state import (
+    Adopt,
+    Apply,
+    Document,
+    Ignore,
+    Offer,
+    Publish,
+    SyncState,
+    canonical,
+    signed,
+    verified,
+)
+from fulcrum.cluster.sync_store import SyncStore, atomic_write
+from fulcrum.config.errors import ConfigError
+from fulcrum.config.model import Config
+from fulcrum.config.types import split_host_port
+
+log = logging.getLogger("fulcrum.sync")
+
+MAX_MESSAGE = 16 * 1024 * 1024  # one configuration document, with room to spare
+
+
+class ConfigSync:
+    def __init__(self, node: Any, settings: SyncSettings):
+        self.node = node
+        self.settings = settings
+        self.secret = settings.read_secret()
+        self.node_id = settings.node_id()
+        self.store = SyncStore(settings.state_dir, self.secret, settings.keep)
+        self.state = SyncState(self.node_id, self.store.latest())
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._receiving = asyncio.Lock()
+        self._unreachable: set[str] = set()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.applied(self.node.config)  # edited while we were down, or a first start
+        host, port = split_host_port(self.settings.listen)
+        self.server = await asyncio.start_server(self._serve, host, port, limit=MAX_MESSAGE,
+                                                 reuse_address=True)
+        self._spawn(self._hello_loop())
+        log.info("sync: node %s at version %d, listening on %s, peers %s", self.node_id,
+                 self.state.key[0], self.settings.listen, ", ".join(self.settings.peers))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not asyncio.current_task()),
+                             return_exceptions=True)
+        self._tasks.clear()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- local changes ------------------------------------------------------------------
+
+    def applied(self, config: Config) -> None:
+        """The node runs `config` now: version its shared part if it changed, send it."""
+        decision = self.state.local_change(shared_part(config), time.time())
+        if not isinstance(decision, Publish):
+            return
+        document = decision.document
+        self._save(document)
+        log.info("sync: local change is version %d; sending it to %d peer(s)",
+                 document.version, len(self.settings.peers))
+        for peer in self.settings.peers:
+            self._spawn(self._offer(peer, document))
+
+    def _save(self, document: Document) -> None:
+        try:
+            self.store.save(document)
+        except OSError as err:  # the change runs and is sent; only rollback to it is lost
+            log.error("sync: version %d not stored in %s: %s", document.version, self.store.path, err)
+
+    async def _offer(self, peer: str, document: Document) -> None:
+        reply = await self._request(peer, {"type": "offer", "document": document.to_json(self.secret)})
+        if reply is not None:
+            level = logging.WARNING if reply.get("status") == "rejected" else logging.INFO
+            log.log(level, "sync: %s %s version %d: %s", peer, reply.get("status"),
+                    document.version, reply.get("reason", ""))
+
+    # -- catching up -------------------------------------------------------------------
+
+    async def _hello_loop(self) -> None:
+        while True:
+            await asyncio.gather(*(self.hello(peer) for peer in self.settings.peers))
+            await asyncio.sleep(self.settings.interval)
+
+    async def hello(self, peer: str) -> None:
+        """Compare latest versions with `peer`; pull theirs or push ours if one is behind."""
+        version, node = self.state.key
+        reply = await self._request(peer, {"type": "hello", "version": version, "vnode": node})
+        if reply is None:
+            return
+        if reply.get("document") is not None:
+            try:
+                document = Document.from_json(reply["document"], self.secret)
+            except ValueError as err:
+                log.warning("sync: %s sent a bad document: %s", peer, err)
+                return
+            await self.receive(document, peer)
+            return
+        peer_key = _key(reply)
+        if peer_key is None:
+            log.warning("sync: %s sent a malformed hello reply", peer)
+            return
+        decision = self.state.hello(peer_key)
+        if isinstance(decision, Offer):
+            await self._offer(peer, decision.document)
+
+    # -- a peer's document ---------------------------------------------------------------
+
+    async def receive(self, document: Document, source: str) -> tuple[str, str]:
+        """Apply a verified document from a peer if it is newer: (status, reason)."""
+        async with self._receiving:
+            decision = self.state.offered(document)
+            if isinstance(decision, Ignore):
+                return "ignored", decision.reason
+            if isinstance(decision, Adopt):
+                self.state.applied(document)
+                self._save(document)
+                return "accepted", "content already running"
+            assert isinstance(decision, Apply)
+            try:
+                config = merge(document.config, self.node.config)
+            except ConfigError as err:
+                reason = str(err).replace("\n", "; ")
+                log.error("sync: version %d from %s (via %s) rejected: %s",
+                          document.version, document.node, source, reason)
+                return "rejected", reason
+            previous = self.state.latest
+            self.state.applied(document)  # so the reload hook sees nothing new to publish
+            try:
+                await self._install(config, document)
+            except Exception as err:  # noqa: BLE001 - keep running the previous version
+                self.state.restore(previous)
+                log.error("sync: version %d from %s could not be applied: %s",
+                          document.version, document.node, err)
+                return "rejected", f"apply failed: {err}"
+            self._save(document)
+            log.info("sync: applied version %d from %s (via %s)", document.version, document.node, source)
+            return "accepted", "applied"
+
+    async def _install(self, config: Config, document: Document) -> None:
+        path = getattr(self.node, "config_path", None)
+        if config.workers > 1 and path:
+            write_config_file(path, config, f"version {document.version} from node {document.node}")
+            os.kill(os.getppid(), signal.SIGHUP)  # the supervisor makes every worker re-read it
+            return
+        await self.node.reload(config)
+        if path:
+            write_config_file(path, config, f"version {document.version} from node {document.node}")
+        else:
+            log.warning("sync: version %d runs, but there is no configuration file to keep it "
+                        "across a restart", document.version)
+
+    # -- the wire ---------------------------------------------------------------------
+
+    async def _request(self, peer: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Send one signed request line and read one signed reply line; None on failure."""
+        host, port = split_host_port(peer)
+        message = signed({**body, "node": self.node_id, "time": time.time()}, self.secret)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                reader, writer = await asyncio.open_connection(host, port, limit=MAX_MESSAGE)
+                try:
+                    writer.write(canonical(message) + b"\n")
+                    await writer.drain()
+                    line = await reader.readline()
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError, ValueError) as err:
+            if peer not in self._unreachable:
+                log.warning("sync: peer %s unreachable: %s", peer, err or type(err).__name__)
+                self._unreachable.add(peer)
+            return None
+        if peer in self._unreachable:
+            log.info("sync: peer %s reachable again", peer)
+            self._unreachable.discard(peer)
+        reply = _verified_line(line, self.secret)
+        if reply is None:
+            log.warning("sync: reply from %s is not signed with our secret; ignored", peer)
+        return reply
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        source = _address(writer)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                line = await reader.readline()
+            request = _verified_line(line, self.secret)
+            if request is None:
+                log.warning("sync: request from %s is not signed with our secret; dropped", source)
+                return
+            reply = await self._answer(request, source)
+            writer.write(canonical(signed({**reply, "node": self.node_id, "time": time.time()},
+                                          self.secret)) + b"\n")
+            async with asyncio.timeout(self.settings.timeout):
+                await writer.drain()
+        except (OSError, TimeoutError, ValueError) as err:
+            log.info("sync: request from %s failed: %s", source, err or type(err).__name__)
+        finally:
+            writer.close()
+
+    async def _answer(self, request: dict[str, Any], source: str) -> dict[str, Any]:
+        kind = request.get("type")
+        peer = f"{request.get('node')} at {source}"
+        if request.get("node") == self.node_id:
+            log.error("sync: %s uses this node's id %r; give each node its own sync.node",
+                      source, self.node_id)
+            return {"type": "error", "reason": "same node id"}
+        if kind == "hello":
+            version, node = self.state.key
+            peer_key = _key(request)
+            if peer_key is None:
+                return {"type": "error", "reason": "malformed hello"}
+            self.state.seen(peer_key[0])
+            ahead = self.state.latest is not None and peer_key < self.state.key
+            return {"type": "hello", "version": version, "vnode": node,
+                    "document": self.state.latest.to_json(self.secret) if ahead and self.state.latest else None}
+        if kind == "offer":
+            try:
+                document = Document.from_json(request.get("document"), self.secret)
+            except ValueError as err:
+                return {"type": "result", "status": "rejected", "reason": str(err)}
+            status, reason = await self.receive(document, peer)
+            return {"type": "result", "status": status, "reason": reason}
+        return {"type": "error", "reason": f"unknown request type {kind!r}"}
+
+
+def _verified_line(line: bytes, secret: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return verified(message, secret)
+
+
+def _key(message: dict[str, Any]) -> tuple[int, str] | None:
+    version, node = message.get("version"), message.get("vnode")
+    if isinstance(version, int) and not isinstance(version, bool) and isinstance(node, str):
+        return (version, node)
+    return None
+
+
+def _address(writer: asyncio.StreamWriter) -> str:
+    peername = writer.get_extra_info("peername")
+    return f"{peername[0]}:{peername[1]}" if peername else "?"
+
+
+def write_config_file(path: str, config: Config, why: str) -> None:
+    """Rewrite the node's TOML file atomically, keeping its permissions."""
+    import tomli_w
+
+    target = Path(path)
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    header = f"# Written by fulcrum config sync: {why}.\n# Earlier versions: `fulcrum sync versions`.\n\n"
+    body = tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+    atomic_write(target, (header + body).encode(), mode)
+
+
+# -- the node's hooks ----------------------------------------------------------------
+
+async def sync_applied(node: Any) -> None:
+    """After the node started or applied a reload: start, restart or stop config sync
+    to match `node.config.sync`, and publish the change if its shared part is new."""
+    settings = node.config.sync
+    current: ConfigSync | None = getattr(node, "sync", None)
+    if current is not None and (settings is None or settings != current.settings):
+        await current.stop()
+        node.sync = current = None
+    if settings is None or not getattr(node, "runs_cluster", True):
+        return
+    if current is None:
+        try:
+            syncer = ConfigSync(node, settings)
+        except (OSError, ValueError) as err:
+            log.error("sync: not started: %s", err)
+            return
+        try:
+            await syncer.start()
+        except OSError as err:
+            # Serving matters more than syncing: the node runs, unsynced, and says why.
+            log.error("sync: not started: %s", err)
+            await syncer.stop()
+            return
+        node.sync = syncer
+    else:
+        current.applied(node.config)
+
+
+async def sync_stop(node: Any) -> None:
+    current: ConfigSync | None = getattr(node, "sync", None)
+    if current is not None:
+        await current.stop()
+        node.sync = None
