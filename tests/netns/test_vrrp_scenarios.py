@@ -107,3 +107,9 @@ def test_an_advert_listing_other_addresses_is_logged_once(lab: Lab):
     time.sleep(1)  # ten more adverts from lb0
     assert log.read_text().count("advertises") == 1
     assert f"198.18.0.1 advertises {VIP4}, we have 198.18.0.101" in log.read_text()
+
+
+def test_a_missing_interface_stops_the_engine_with_a_clear_error(lab: Lab):
+    runner = start_runner(lab["lb0"], lab.workdir, vrrp_toml(200, ADVERT).replace('"eth0"', '"nope0"'))
+    assert runner.wait(timeout=15) == 1
+    assert "VRRP engine cannot start: virtual router 'v4' on nope0" in (lab.workdir / "lb0.log").read_text()

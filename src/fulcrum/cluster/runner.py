@@ -27,6 +27,10 @@ log = logging.getLogger("fulcrum.cluster")
 LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
+class EngineError(Exception):
+    """The engine cannot run a virtual router as configured (no such interface, no address)."""
+
+
 class ClusterEngine:
     """All virtual routers of a node on one event loop."""
 
@@ -40,7 +44,10 @@ class ClusterEngine:
     async def run(self, stop: asyncio.Event) -> None:
         try:
             for name, config in self.cluster.virtual_routers.items():
-                self.drivers[name] = await RouterDriver.open(name, config)
+                try:
+                    self.drivers[name] = await RouterDriver.open(name, config)
+                except (OSError, LookupError) as err:
+                    raise EngineError(f"virtual router {name!r} on {config.interface}: {err}") from err
             self._watch()
             for driver in self.drivers.values():
                 await driver.start()
@@ -142,7 +149,11 @@ def serve(cluster: Cluster, pool_health: Connection | None = None) -> None:
     When the node's end closes (the node exited or crashed), the engine stops too."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    asyncio.run(_serve(cluster, pool_health))
+    try:
+        asyncio.run(_serve(cluster, pool_health))
+    except EngineError as err:
+        log.error("VRRP engine cannot start: %s", err)
+        raise SystemExit(1) from err
 
 
 async def _serve(cluster: Cluster, pool_health: Connection | None) -> None:
