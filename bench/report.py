@@ -162,7 +162,8 @@ def as_json(rows: list[Measurement], every_round: list[Measurement],
 def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
     parts = [f"# fulcrum benchmark, {settings['date']}", "",
              f"wrk {settings['wrk']}; {settings['backends']} nginx backends (1 worker each); "
-             f"{settings['cpus']} CPUs; {settings['host']}; median of {settings['rounds']} "
+             f"{settings['cpus']} CPUs; {settings['host']}; fulcrum {settings.get('fulcrum_source', '?')}; "
+             f"median of {settings['rounds']} "
              f"round(s); load average {settings['load_average_at_start']} at start, "
              f"{settings['load_average_at_end']} at end.", "",
              "CPU µs/req: user+sys time of all the balancer's processes and threads during the "

@@ -209,7 +209,21 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "host": f"{cpu_model}, Linux {platform.release()}, Python {platform.python_version()}",
         "clock_ticks_per_second": procs.CLOCK_TICKS_PER_SECOND,
         "load_average_at_start": _load_average(),
+        "fulcrum_source": _source_revision(),
     }
+
+
+def _source_revision() -> str:
+    """The commit fulcrum runs from, with "+changes" when the tree is edited (the venv's
+    install is editable, so uncommitted source is what gets measured)."""
+    try:
+        head = subprocess.run(["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        edited = subprocess.run(["git", "-C", str(BENCH_DIR), "status", "--porcelain", "--", "../src"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" +changes" if edited else "")
 
 
 def _load_average() -> str:
@@ -241,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     run_settings["load_average_at_end"] = _load_average()
     print(f"\nfulcrum benchmark {run_settings['date']}: wrk {run_settings['wrk']}, "
-          f"{args.backends} nginx backends, {run_settings['cpus']} CPUs, load average "
+          f"{args.backends} nginx backends, {run_settings['cpus']} CPUs, fulcrum "
+          f"{run_settings['fulcrum_source']}, load average "
           f"{run_settings['load_average_at_start']} at start, {run_settings['load_average_at_end']} at end")
     for title, table_rows in report.by_table(rows).items():
         print(f"\n{title}\n{report.text_table(table_rows)}")
