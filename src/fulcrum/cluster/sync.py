@@ -52,6 +52,7 @@ from fulcrum.cluster.sync_store import SyncStore, atomic_write
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
 from fulcrum.config.types import split_host_port
+from fulcrum.control.commands import _edit_lock
 
 log = logging.getLogger("fulcrum.sync")
 
@@ -166,22 +167,25 @@ class ConfigSync:
                 self._save(document)
                 return "accepted", "content already running"
             assert isinstance(decision, Apply)
-            try:
-                config = merge(document.config, self.node.config)
-            except ConfigError as err:
-                reason = str(err).replace("\n", "; ")
-                log.error("sync: version %d from %s (via %s) rejected: %s",
-                          document.version, document.node, source, reason)
-                return "rejected", reason
-            previous = self.state.latest
-            self.state.applied(document)  # so the reload hook sees nothing new to publish
-            try:
-                await self._install(config, document)
-            except Exception as err:  # noqa: BLE001 - keep running the previous version
-                self.state.restore(previous)
-                log.error("sync: version %d from %s could not be applied: %s",
-                          document.version, document.node, err)
-                return "rejected", f"apply failed: {err}"
+            # The control commands' lock: a command editing a snapshot taken before this
+            # apply would otherwise undo it with its own reload.
+            async with _edit_lock(self.node):
+                try:
+                    config = merge(document.config, self.node.config)
+                except ConfigError as err:
+                    reason = str(err).replace("\n", "; ")
+                    log.error("sync: version %d from %s (via %s) rejected: %s",
+                              document.version, document.node, source, reason)
+                    return "rejected", reason
+                previous = self.state.latest
+                self.state.applied(document)  # so the reload hook sees nothing new to publish
+                try:
+                    await self._install(config, document)
+                except Exception as err:  # noqa: BLE001 - keep running the previous version
+                    self.state.restore(previous)
+                    log.error("sync: version %d from %s could not be applied: %s",
+                              document.version, document.node, err)
+                    return "rejected", f"apply failed: {err}"
             self._save(document)
             log.info("sync: applied version %d from %s (via %s)", document.version, document.node, source)
             return "accepted", "applied"
