@@ -7,6 +7,7 @@ Apache mod_proxy_balancer."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,32 @@ def markdown_table(rows: list[Measurement]) -> str:
     return "\n".join(lines)
 
 
+# issue 3 §8: in http mode fulcrum's CPU per request at most 1.5 x HAProxy's, below Apache's
+HTTP_TARGETS: tuple[tuple[str, str, Callable[[float], bool]], ...] = (
+    ("haproxy", "≤ 1.5", lambda ratio: ratio <= 1.5),
+    ("apache", "< 1", lambda ratio: ratio < 1.0),
+)
+
+
+def http_targets(rows: list[Measurement]) -> list[str]:
+    """One line per fulcrum http row: its CPU ratios to the peers beside the target."""
+    lines = []
+    for title, table_rows in by_table(rows).items():
+        for row in table_rows:
+            if row.mode != "http" or row.family != "fulcrum" or row.failure:
+                continue
+            found = ratios(table_rows, row)
+            parts = []
+            for peer, bound, met in HTTP_TARGETS:
+                value = found.get(f"cpu_vs_{peer}")
+                if value is not None:
+                    verdict = "met" if met(value) else "NOT met"
+                    parts.append(f"CPU ×{peer} {value:.2f} (target {bound}: {verdict})")
+            if parts:
+                lines.append(f"{title}, {row.balancer}: " + "; ".join(parts))
+    return lines
+
+
 def failures(rows: list[Measurement]) -> list[str]:
     """One line per failed measurement, for below the tables."""
     return [f"{row.balancer} ({row.mode} {row.traffic}) failed: {row.failure}"
@@ -175,6 +202,9 @@ def as_markdown(rows: list[Measurement], settings: dict[str, Any]) -> str:
              ""]
     for title, table_rows in by_table(rows).items():
         parts += [f"## {title}", "", markdown_table(table_rows), ""]
+    targets = http_targets(rows)
+    if targets:
+        parts += ["## http target (issue 3 §8)", "", *(f"- {line}" for line in targets), ""]
     parts += [f"- {note}" for note in failures(rows)]
     return "\n".join(parts)
 

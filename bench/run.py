@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{run_settings['load_average_at_start']} at start, {run_settings['load_average_at_end']} at end")
     for title, table_rows in report.by_table(rows).items():
         print(f"\n{title}\n{report.text_table(table_rows)}")
+    for line in report.http_targets(rows):
+        print(line)
     for note in report.failures(rows):
         print(note)
     for path in report.write(args.results, rows, every_round, run_settings):

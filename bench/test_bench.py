@@ -144,6 +144,16 @@ def test_http_rows_are_compared_with_haproxy_and_apache_and_tables_split_by_mode
     assert report.ratios(tables["tcp keep-alive"], rows[3])["cpu_vs_pen"] == pytest.approx(1.5)
 
 
+def test_http_target_is_judged_against_haproxy_and_apache() -> None:
+    rows = [_row("fulcrum 1", "fulcrum", 1, 40.0, 1, mode="http"),
+            _row("haproxy 1", "haproxy", 1, 20.0, 1, mode="http"),
+            _row("apache", "apache", 2, 50.0, 1, mode="http"),
+            _row("fulcrum 1", "fulcrum", 1, 99.0, 1)]
+    [line] = report.http_targets(rows)
+    assert "CPU ×haproxy 2.00 (target ≤ 1.5: NOT met)" in line
+    assert "CPU ×apache 0.80 (target < 1: met)" in line
+
+
 def test_same_label_in_two_modes_gives_two_medians() -> None:
     every = [_row("fulcrum 1", "fulcrum", 1, 10.0, 1), _row("fulcrum 1", "fulcrum", 1, 50.0, 2, mode="http")]
     assert [(r.mode, r.requests_per_second) for r in report.medians(every)] == [("tcp", 1), ("http", 2)]
