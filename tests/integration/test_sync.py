@@ -127,6 +127,7 @@ def test_a_command_on_one_node_reaches_the_peer_which_keeps_its_own_settings(tmp
         assert on_disk == lb1.config
         assert lb1.sync.state.key == lb0.sync.state.key == (start_key[0] + 1, "lb0")
         assert lb1.sync.store.latest().key == lb1.sync.state.key
+        assert load_file(pair.path("lb0")) == lb0.config  # the node it was made on keeps it too
         # no bounce: another exchange in both directions finds nothing new
         await lb0.sync.hello(f"127.0.0.1:{pair.sync_port['lb1']}")
         await lb1.sync.hello(f"127.0.0.1:{pair.sync_port['lb0']}")
@@ -141,9 +142,10 @@ def test_a_file_reload_on_either_node_reaches_the_other(tmp_path: Path) -> None:
         # the SIGHUP path: edit the file, read it, reload
         data = tomllib.loads(pair.path("lb1").read_text())
         data["pools"]["web"]["servers"].append("127.0.0.1:9003")
-        pair.path("lb1").write_text(tomli_w.dumps(data))
+        pair.path("lb1").write_text("# edited by hand\n" + tomli_w.dumps(data))
         await lb1.reload(load_file(pair.path("lb1")))
         await wait_until(lambda: len(lb0.config.pools["web"].servers) == 3)
+        assert pair.path("lb1").read_text().startswith("# edited by hand\n")  # not rewritten
         assert lb0.pools["web"].find("127.0.0.1:9003") is not None
         assert lb0.config.log.level == "debug"
         assert load_file(pair.path("lb0")) == lb0.config
@@ -220,5 +222,47 @@ def test_rollback_goes_back_on_every_node_as_a_new_version(tmp_path: Path) -> No
         assert weight(lb1) == 1
         assert lb0.sync.state.key == lb1.sync.state.key == (original + 2, "lb1")
         assert lb1.config.log.level == "warning" and lb0.config.log.level == "debug"
+
+    run(tmp_path, scenario)
+
+
+def test_changes_made_apart_settle_on_the_same_winner_on_both_nodes(tmp_path: Path) -> None:
+    async def scenario(pair: Pair) -> None:
+        lb0, _ = await both_started(pair)
+        start = lb0.sync.state.key[0]
+        await pair.stop("lb1")
+        await execute(lb0, "server.weight", {"server": "0", "weight": 5})  # lb0's version
+        await pair.stop("lb0")
+        lb1 = await pair.start("lb1")
+        await execute(lb1, "server.weight", {"server": "0", "weight": 6})  # lb1's, same number
+        lb0 = await pair.start("lb0")
+        # both made version start+1; the higher node id (lb1) wins on both
+        await wait_until(lambda: weight(lb0) == 6)
+        assert weight(lb1) == 6
+        assert lb0.sync.state.key == lb1.sync.state.key == (start + 1, "lb1")
+
+    run(tmp_path, scenario)
+
+
+def test_changed_sync_settings_restart_sync_and_a_busy_port_leaves_the_node_serving(tmp_path: Path) -> None:
+    async def scenario(pair: Pair) -> None:
+        lb0, lb1 = await both_started(pair)
+        first = lb1.sync
+        data = tomllib.loads(pair.path("lb1").read_text())
+        data["sync"]["listen"] = f"127.0.0.1:{pair.sync_port['lb0']}"  # taken by lb0
+        pair.path("lb1").write_text(tomli_w.dumps(data))
+        await lb1.reload(load_file(pair.path("lb1")))
+        assert first.server is not None and not first.server.is_serving()
+        assert lb1.sync is None  # not started, and said so; the node still runs
+        assert lb1.config.sync.listen == data["sync"]["listen"]
+
+        port = free_port()
+        data["sync"]["listen"] = f"127.0.0.1:{port}"
+        pair.path("lb1").write_text(tomli_w.dumps(data))
+        await lb1.reload(load_file(pair.path("lb1")))
+        assert lb1.sync is not None and lb1.sync is not first
+        # lb0 still sends to the old port; lb1 pulls from lb0 by itself
+        await execute(lb0, "server.weight", {"server": "0", "weight": 2})
+        await wait_until(lambda: weight(lb1) == 2)
 
     run(tmp_path, scenario)

@@ -15,6 +15,10 @@ Why this shape:
   file (atomically, so a restart keeps it) and to the version store. Apply before
   write: a change that cannot run here (say, a port in use) is rejected and written
   nowhere; a crash between apply and write only means the version is pulled again.
+- With sync on, the configuration file is the node's lasting copy of the cluster's
+  configuration: a change made by a control command is written to it too. Otherwise
+  a node restarted after `fulcrum ctl server.disable` would start from the older file,
+  see a change, and undo the command on every node.
 - With several worker processes the file is written first and the supervisor is sent
   SIGHUP, which makes every worker read the file (each reload then finds nothing new
   to publish).
@@ -50,6 +54,7 @@ from fulcrum.cluster.sync_state import (
 )
 from fulcrum.cluster.sync_store import SyncStore, atomic_write
 from fulcrum.config.errors import ConfigError
+from fulcrum.config.load import load_file
 from fulcrum.config.model import Config
 from fulcrum.config.types import split_host_port
 from fulcrum.control.commands import _edit_lock
@@ -106,11 +111,32 @@ class ConfigSync:
         if not isinstance(decision, Publish):
             return
         document = decision.document
+        # File first, then store: a crash between leaves a file that matches no stored
+        # version, which the next start publishes again (never a stale file that would
+        # be published as a change and undo this one everywhere).
+        self._persist(config, f"version {document.version}, a change made on this node")
         self._save(document)
         log.info("sync: local change is version %d; sending it to %d peer(s)",
                  document.version, len(self.settings.peers))
         for peer in self.settings.peers:
             self._spawn(self._offer(peer, document))
+
+    def _persist(self, config: Config, why: str) -> None:
+        """Peers keep a synced change in their files; so does the node it was made on
+        (a control command changes only the running configuration otherwise). A file
+        that already says the same (a SIGHUP reload) is left as it is, comments and all."""
+        path = getattr(self.node, "config_path", None)
+        if not path:
+            return
+        try:
+            if load_file(path) == config:
+                return
+        except ConfigError:
+            pass
+        try:
+            write_config_file(path, config, why)
+        except OSError as err:
+            log.error("sync: %s not rewritten (a restart would start from it): %s", path, err)
 
     def _save(self, document: Document) -> None:
         try:
@@ -129,7 +155,11 @@ class ConfigSync:
 
     async def _hello_loop(self) -> None:
         while True:
-            await asyncio.gather(*(self.hello(peer) for peer in self.settings.peers))
+            results = await asyncio.gather(*(self.hello(peer) for peer in self.settings.peers),
+                                           return_exceptions=True)
+            for peer, result in zip(self.settings.peers, results, strict=True):
+                if isinstance(result, Exception):  # a bug must not end catching up
+                    log.error("sync: exchange with %s failed", peer, exc_info=result)
             await asyncio.sleep(self.settings.interval)
 
     async def hello(self, peer: str) -> None:

@@ -62,6 +62,14 @@ def merge(shared: dict[str, Any], local: Config) -> Config:
     """The shared part from a peer with this node's local settings: a validated Config.
 
     Raises ConfigError (key paths and reasons) when the result is not valid here."""
+    try:
+        data = _merged_data(shared, local)
+    except (AttributeError, KeyError, TypeError) as err:  # a peer's data, not our model's
+        raise ConfigError.at("(top level)", f"malformed shared configuration: {err!r}") from err
+    return load_dict(data)
+
+
+def _merged_data(shared: dict[str, Any], local: Config) -> dict[str, Any]:
     data = copy.deepcopy(shared)
     mine = local_part(local)
     for key in LOCAL_TOP:
@@ -80,7 +88,7 @@ def merge(shared: dict[str, Any], local: Config) -> Config:
         router.setdefault("track", {}).update(own["track"])
     if problems:
         raise ConfigError(problems)
-    return load_dict(data)
+    return data
 
 
 def _routers(data: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -70,3 +70,10 @@ def test_an_invalid_shared_part_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         merge(shared, LB1)
     assert ("services.web.pool", "no pool named 'nowhere'") in info.value.problems
+
+
+@pytest.mark.parametrize("shared", [{"cluster": 5}, {"control": []},
+                                    {"cluster": {"virtual_routers": {"v4": "eth0"}}}])
+def test_a_malformed_shared_part_is_a_config_error_not_a_crash(shared):
+    with pytest.raises(ConfigError):
+        merge(shared, LB1)
