@@ -5,6 +5,7 @@ the change (it was written to its file)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import tomllib
@@ -18,9 +19,12 @@ BACKEND_PORT = 9000
 SYNC_PORT = 7946
 
 
-def node_toml(lab: Lab, node: Node, peer: Node, priority: int, servers: tuple[str, ...]) -> str:
+def node_toml(lab: Lab, node: Node, peer: Node, priority: int, servers: tuple[str, ...],
+              workers: int = 1) -> str:
     listed = ", ".join(f'"{lab[rs].v4}:{BACKEND_PORT}"' for rs in servers)
     return f"""
+workers = {workers}
+
 [services.web]
 listen = ["0.0.0.0:{PORT}"]
 pool = "web"
@@ -47,18 +51,15 @@ timeout = "1s"
 """
 
 
-def start(lab: Lab, name: str, peer: str, priority: int, servers: tuple[str, ...] | None):  # type: ignore[no-untyped-def]
+def start(lab: Lab, name: str, peer: str, priority: int, servers: tuple[str, ...] | None,  # type: ignore[no-untyped-def]
+          workers: int = 1):
     config = lab.workdir / f"{name}.toml"
     if servers is not None:
-        config.write_text(node_toml(lab, lab[name], lab[peer], priority, servers))
+        config.write_text(node_toml(lab, lab[name], lab[peer], priority, servers, workers))
     return lab[name].popen(FULCRUM, "run", "-c", str(config), log=lab.workdir / f"{name}.log")
 
 
-def answers(lab: Lab, node: str, count: int = 8) -> set[str]:
-    return {ask_vip(lab["client"], lab[node].v4) for _ in range(count)}
-
-
-def test_a_reload_on_lb0_changes_what_lb1_serves_and_survives_its_restart(lab: Lab) -> None:
+def setup(lab: Lab) -> None:
     key = lab.workdir / "sync.key"
     key.write_text("a key shared by lb0 and lb1 only\n")
     key.chmod(0o600)
@@ -66,6 +67,14 @@ def test_a_reload_on_lb0_changes_what_lb1_serves_and_survives_its_restart(lab: L
     script.write_text(NAME_SERVER)
     for rs in ("rs1", "rs2"):
         lab[rs].popen(sys.executable, str(script), rs, lab[rs].v4, str(BACKEND_PORT))
+
+
+def answers(lab: Lab, node: str, count: int = 8) -> set[str]:
+    return {ask_vip(lab["client"], lab[node].v4) for _ in range(count)}
+
+
+def test_a_reload_on_lb0_changes_what_lb1_serves_and_survives_its_restart(lab: Lab) -> None:
+    setup(lab)
     both = ("rs1", "rs2")
     lb0 = start(lab, "lb0", "lb1", 150, both)
     lb1 = start(lab, "lb1", "lb0", 100, both)
@@ -91,3 +100,27 @@ def test_a_reload_on_lb0_changes_what_lb1_serves_and_survives_its_restart(lab: L
     start(lab, "lb1", "lb0", 100, None)
     wait_for(lambda: answers(lab, "lb1") != {""}, 15, what="restarted lb1 to serve")
     assert answers(lab, "lb1") == {"rs1"}
+
+
+def test_every_worker_process_of_the_peer_takes_the_change(lab: Lab) -> None:
+    setup(lab)
+    both = ("rs1", "rs2")
+    lb0 = start(lab, "lb0", "lb1", 150, both)
+    lb1 = start(lab, "lb1", "lb0", 100, both, workers=2)  # workers is node-local
+    wait_for(lambda: answers(lab, "lb1") == {"rs1", "rs2"}, 15, what="lb1 to serve rs1 and rs2")
+
+    (lab.workdir / "lb0.toml").write_text(node_toml(lab, lab["lb0"], lab["lb1"], 150, ("rs1",)))
+    lb0.send_signal(signal.SIGHUP)
+    wait_for(lambda: answers(lab, "lb1", 16) == {"rs1"}, 15, what="lb1 to serve only rs1")
+    # Each worker logs its own status on SIGUSR1: both must run the one-server pool.
+    log = lab.workdir / "lb1.log"
+    seen = len(log.read_text())
+    lb1.send_signal(signal.SIGUSR1)
+
+    def pool_sizes() -> list[int]:
+        lines = [line for line in log.read_text()[seen:].splitlines() if " status {" in line]
+        return [len(json.loads(line.split(" status ", 1)[1])["pools"]["web"]["servers"]) for line in lines]
+
+    wait_for(lambda: len(pool_sizes()) >= 2, 10, what="both workers' status")
+    assert pool_sizes() == [1, 1]
+    assert tomllib.loads((lab.workdir / "lb1.toml").read_text())["workers"] == 2
