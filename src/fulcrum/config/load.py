@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fulcrum.config.errors import ConfigError
-from fulcrum.config.model import Config, Pool
+from fulcrum.config.model import Config, Http, Pool
 
 
 def load_file(path: str | Path) -> Config:
@@ -50,6 +50,8 @@ def check_references(config: Config) -> None:
         if service.topology != "proxy":
             problems.append((f"services.{name}.topology",
                              f"{service.topology!r} needs the kernel data plane, which this build does not have yet; use 'proxy'"))
+        if service.mode == "tcp" and service.http != Http():  # settings that would do nothing
+            problems.append((f"services.{name}.http", "only used by a service with mode = 'http'"))
         for i, route in enumerate(service.http.routes):
             if route.pool not in config.pools:
                 problems.append((f"services.{name}.http.routes[{i}].pool", f"no pool named {route.pool!r}"))
