@@ -444,7 +444,9 @@ class HttpConnection(asyncio.Protocol):
         """Called by the service's sweep."""
         if self.closed:
             return
-        if self.resp_deadline and now >= self.resp_deadline and self.queue:
+        if self.write_paused and self.resp_deadline:
+            self.resp_deadline = now + self.opts.response_timeout  # the client is slow, not the server
+        elif self.resp_deadline and now >= self.resp_deadline and self.queue:
             ex = self.queue[0]
             log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
             self.resp_deadline = 0.0
