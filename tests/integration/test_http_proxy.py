@@ -415,3 +415,19 @@ def test_closed_connections_are_freed_without_the_garbage_collector(backends: di
         assert alive == []
 
     run(config([backends["a"].port]), scenario)
+
+
+def test_slow_server_reading_an_upload_is_not_a_client_timeout(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        size = 32_000_000
+        c.send(b"POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"u" * 1_000_000
+        for _ in range(size // len(chunk)):
+            c.send(chunk)
+            await asyncio.wait_for(c.writer.drain(), 10)  # the proxy pushes back while the server waits
+        r = (await c.responses(1, timeout=20))[0]
+        assert r.status == 200 and r.body == b"%d" % size
+        c.close()
+
+    run(config([backends["a"].port], http={"body_timeout": "0.5s", "response_timeout": "5s"}), scenario)

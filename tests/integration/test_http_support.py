@@ -8,7 +8,7 @@ The backend's behaviour is chosen by path, so one process serves every scenario:
   /slow?s=         answers after s seconds              /redirect    Location at itself
   /status/N        status N                             /garbage     not HTTP at all
   /reset           drops the connection                 /ws          101, then echoes raw bytes
-  /hugehead        a response head that never ends
+  /hugehead        a response head that never ends      /sink        reads the body 1.5 s late, answers its size
   /session         sets JSESSIONID=<id>.<route>     /log         every request line seen so far
 Expect: 100-continue is answered with 100 before the body is read.
 """
@@ -84,6 +84,9 @@ class BackendProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if any(n.lower() == b"expect" and v.lower() == b"100-continue" for n, v in self.headers):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self.url.startswith(b"/sink"):  # a server slow to read the body: stop reading a while
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(1.5, self.transport.resume_reading)
 
     def on_body(self, body: bytes) -> None:
         self.body += body
@@ -114,6 +117,8 @@ class BackendProtocol(asyncio.Protocol):
             body = b"".join(n + b": " + v + b"\r\n" for n, v in self.headers)
             if self.proxy_line:
                 body += b"(proxy) " + self.proxy_line + b"\r\n"
+        elif path == "/sink":
+            body = b"%d" % len(self.body)
         elif path == "/log":
             body = b"\n".join(SEEN)
         elif path == "/big":

@@ -452,7 +452,9 @@ class HttpConnection(asyncio.Protocol):
             self.resp_deadline = 0.0
             self.server_failed(ex, "response timeout", status=504)
         kind = self.deadline_kind
-        if kind and now >= self.deadline and not self.closed:
+        if kind == "body" and "server-full" in self.blockers:
+            self.deadline = now + self.opts.body_timeout  # the server holds the upload back, not the client
+        elif kind and now >= self.deadline and not self.closed:
             self.deadline_kind = ""
             if kind == "keepalive":
                 self.close()
