@@ -431,3 +431,16 @@ def test_slow_server_reading_an_upload_is_not_a_client_timeout(backends: dict[st
         c.close()
 
     run(config([backends["a"].port], http={"body_timeout": "0.5s", "response_timeout": "5s"}), scenario)
+
+
+def test_pipelined_request_waiting_its_turn_is_not_timed_out(backends: dict[str, BackendProcess]) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+        await asyncio.sleep(0.1)
+        c.send(b"cd")  # the rest of the second request, while the first is still being answered
+        got = await c.responses(2, timeout=10)
+        assert [r.status for r in got] == [200, 200] and got[1].body == b"abcd"
+        c.close()
+
+    run(config([backends["a"].port], http={"body_timeout": "0.5s", "header_timeout": "0.5s"}), scenario)

@@ -452,8 +452,10 @@ class HttpConnection(asyncio.Protocol):
             self.resp_deadline = 0.0
             self.server_failed(ex, "response timeout", status=504)
         kind = self.deadline_kind
-        if kind == "body" and "server-full" in self.blockers:
-            self.deadline = now + self.opts.body_timeout  # the server holds the upload back, not the client
+        if kind in ("head", "body") and self.blockers:
+            # we are not reading (a slow server, a pipelined request waiting its turn): any
+            # delay is ours, not the client's
+            self.deadline = now + (self.opts.body_timeout if kind == "body" else self.opts.header_timeout)
         elif kind and now >= self.deadline and not self.closed:
             self.deadline_kind = ""
             if kind == "keepalive":
