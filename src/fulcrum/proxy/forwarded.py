@@ -38,6 +38,7 @@ _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \x00-\x1f\x7f]+ HTT
 _METHOD_PREFIX = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*")
 # RFC 9110 §5.1/§5.5: field-name = token; field-value without CR/LF/NUL
 _FIELD_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*")
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?")  # §7.1.1, ext tolerated
 
 # states
@@ -88,6 +89,12 @@ class ForwardedInjector:
     def _feed_line_state(self, data: bytes, pos: int, out: list[bytes]) -> int:
         """Accumulate into buf until the state's terminator; return the new position."""
         state = self.state
+        if state == _HEAD and not self.buf and not data.startswith(b"\r\n", pos):
+            # the common case: a whole head in this read, handled without copying into buf
+            end = data.find(b"\r\n\r\n", pos, pos + MAX_HEAD)
+            if end >= 0:
+                self._on_head(data[pos:end + 4], out)
+                return end + 4
         if state == _HEAD:
             terminator, limit = b"\r\n\r\n", MAX_HEAD
         elif state == _CHUNK_CRLF:
@@ -142,10 +149,6 @@ class ForwardedInjector:
             return False  # bare LF: not strict HTTP/1.1 framing
         return _REQUEST_LINE.fullmatch(buf, 0, nl - 1) is not None
 
-    @staticmethod
-    def _request_line_ok(line: bytes) -> bool:
-        return _REQUEST_LINE.fullmatch(line) is not None
-
     def _give_up(self, out: list[bytes]) -> None:
         out.append(bytes(self.buf))
         del self.buf[:]
@@ -154,49 +157,74 @@ class ForwardedInjector:
     # -- a complete head -------------------------------------------------------------
 
     def _on_head(self, head: bytes, out: list[bytes]) -> None:
-        lines = head[:-4].split(b"\r\n")
-        if b"\n" in head.replace(b"\r\n", b"") or not self._request_line_ok(lines[0]):
-            self.buf += head
-            self._give_up(out)
-            return
-        framing = self._rewrite(lines)
+        framing = self._inspect(head)
         if framing is None:
             self.buf += head
             self._give_up(out)
             return
-        out.append(b"\r\n".join(lines) + b"\r\n\r\n")
+        next_state, count, fields_at, xff_at, proto_seen = framing
+        ours = b"X-Forwarded-Proto: " + self.proto + b"\r\n"
+        if xff_at < 0 and not proto_seen:  # usual: our two lines go before the final CRLF
+            out.append(head[:-2] + b"X-Forwarded-For: " + self.client_ip + b"\r\n" + ours + b"\r\n")
+        else:
+            out.append(self._edited(head, fields_at, xff_at) + ours + b"\r\n")
         self.requests += 1
-        self.state, self.remaining = framing
+        self.state, self.remaining = next_state, count
 
-    def _rewrite(self, lines: list[bytes]) -> tuple[int, int] | None:
-        """Edit the field lines in place; return (next state, byte count) or None to give up."""
+    def _edited(self, head: bytes, fields_at: int, xff_at: int) -> bytes:
+        """The head without its final CRLF: the client's X-Forwarded-Proto lines dropped, our
+        address appended to the last X-Forwarded-For line (or a new line)."""
+        lines = [head[:fields_at]]
+        for i, line in enumerate(head[fields_at:-4].split(b"\r\n")):
+            if line.partition(b":")[0].lower() == b"x-forwarded-proto":
+                continue
+            if i == xff_at:
+                line = line.rstrip(b" \t") + b", " + self.client_ip
+            lines.append(line + b"\r\n")
+        if xff_at < 0:
+            lines.append(b"X-Forwarded-For: " + self.client_ip + b"\r\n")
+        return b"".join(lines)
+
+    def _inspect(self, head: bytes) -> tuple[int, int, int, int, bool] | None:
+        """Check the head is strict HTTP/1.x we can frame; return (next state, byte count,
+        offset of the first field line, index of the last X-Forwarded-For line or -1,
+        whether X-Forwarded-Proto was sent), or None to give up."""
+        crlf = head.count(b"\r\n")
+        if head.count(b"\n") != crlf or head.count(b"\r") != crlf or b"\x00" in head:
+            return None  # bare LF or CR, NUL (RFC 9112 §2.2, RFC 9110 §5.5)
+        if b"\r\n " in head or b"\r\n\t" in head:
+            return None  # obs-fold (RFC 9112 §5.2)
+        first_end = head.find(b"\r\n")
+        if _REQUEST_LINE.fullmatch(head, 0, first_end) is None:
+            return None
         lengths: set[bytes] = set()
         codings: list[bytes] = []
-        upgrade = lines[0].startswith(b"CONNECT ")
+        upgrade = head.startswith(b"CONNECT ")
         xff_at = -1
-        keep = [lines[0]]
-        for line in lines[1:]:
-            m = _FIELD_LINE.fullmatch(line)
-            if m is None or b"\x00" in line or b"\r" in line:
-                return None  # obs-fold, no colon, space before colon, NUL (RFC 9112 §5.1-5.2)
-            name = m.group(1).lower()
+        proto_seen = False
+        fields = head[first_end + 2:-4]
+        for i, line in enumerate(fields.split(b"\r\n") if fields else ()):
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name.translate(None, _TCHAR):
+                return None  # no colon, empty name, space before colon (RFC 9112 §5.1)
+            name = name.lower()
             if name == b"x-forwarded-proto":
-                continue
-            if name == b"x-forwarded-for":
-                xff_at = len(keep)
+                proto_seen = True
+            elif name == b"x-forwarded-for":
+                xff_at = i
             elif name == b"content-length":
-                lengths.update(v.strip() for v in m.group(2).split(b","))
+                lengths.update(v.strip() for v in value.split(b","))
             elif name == b"transfer-encoding":
-                codings += [c.strip().lower() for c in m.group(2).split(b",") if c.strip()]
+                codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
             elif name == b"upgrade":
                 upgrade = True
-            keep.append(line)
-        if xff_at >= 0:
-            keep[xff_at] = keep[xff_at].rstrip(b" \t") + b", " + self.client_ip
-        else:
-            keep.append(b"X-Forwarded-For: " + self.client_ip)
-        keep.append(b"X-Forwarded-Proto: " + self.proto)
-        lines[:] = keep
+        framing = self._framing(upgrade, codings, lengths)
+        if framing is None:
+            return None
+        return framing[0], framing[1], first_end + 2, xff_at, proto_seen
+
+    @staticmethod
+    def _framing(upgrade: bool, codings: list[bytes], lengths: set[bytes]) -> tuple[int, int] | None:
         if upgrade:
             return _PASS, 0
         if codings:
