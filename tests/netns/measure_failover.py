@@ -4,7 +4,7 @@ connects to the VIP every 5 ms (50 ms connect timeout) and counts failed attempt
 The kill lands at a random point of the advert cycle. Needs root; builds and removes
 its own namespaces like the tests.
 
-    .venv/bin/python tests/netns/measure_failover.py [--rounds 5] [--peer fulcrum|keepalived]
+    .venv/bin/python tests/netns/measure_failover.py [--rounds 5] [--peer fulcrum|keepalived|node]
 """
 
 from __future__ import annotations
@@ -26,9 +26,27 @@ from vrrp_lab import (
     keepalived_conf,
     start_keepalived,
     start_name_servers,
+    start_node,
     start_runner,
+    transitions,
     vrrp_toml,
 )
+
+# A real server behind whole nodes: answers with the name of the node that proxied the
+# connection (from its source address), so the client sees which node served it.
+PROXIED_BY = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+names = {address: name for name, address in (a.split("=") for a in sys.argv[3:])}
+server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((host, port))
+server.listen(64)
+while True:
+    conn, peer = server.accept()
+    conn.sendall(names.get(peer[0], peer[0]).encode())
+    conn.close()
+"""
 
 # Prints "monotonic-time answer failures-so-far" at each change of answer ("-": none).
 POLLER = """
@@ -61,12 +79,21 @@ def wait(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
 
 
 def start_vrrp(lab: Lab, name: str, priority: int, advert: float, peer: str) -> subprocess.Popen[bytes]:
+    if peer == "node":
+        return start_node(lab[name], lab, priority, f"{round(advert * 1000)}ms")
     if peer == "keepalived":
         return start_keepalived(lab[name], lab.workdir, keepalived_conf(priority, advert))
     return start_runner(lab[name], lab.workdir, vrrp_toml(priority, f"{round(advert * 1000)}ms"))
 
 
 def crash(lab: Lab, process: subprocess.Popen[bytes], peer: str, how: signal.Signals) -> None:
+    if peer == "node" and how == signal.SIGKILL:
+        # The machine dies: the node and its engine process alike (lb0's namespace
+        # holds nothing else in node mode).
+        for pid in subprocess.run(["ip", "netns", "pids", lab["lb0"].netns], capture_output=True,
+                                  text=True, check=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+        return
     if peer == "keepalived" and how == signal.SIGKILL:
         # keepalived's VRRP work is in a child that stops cleanly when its parent dies:
         # kill the child itself (its pid file), with the parent told not to respawn it.
@@ -85,8 +112,22 @@ def one_round(workdir: Path, advert: float, how: signal.Signals, vip: str, peer:
         master = start_vrrp(lab, "lb0", 200, advert, peer)
         wait(lambda: lab["lb0"].has_address(vip), 15)
         start_vrrp(lab, "lb1", 100, advert, peer)
-        services = start_name_servers(lab["lb0"], workdir)
-        start_name_servers(lab["lb1"], workdir)
+        services = []
+        if peer == "node":
+            script = workdir / "proxied_by.py"
+            script.write_text(PROXIED_BY)
+            for name in ("rs1", "rs2"):
+                lab[name].popen(sys.executable, str(script), lab[name].v4, str(PORT),
+                                f"lb0={lab['lb0'].v4}", f"lb1={lab['lb1'].v4}")
+        else:
+            services = start_name_servers(lab["lb0"], workdir)
+            start_name_servers(lab["lb1"], workdir)
+        router = "v4" if vip == VIP4 else "v6"
+        if peer == "keepalived":
+            log = workdir / "lb1-keepalived.log"
+            wait(lambda: f"({router}) Entering BACKUP STATE" in log.read_text(), 30)
+        else:
+            wait(lambda: transitions(workdir / "lb1.log", router)[-1:] == ["backup"], 30)
         poller_script = workdir / "poller.py"
         poller_script.write_text(POLLER)
         poller = lab["client"].popen(sys.executable, str(poller_script), vip, str(PORT), "30",
@@ -116,7 +157,8 @@ def one_round(workdir: Path, advert: float, how: signal.Signals, vip: str, peer:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--peer", choices=["fulcrum", "keepalived"], default="fulcrum")
+    parser.add_argument("--peer", choices=["fulcrum", "keepalived", "node"], default="fulcrum",
+                        help="node: whole `fulcrum run` nodes proxying to two real servers")
     parser.add_argument("--advert", type=float, action="append", help="seconds; default 1 and 0.05")
     parser.add_argument("--signal", choices=["KILL", "TERM"], action="append")
     parser.add_argument("--vip", choices=[VIP4, VIP6], action="append")

@@ -5,48 +5,13 @@ master node moves the service to the other."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import VIP4, VIP6, Lab, Node, wait_for
-from vrrp_lab import NAME_SERVER, PORT, ask_vip, transitions
+from conftest import VIP4, VIP6, Lab, wait_for
+from vrrp_lab import FULCRUM, NAME_SERVER, PORT, ask_vip, start_node, transitions
 
 pytestmark = pytest.mark.netns
-
-FULCRUM = Path(sys.executable).with_name("fulcrum")
-
-
-def node_toml(lab: Lab, priority: int) -> str:
-    servers = ", ".join(f'"{lab[name].v4}:{PORT}"' for name in ("rs1", "rs2"))
-    toml = f"""
-[services.web]
-listen = ["{VIP4}:{PORT}", "[{VIP6}]:{PORT}"]
-pool = "web"
-
-[pools.web]
-scheduler = "rr"
-servers = [{servers}]
-health = {{ kind = "tcp", interval = "200ms", timeout = "100ms" }}
-"""
-    for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
-        toml += f"""
-[cluster.virtual_routers.{family}]
-vrid = 61
-interface = "eth0"
-priority = {priority}
-advert_interval = "100ms"
-vips = ["{vip}"]
-"""
-    return toml
-
-
-def start_node(node: Node, lab: Lab, priority: int) -> subprocess.Popen[bytes]:
-    config = lab.workdir / f"{node.name}-node.toml"
-    config.write_text(node_toml(lab, priority))
-    return node.popen(str(FULCRUM), "run", "-c", str(config), log=lab.workdir / f"{node.name}.log")
-
 
 @pytest.mark.skipif(not FULCRUM.exists(), reason="the fulcrum command is not installed in this venv")
 def test_killing_the_master_node_moves_the_service(lab: Lab):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import VIP4, VIP6, Node
+from conftest import VIP4, VIP6, Lab, Node
 
 PORT = 8080
 
@@ -108,3 +108,38 @@ def transitions(log: Path, router: str = "v4") -> list[str]:
         if f" {router}: " in line and state in ("initialize", "backup", "master"):
             states.append(state)
     return states
+
+
+FULCRUM = Path(sys.executable).with_name("fulcrum")
+
+
+def node_toml(lab: Lab, priority: int, advert_interval: str = "100ms") -> str:
+    """A whole node: a TCP service on both VIPs in front of rs1 and rs2, and VRRP."""
+    servers = ", ".join(f'"{lab[name].v4}:{PORT}"' for name in ("rs1", "rs2"))
+    toml = f"""
+[services.web]
+listen = ["{VIP4}:{PORT}", "[{VIP6}]:{PORT}"]
+pool = "web"
+
+[pools.web]
+scheduler = "rr"
+servers = [{servers}]
+health = {{ kind = "tcp", interval = "200ms", timeout = "100ms" }}
+"""
+    for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
+        toml += f"""
+[cluster.virtual_routers.{family}]
+vrid = 61
+interface = "eth0"
+priority = {priority}
+advert_interval = "{advert_interval}"
+vips = ["{vip}"]
+"""
+    return toml
+
+
+def start_node(node: Node, lab: Lab, priority: int, advert_interval: str = "100ms") -> subprocess.Popen[bytes]:
+    """`fulcrum run` in the node's namespace."""
+    config = lab.workdir / f"{node.name}-node.toml"
+    config.write_text(node_toml(lab, priority, advert_interval))
+    return node.popen(str(FULCRUM), "run", "-c", str(config), log=lab.workdir / f"{node.name}.log")
