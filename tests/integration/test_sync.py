@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomli_w
 from click.testing import CliRunner
 
@@ -153,7 +155,8 @@ def test_a_file_reload_on_either_node_reaches_the_other(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_bad_hmac_older_versions_and_invalid_configurations_change_nothing(tmp_path: Path) -> None:
+def test_bad_hmac_older_versions_and_invalid_configurations_change_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(pair: Pair) -> None:
         lb0, lb1 = await both_started(pair)
         port = pair.sync_port["lb1"]
@@ -174,9 +177,12 @@ def test_bad_hmac_older_versions_and_invalid_configurations_change_nothing(tmp_p
 
         invalid = json.loads(json.dumps(changed))
         invalid["services"]["web"]["pool"] = "nowhere"
-        reply = await send(port, offer(Document(key[0] + 20, "lb0", 0.0, invalid)))
-        assert reply is not None and reply["status"] == "rejected"
-        assert "services.web.pool: no pool named 'nowhere'" in reply["reason"]
+        for _ in range(2):  # offered again (as every exchange would): refused again, said once
+            reply = await send(port, offer(Document(key[0] + 20, "lb0", 0.0, invalid)))
+            assert reply is not None and reply["status"] == "rejected"
+            assert "services.web.pool: no pool named 'nowhere'" in reply["reason"]
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR and "nowhere" in r.getMessage()]
+        assert len(errors) == 1
 
         assert lb1.config == before and weight(lb1) == 1
         assert pair.path("lb1").read_text() == file_before

@@ -76,6 +76,7 @@ class ConfigSync:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._receiving = asyncio.Lock()
         self._unreachable: set[str] = set()
+        self._rejected: set[tuple[int, str]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -204,8 +205,7 @@ class ConfigSync:
                     config = merge(document.config, self.node.config)
                 except ConfigError as err:
                     reason = str(err).replace("\n", "; ")
-                    log.error("sync: version %d from %s (via %s) rejected: %s",
-                              document.version, document.node, source, reason)
+                    self._log_rejected(document, f"rejected (via {source}): {reason}")
                     return "rejected", reason
                 previous = self.state.latest
                 self.state.applied(document)  # so the reload hook sees nothing new to publish
@@ -213,12 +213,18 @@ class ConfigSync:
                     await self._install(config, document)
                 except Exception as err:  # noqa: BLE001 - keep running the previous version
                     self.state.restore(previous)
-                    log.error("sync: version %d from %s could not be applied: %s",
-                              document.version, document.node, err)
+                    self._log_rejected(document, f"could not be applied: {err}")
                     return "rejected", f"apply failed: {err}"
             self._save(document)
             log.info("sync: applied version %d from %s (via %s)", document.version, document.node, source)
             return "accepted", "applied"
+
+    def _log_rejected(self, document: Document, why: str) -> None:
+        # The peer offers it again at every exchange until this node can take it
+        # (its own change, or a fix on the peer): say so once, not every interval.
+        level = logging.DEBUG if document.key in self._rejected else logging.ERROR
+        self._rejected.add(document.key)
+        log.log(level, "sync: version %d from %s %s", document.version, document.node, why)
 
     async def _install(self, config: Config, document: Document) -> None:
         path = getattr(self.node, "config_path", None)

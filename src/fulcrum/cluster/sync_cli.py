@@ -16,13 +16,12 @@ from pathlib import Path
 import click
 
 from fulcrum.cluster.sync_state import Document, digest
+from fulcrum.cluster.sync_store import SyncStore
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
 
 
-def _store_of(config: Config):  # type: ignore[no-untyped-def]
-    from fulcrum.cluster.sync_store import SyncStore
-
+def _store_of(config: Config) -> SyncStore:
     if config.sync is None:
         raise click.ClickException("this configuration has no [sync] section")
     try:
