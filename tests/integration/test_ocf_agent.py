@@ -8,7 +8,6 @@ import configparser
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import pytest
 
 from tests.integration.helpers import FULCRUM, free_port
 from tests.integration.test_http_support import BackendProcess
+from tests.integration.test_import_cli import fetch_name
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "packaging" / "ocf" / "fulcrum"
@@ -61,16 +61,6 @@ def write_config(tmp_path: Path, listen: int, backend: int) -> Path:
     return path
 
 
-def fetch(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /name HTTP/1.0\r\nHost: x\r\n\r\n")
-        sock.settimeout(5)
-        data = b""
-        while chunk := sock.recv(4096):
-            data += chunk
-        return data
-
-
 @pytest.fixture
 def backend() -> Iterator[BackendProcess]:
     proc = BackendProcess("ocf")
@@ -87,7 +77,7 @@ def test_start_stop_monitor_exit_codes(tmp_path: Path, backend: BackendProcess) 
         started = agent("start")
         assert started.returncode == OCF_SUCCESS, started.stderr
         assert agent.status("monitor") == OCF_SUCCESS
-        assert fetch(port).endswith(b"ocf")  # fulcrum relays to the backend
+        assert fetch_name(port) == "ocf"  # fulcrum relays to the backend
         pid = agent.pid
         assert agent.status("start") == OCF_SUCCESS  # already running: still success, same process
         assert agent.pid == pid
@@ -197,7 +187,7 @@ def test_sigkill_only_for_the_pidfiles_process_after_the_stop_timeout(tmp_path: 
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         assert neighbour.status("monitor") == OCF_SUCCESS
-        assert fetch(neighbour_port).endswith(b"ocf")
+        assert fetch_name(neighbour_port) == "ocf"
     finally:
         with_pid = Path(agent.env["OCF_RESKEY_pidfile"])
         if with_pid.exists():

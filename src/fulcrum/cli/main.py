@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -128,12 +129,20 @@ def import_apache(path: str, output: str) -> None:
     Path(output).write_text(tomli_w.dumps(data))
 
 
-def write_import(output: str, data: dict[str, object], warnings: list[str]) -> None:
-    """Warnings (each `file:line: ...`) to stderr, the configuration as TOML to `output`."""
+def run_import(output: str, convert: Callable[[], tuple[dict[str, object], list[str]]]) -> None:
+    """Convert; warnings (each `file:line: ...`) to stderr, the configuration as TOML to
+    `output`. A file the tool would refuse, or a value the model refuses: exit 2."""
     from pathlib import Path
 
     import tomli_w
 
+    try:
+        data, warnings = convert()
+    except ConfigError as err:
+        fail_config(err)
+    except ValueError as err:
+        click.echo(f"fulcrum: {err}", err=True)
+        sys.exit(2)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     Path(output).write_text(tomli_w.dumps(data))
@@ -146,14 +155,7 @@ def import_keepalived(path: str, output: str) -> None:
     """keepalived.conf: vrrp_instance, virtual_server, real_server and checkers (includes followed)."""
     from fulcrum.importers.keepalived import convert_file
 
-    try:
-        data, warnings = convert_file(path)
-    except ConfigError as err:
-        fail_config(err)
-    except ValueError as err:
-        click.echo(f"fulcrum: {err}", err=True)
-        sys.exit(2)
-    write_import(output, data, warnings)
+    run_import(output, lambda: convert_file(path))
 
 
 @import_.command("heartbeat")
@@ -169,15 +171,8 @@ def import_heartbeat(ha_cf: str, haresources: str, output: str, node: str, inter
     """Heartbeat v1: ha.cf and haresources (`lb0 198.18.0.20 pen httpd`) for one node."""
     from fulcrum.importers.heartbeat import convert_files
 
-    try:
-        data, warnings = convert_files(ha_cf, haresources, node, interface=interface,
-                                       resource_dirs=list(resource_dirs) or None)
-    except ConfigError as err:
-        fail_config(err)
-    except ValueError as err:
-        click.echo(f"fulcrum: {err}", err=True)
-        sys.exit(2)
-    write_import(output, data, warnings)
+    run_import(output, lambda: convert_files(ha_cf, haresources, node, interface=interface,
+                                             resource_dirs=list(resource_dirs) or None))
 
 
 @main.command("schema")
