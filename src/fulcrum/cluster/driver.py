@@ -242,7 +242,6 @@ class RouterDriver:
             self._check_addresses(advert, received.source)
             self._handle(fsm.AdvertReceived(advert.priority, advert.max_advert_centis, received.source))
 
-
     def _check_addresses(self, advert: Advert, source: IPAddress) -> None:
         # §7.1: MAY check that the advert lists our addresses; a mismatch is a
         # configuration error worth one log line per sender, not a reason to drop.

@@ -104,7 +104,9 @@ class VrrpSocket:
         """One packet, or None when nothing is waiting."""
         try:
             data, ancillary, _, address = self.sock.recvmsg(65535, 256)
-        except BlockingIOError:
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:  # e.g. ENETDOWN, reported by the next read as well: try later
             return None
         if self.family == 4:
             return _parse_ipv4(data)
