@@ -327,6 +327,10 @@ class KeepalivedImport:
         if not vips:
             self.warn(block.where, f"vrrp_instance {name} has no virtual_ipaddress: left out")
             return
+        if "unicast_src" in router and not router.get("unicast_peers"):
+            self.warn(block.where, f"vrrp_instance {name}: unicast_src_ip without unicast_peer: multicast used, "
+                                   "as keepalived does")
+            del router["unicast_src"]
         if "priority" not in router:
             # keepalived: `state MASTER` without a priority makes the instance the address owner
             router["priority"] = OWNER_PRIORITY if state == "MASTER" else DEFAULT_PRIORITY

@@ -281,6 +281,16 @@ def test_advert_interval_in_centiseconds(tmp_path: Path, advert: str, expected: 
     assert warned(warnings, f"{path}:1", "VRRPv2")
 
 
+def test_a_unicast_source_without_peers_is_multicast(tmp_path: Path) -> None:
+    text = ("vrrp_instance X {\n interface eth0\n virtual_router_id 9\n unicast_src_ip 198.18.0.2\n"
+            " virtual_ipaddress { 198.18.0.9 }\n}\n")
+    path = write(tmp_path, text)
+    data, warnings = convert_file(path)
+    assert "unicast_src" not in data["cluster"]["virtual_routers"]["X"]
+    assert warned(warnings, f"{path}:1", "without unicast_peer: multicast")
+    load_dict(data)
+
+
 def test_instances_without_addresses_or_ids_are_reported(tmp_path: Path) -> None:
     text = ("vrrp_instance A {\n interface eth0\n virtual_router_id 1\n}\n"
             "vrrp_instance B {\n interface eth0\n virtual_ipaddress { 198.18.0.9 }\n}\n"
