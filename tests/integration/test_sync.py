@@ -32,7 +32,8 @@ SECRET = "the pair's shared sync secret"
 class Pair:
     """lb0 and lb1: each its own file, state directory and sync port."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, extra: Callable[[str], dict[str, Any]] = lambda name: {}):
+        """`extra(name)`: more sync settings for node `name`."""
         self.tmp = tmp
         listen = f"127.0.0.1:{free_port()}"
         ports = {"lb0": free_port(), "lb1": free_port()}
@@ -47,7 +48,8 @@ class Pair:
                 "control": {"status_file": str(tmp / f"{name}-status.html")},
                 "sync": {"node": name, "listen": f"127.0.0.1:{ports[name]}",
                          "peers": [f"127.0.0.1:{ports[other]}"], "secret": SECRET,
-                         "state_dir": str(tmp / name), "interval": "100ms", "timeout": "2s"},
+                         "state_dir": str(tmp / name), "interval": "100ms", "timeout": "2s",
+                         **extra(name)},
             }
             self.path(name).write_text(tomli_w.dumps(data))
 
@@ -72,9 +74,9 @@ class Pair:
 Scenario = Callable[[Pair], Awaitable[None]]
 
 
-def run(tmp_path: Path, scenario: Scenario) -> None:
+def run(tmp_path: Path, scenario: Scenario, pair_factory: Callable[[Path], Pair] = Pair) -> None:
     async def main() -> None:
-        pair = Pair(tmp_path)
+        pair = pair_factory(tmp_path)
         try:
             async with asyncio.timeout(60):
                 await scenario(pair)

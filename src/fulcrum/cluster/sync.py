@@ -9,7 +9,8 @@ Why this shape:
   exchanges latest versions with each peer (hello). The hello is what makes a node
   that was down, or missed an offer, catch up: the reply carries the newer document.
 - Each connection carries one request line and one reply line, JSON, signed with
-  HMAC-SHA256 (sync_state.py); every connect and read is bounded by `timeout`.
+  HMAC-SHA256 (sync_state.py), optionally inside mutual TLS (sync_config.py); every
+  connect, handshake and read is bounded by `timeout`.
 - A peer's document is merged with this node's local settings (sync_split.py),
   validated, applied with `node.reload`, then written to this node's configuration
   file (atomically, so a restart keeps it) and to the version store. Apply before
@@ -34,6 +35,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,7 @@ class ConfigSync:
         self.secret = settings.read_secret()
         self.node_id = settings.node_id()
         self.store = SyncStore(settings.state_dir, self.secret, settings.keep)
+        self.tls_server, self.tls_client = tls_contexts(settings)
         self.state = SyncState(self.node_id, self.store.latest())
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -83,8 +86,9 @@ class ConfigSync:
     async def start(self) -> None:
         self.applied(self.node.config)  # edited while we were down, or a first start
         host, port = split_host_port(self.settings.listen)
-        self.server = await asyncio.start_server(self._serve, host, port, limit=MAX_MESSAGE,
-                                                 reuse_address=True)
+        self.server = await asyncio.start_server(
+            self._serve, host, port, limit=MAX_MESSAGE, reuse_address=True, ssl=self.tls_server,
+            ssl_handshake_timeout=self.settings.timeout if self.tls_server else None)
         self._spawn(self._hello_loop())
         log.info("sync: node %s at version %d, listening on %s, peers %s", self.node_id,
                  self.state.key[0], self.settings.listen, ", ".join(self.settings.peers))
@@ -247,7 +251,9 @@ class ConfigSync:
         message = signed({**body, "node": self.node_id, "time": time.time()}, self.secret)
         try:
             async with asyncio.timeout(self.settings.timeout):
-                reader, writer = await asyncio.open_connection(host, port, limit=MAX_MESSAGE)
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=MAX_MESSAGE, ssl=self.tls_client,
+                    ssl_handshake_timeout=self.settings.timeout if self.tls_client else None)
                 try:
                     writer.write(canonical(message) + b"\n")
                     await writer.drain()
@@ -310,6 +316,22 @@ class ConfigSync:
             status, reason = await self.receive(document, peer)
             return {"type": "result", "status": status, "reason": reason}
         return {"type": "error", "reason": f"unknown request type {kind!r}"}
+
+
+def tls_contexts(settings: SyncSettings) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """Mutual TLS: each side shows a certificate signed by the cluster's CA. Names are
+    not checked: peers are configured by address, and the private CA signs only nodes."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None, None
+    contexts = []
+    for purpose in (ssl.Purpose.CLIENT_AUTH, ssl.Purpose.SERVER_AUTH):
+        context = ssl.create_default_context(purpose, cafile=settings.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        contexts.append(context)
+    return contexts[0], contexts[1]
 
 
 def _verified_line(line: bytes, secret: bytes) -> dict[str, Any] | None:

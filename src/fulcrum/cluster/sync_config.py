@@ -1,5 +1,10 @@
 """The `sync` section: how this node shares its configuration with its peers.
 
+Every message is signed with the shared secret (HMAC-SHA256), which proves it comes
+from a cluster node but does not hide it: the configuration (sticky-cookie keys, say)
+crosses the network readable. Give tls_cert/tls_key/tls_ca to also encrypt it, with
+each side's certificate checked against the cluster's own CA (mutual TLS).
+
 The whole section is node-local (each node lists its own address and the others'),
 so it is never itself synced: a synced secret change would lock the peers out."""
 
@@ -35,7 +40,10 @@ class SyncSettings(Strict):
     state_dir: str = Field("/var/lib/fulcrum", description="versions kept for rollback live in STATE_DIR/sync")
     keep: int = Field(20, ge=2, le=10000, description="versions kept for rollback")
     interval: Duration = Field(5.0, gt=0, description="exchange latest versions with the peers this often (catch-up)")
-    timeout: Duration = Field(3.0, gt=0, description="limit of every connect and read")
+    timeout: Duration = Field(3.0, gt=0, description="limit of every connect, TLS handshake and read")
+    tls_cert: str | None = Field(None, description="PEM certificate of this node: sync over mutual TLS")
+    tls_key: str | None = Field(None, description="its private key")
+    tls_ca: str | None = Field(None, description="PEM CA that signs every node's certificate (a private CA)")
 
     @model_validator(mode="after")
     def _one_secret(self) -> SyncSettings:
@@ -43,6 +51,9 @@ class SyncSettings(Strict):
             raise ValueError("give exactly one of secret and secret_file")
         if self.secret is not None and len(self.secret) < MIN_SECRET:
             raise ValueError(f"secret must have at least {MIN_SECRET} characters")
+        tls = (self.tls_cert, self.tls_key, self.tls_ca)
+        if any(tls) and not all(tls):
+            raise ValueError("TLS needs all of tls_cert, tls_key and tls_ca")
         if self.node is not None and not self.node.strip():
             raise ValueError("node must not be empty")
         return self

@@ -23,6 +23,7 @@ def test_addresses_are_normalised_and_the_node_id_defaults_to_the_host_name():
     ({"secret": "short"}, "at least 16 characters"),
     ({"secret": "x" * 16, "listen": "7946"}, "host:port"),
     ({"secret": "x" * 16, "peers": []}, "at least 1 item"),
+    ({"secret": "x" * 16, "tls_cert": "/c.pem", "tls_key": "/c.key"}, "all of tls_cert, tls_key and tls_ca"),
 ])
 def test_invalid_settings_say_why(extra, reason):
     with pytest.raises(ValidationError, match=reason):
