@@ -349,8 +349,12 @@ class KeepalivedImport:
         if announce:
             router["announce"] = announce
         by_family: dict[int, list[str]] = {}
-        for address, _ in vips:
-            by_family.setdefault(address.version, []).append(str(address))
+        for address, where in vips:
+            listed = by_family.setdefault(address.version, [])
+            if str(address) in listed:
+                self.warn(where, f"{address} is listed twice: added once")
+            else:
+                listed.append(str(address))
         first_family = vips[0][0].version
         if first_family == 4 and version != 3:
             self.warn(block.where, f"vrrp_instance {name}: keepalived speaks VRRPv2 here, fulcrum VRRPv3: "
@@ -673,7 +677,9 @@ def convert(statements: list[Statement]) -> tuple[dict[str, Any], list[str]]:
     importer.read(statements)
     data = importer.build()
     if not data:
-        raise KeepalivedSyntaxError("no vrrp_instance and no virtual_server: nothing to import")
+        # the warnings say why every block was left out: they are the message
+        reasons = "".join(f"\n  {warning}" for warning in importer.warnings)
+        raise KeepalivedSyntaxError("no vrrp_instance or virtual_server fulcrum can run: nothing to import" + reasons)
     importer.validate(data)
     return data, importer.warnings
 

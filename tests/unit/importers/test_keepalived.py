@@ -453,3 +453,19 @@ def test_values_the_model_refuses_are_config_errors(tmp_path: Path) -> None:
     text = "vrrp_instance X {\n interface eth0\n virtual_router_id 300\n virtual_ipaddress { 198.18.0.9 }\n}\n"
     with pytest.raises(ConfigError, match="vrid"):
         convert_file(write(tmp_path, text))
+
+
+SAMPLES = sorted(Path("/usr/share/doc/keepalived/samples").glob("keepalived.conf.*"))
+
+
+@pytest.mark.skipif(not SAMPLES, reason="Debian's keepalived samples are not installed")
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_keepalived_samples_convert_or_are_refused_with_a_reason(sample: Path) -> None:
+    """keepalived's own sample files: a valid configuration, or a refusal that says why."""
+    try:
+        data, warnings = convert_file(sample)
+    except KeepalivedSyntaxError as err:
+        assert "nothing to import" in str(err) and f"\n  {sample}:" in str(err)
+        return
+    load_dict(data)
+    assert warnings and all(re.match(re.escape(str(sample)) + r":\d+: ", w) for w in warnings)
