@@ -18,6 +18,8 @@ import pytest
 from tests.integration.helpers import FULCRUM
 from tests.integration.test_http_support import HERE as BACKEND_SCRIPT
 
+pytestmark = pytest.mark.netns
+
 PREFIX = f"fi{os.getpid()}"
 BACKEND_PORT, SERVICE_PORT = 9101, 8080
 
