@@ -247,6 +247,10 @@ class HeartbeatImport:
                                       "priority": priority, **base}
             if self.ha.ipfail and self.ha.ping:
                 router["track"] = {"ping": [{"target": target, "weight": PING_WEIGHT} for target, _ in self.ha.ping]}
+                if not self.ha.auto_failback and index == 0:
+                    self.warn(self.ha.ping[0][1], "ipfail with auto_failback off: a master that loses ping nodes "
+                                                  "only lowers its priority, and without preempt the peer does not "
+                                                  "take over until the master fails (ipfail would move the resources)")
             if commands:
                 router["notify"] = {"on_master": [f"{c} start" for c in commands],
                                     "on_backup": [f"{c} stop" for c in reversed(commands)],
@@ -270,6 +274,9 @@ class HeartbeatImport:
 
     def pick_interface(self, line: Line, vips: list[tuple[Any, str | None]]) -> str:
         named = [dev for _, dev in vips if dev]
+        if len(set(named)) > 1:
+            self.warn(line.where, f"addresses on {', '.join(sorted(set(named)))}: a virtual router has one "
+                                  f"interface, {named[0]} is used for all")
         if named:
             return named[0]
         if self.interface:

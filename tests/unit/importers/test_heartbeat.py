@@ -110,17 +110,25 @@ def test_ping_nodes_are_tracked_only_with_ipfail(tmp_path: Path) -> None:
     # one lost target takes the preferred node (150) below the other (100): ipfail's choice
     assert all(150 + p["weight"] < 100 for p in track["ping"]) and PING_WEIGHT < 0
     assert any(":14: ping_group routers" in w for w in warnings)
+    assert not any("without preempt" in w for w in warnings)
     load_dict(data)
+    # without preempt a lowered master keeps the VIP: said, not hidden
+    _, warnings = convert(tmp_path, ha_cf=HA_CF.replace("auto_failback on", "auto_failback off") + pings
+                          + "respawn hacluster /usr/lib/heartbeat/ipfail\n")
+    assert any(":13: ipfail with auto_failback off" in w for w in warnings)
 
 
 def test_ip_resource_forms_and_families(tmp_path: Path) -> None:
     haresources = ("lb1 IPaddr::198.18.0.30/24/eth1 IPaddr2::198.18.0.31/24/eth1/198.18.0.255 "
+                   "IPaddr::198.18.2.1/24/eth3 "
                    "IPv6addr::fd00:f0c::30/64/eth1 198.18.0.32/24 \\\n   MailTo::ops@example.org\n"
                    "lb0 drbddisk::r0\n")
     data, warnings = convert(tmp_path, "lb0", haresources=haresources)
     routers = data["cluster"]["virtual_routers"]
     v4, v6 = routers["group1"], routers["group1_v6"]
-    assert v4["vips"] == ["198.18.0.30/24", "198.18.0.31/24", "198.18.0.32/24"] and v4["interface"] == "eth1"
+    assert v4["vips"] == ["198.18.0.30/24", "198.18.0.31/24", "198.18.2.1/24", "198.18.0.32/24"]
+    assert v4["interface"] == "eth1"
+    assert any("addresses on eth1, eth3" in w for w in warnings)
     assert v4["priority"] == 100  # lb1 is preferred for this group
     assert v6["vips"] == ["fd00:f0c::30/64"] and v6["vrid"] == v4["vrid"] and "unicast_peers" not in v6
     assert v4["notify"]["on_master"] == ["/etc/ha.d/resource.d/MailTo ops@example.org start"]
