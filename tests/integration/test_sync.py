@@ -274,3 +274,16 @@ def test_changed_sync_settings_restart_sync_and_a_busy_port_leaves_the_node_serv
         await wait_until(lambda: weight(lb1) == 2)
 
     run(tmp_path, scenario)
+
+
+def test_a_file_that_cannot_be_rewritten_does_not_undo_an_applied_version(tmp_path: Path) -> None:
+    async def scenario(pair: Pair) -> None:
+        lb0, lb1 = await both_started(pair)
+        lb1.config_path = str(pair.tmp / "gone" / "lb1.toml")  # its directory does not exist
+        await execute(lb0, "server.weight", {"server": "0", "weight": 3})
+        await wait_until(lambda: weight(lb1) == 3)
+        await lb1.sync.hello(f"127.0.0.1:{pair.sync_port['lb0']}")
+        assert lb1.sync.state.key == lb0.sync.state.key  # taken, not rolled back
+        assert lb1.sync.store.latest().key == lb0.sync.state.key
+
+    run(tmp_path, scenario)

@@ -238,7 +238,11 @@ class ConfigSync:
             return
         await self.node.reload(config)
         if path:
-            write_config_file(path, config, f"version {document.version} from node {document.node}")
+            try:
+                write_config_file(path, config, f"version {document.version} from node {document.node}")
+            except OSError as err:  # it runs: not a rejection, but a restart would lose it
+                log.error("sync: version %d runs, but %s was not rewritten: %s",
+                          document.version, path, err)
         else:
             log.warning("sync: version %d runs, but there is no configuration file to keep it "
                         "across a restart", document.version)
