@@ -1,9 +1,10 @@
-"""Where fulcrum spends its CPU under load: py-spy samples of a tcp or http service under wrk traffic.
+"""Where fulcrum spends its CPU under load: py-spy (or perf) samples of a tcp or http service
+under wrk traffic.
 
 An analysis aid, not part of `make bench`. Needs py-spy in the venv
 (`.venv/bin/pip install py-spy`; it is deliberately not a project dependency):
 
-    .venv/bin/python bench/cpu_profile.py [--mode http] [--native] [--traffic close]
+    .venv/bin/python bench/cpu_profile.py [--mode http] [--native | --perf] [--traffic close]
 
 For each traffic kind it prints the functions with the most samples on top of the stack
 (self) and anywhere in the stack (inclusive), and keeps the collapsed stacks in
@@ -78,19 +79,53 @@ def top_lines(title: str, counts: Counter[str], total: int, limit: int) -> list[
     return lines
 
 
+def parse_perf_report(text: str) -> list[tuple[float, str]]:
+    """(percent, name) rows of `perf report --stdio -q` sorted by one key (dso or symbol)."""
+    rows = []
+    for line in text.splitlines():
+        percent, _, name = line.strip().partition("%")
+        try:
+            rows.append((float(percent), name.strip()))
+        except ValueError:
+            continue
+    return rows
+
+
+def perf_lines(data: Path, top: int) -> list[str]:
+    """CPU time by library (the kernel is one) and by symbol, from a `perf record` file."""
+    lines = []
+    for key, title, limit in (("dso", "CPU time by library (perf):", 8),
+                              ("sym", "CPU time by symbol (perf; [k] kernel, [.] user):", top)):
+        text = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", key,
+                               "--stdio", "-q", "-g", "none"],
+                              capture_output=True, text=True, timeout=300, check=True).stdout
+        lines.append(title)
+        lines += [f"  {percent:5.1f}%  {name}" for percent, name in parse_perf_report(text)[:limit]]
+    return lines
+
+
+def sampler(args: argparse.Namespace, pid: int, out: Path) -> list[str]:
+    """The command that samples fulcrum (and its workers) for args.duration seconds."""
+    if args.perf:
+        pids = ",".join(str(p) for p in procs.tree_ticks(pid))
+        return ["perf", "record", "-q", "-F", "999", "-p", pids, "-o", str(out),
+                "--", "sleep", str(args.duration)]
+    spy = [args.py_spy, "record", "--pid", str(pid), "--duration", str(args.duration),
+           "--rate", str(args.rate), "--format", "raw", "--function", "--output", str(out)]
+    if args.native:
+        spy.append("--native")
+    if args.workers > 1:
+        spy.append("--subprocesses")
+    return spy
+
+
 def profile(args: argparse.Namespace, pid: int, port: int, close: bool, out: Path) -> str:
     load = subprocess.Popen(
         wrk.command(port, args.threads, args.connections, args.duration + 2, close),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(1.0)  # sample the steady state, not wrk's connection ramp-up
-        spy = [args.py_spy, "record", "--pid", str(pid), "--duration", str(args.duration),
-               "--rate", str(args.rate), "--format", "raw", "--function", "--output", str(out)]
-        if args.native:
-            spy.append("--native")
-        if args.workers > 1:
-            spy.append("--subprocesses")
-        subprocess.run(spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        subprocess.run(sampler(args, pid, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        timeout=args.duration + 30, check=True)
         report_text, _ = load.communicate(timeout=args.duration + 30)
     finally:
@@ -111,12 +146,16 @@ def main() -> int:
     parser.add_argument("--backends", type=int, default=2)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--native", action="store_true", help="include C frames (uvloop, ...)")
+    parser.add_argument("--perf", action="store_true",
+                        help="sample CPU time with perf instead of py-spy: by library and symbol")
     parser.add_argument("--fulcrum", default=str(Path(sys.executable).parent / "fulcrum"))
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--results", type=Path, default=run.BENCH_DIR / "results")
     args = parser.parse_args()
     args.py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if args.py_spy is None:
+    if args.perf and shutil.which("perf") is None:
+        raise SystemExit("perf is not installed (apt-get install linux-perf)")
+    if not args.perf and args.py_spy is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     args.results.mkdir(parents=True, exist_ok=True)
     fulcrum = peers.fulcrum_variant(args.fulcrum, args.workers, args.mode)
@@ -126,10 +165,15 @@ def main() -> int:
         backends = run.start_backends(sup, args.backends)
         proc, port = run.start_balancer(sup, fulcrum, backends)
         for traffic in args.traffic.split(","):
-            out = args.results / f"profile-{args.mode}-{traffic}.txt"
-            load_report = profile(args, proc.pid, port, run.TRAFFIC[traffic], out)
+            suffix = "perf.data" if args.perf else "txt"
+            out = args.results / f"profile-{args.mode}-{traffic}.{suffix}"
+            result = wrk.parse(profile(args, proc.pid, port, run.TRAFFIC[traffic], out))
+            if args.perf:
+                print(f"\n== {args.mode} {traffic}: {result.requests_per_second:,.0f} req/s "
+                      f"while sampled; samples in {out}")
+                print("\n".join(perf_lines(out, args.top)))
+                continue
             self_counts, inclusive, total = parse_collapsed(out.read_text())
-            result = wrk.parse(load_report)
             print(f"\n== {args.mode} {traffic}: {result.requests_per_second:,.0f} req/s while sampled; "
                   f"{total} samples; stacks in {out}")
             print("\n".join(top_lines("self (on top of the stack):", self_counts, total, args.top)))

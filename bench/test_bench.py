@@ -234,6 +234,21 @@ def test_native_leaves_are_sorted_into_syscalls_python_and_c() -> None:
     assert cpu_profile.leaf_kind("malloc (libc.so.6)").startswith("C code")
 
 
+PERF_REPORT = """\
+
+    46.90%  libpython3.11.so.1.0
+    37.95%  [kernel.kallsyms]
+     6.20%  parser.cpython-311-x86_64-linux-gnu.so
+# Total Lost Samples: 0
+"""
+
+
+def test_perf_report_rows_are_read_with_their_percentages() -> None:
+    rows = cpu_profile.parse_perf_report(PERF_REPORT)
+    assert rows == [(46.90, "libpython3.11.so.1.0"), (37.95, "[kernel.kallsyms]"),
+                    (6.20, "parser.cpython-311-x86_64-linux-gnu.so")]
+
+
 STRACE_SUMMARY = """\
 % time     seconds  usecs/call     calls    errors syscall
 ------ ----------- ----------- --------- --------- ----------------
