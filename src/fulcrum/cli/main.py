@@ -111,22 +111,17 @@ def import_() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="TOML file to write")
 def import_apache(path: str, output: str) -> None:
     """Apache mod_proxy_balancer: <VirtualHost>, ProxyPass, <Proxy balancer://>, BalancerMember."""
-    from pathlib import Path
-
-    import tomli_w
-
     from fulcrum.importers.apache import convert_file
 
-    try:
-        data, warnings = convert_file(path)
-    except ConfigError as err:
-        fail_config(err)
-    except ValueError as err:
-        click.echo(f"fulcrum: {path}: {err}", err=True)
-        sys.exit(2)
-    for warning in warnings:
-        click.echo(f"warning: {path}: {warning}", err=True)
-    Path(output).write_text(tomli_w.dumps(data))
+    def convert() -> tuple[dict[str, object], list[str]]:
+        try:
+            data, warnings = convert_file(path)
+        except ValueError as err:  # a file Apache itself would refuse: name it
+            raise ValueError(f"{path}: {err}") from err
+        # the apache importer's warnings carry the line only; name the file as the others do
+        return data, [f"{path}: {warning}" for warning in warnings]
+
+    run_import(output, convert)
 
 
 def run_import(output: str, convert: Callable[[], tuple[dict[str, object], list[str]]]) -> None:
