@@ -11,7 +11,8 @@ import pytest
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
-from fulcrum.importers.keepalived import KeepalivedSyntaxError, convert_file, parse_file, split_line
+from fulcrum.importers.keepalived import convert_file
+from fulcrum.importers.keepalived_syntax import KeepalivedSyntaxError, parse_file, split_line
 
 # Written for these tests in the style of keepalived 2.2's samples; `keepalived -t`
 # accepts it apart from the interface names that do not exist on the test machine.
