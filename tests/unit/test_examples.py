@@ -1,18 +1,21 @@
-"""Every example configuration shipped in the package is valid, so the docs that point at
-them never point at a file `fulcrum check` would refuse."""
+"""Every example configuration shipped in the package is valid, and so is every TOML block
+of the README, so the docs never point a reader at a file `fulcrum check` would refuse."""
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
 import fulcrum
 from fulcrum.cluster.sync_split import local_part, shared_part
-from fulcrum.config.load import load_file
+from fulcrum.config.load import load_dict, load_file
 
 EXAMPLES = Path(fulcrum.__file__).parent / "examples"  # a namespace package: no __init__.py
 FILES = sorted(EXAMPLES.glob("*.toml"))
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_examples_are_found() -> None:
@@ -38,3 +41,12 @@ def test_the_two_cluster_nodes_share_everything_but_their_local_settings() -> No
         assert router.priority > peer.priority
         if router.unicast_peers:
             assert router.unicast_src in peer.unicast_peers and peer.unicast_src in router.unicast_peers
+
+
+def test_every_toml_block_of_the_readme_validates() -> None:
+    # The README's snippets are whole files a reader copies; each must pass `fulcrum check`.
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        config = load_dict(tomllib.loads(block))
+        assert config.services
