@@ -86,24 +86,24 @@ def start_vrrp(lab: Lab, name: str, priority: int, advert: float, peer: str) -> 
     return start_runner(lab[name], lab.workdir, vrrp_toml(priority, f"{round(advert * 1000)}ms"))
 
 
-def crash(lab: Lab, process: subprocess.Popen[bytes], peer: str, how: signal.Signals) -> None:
-    if peer == "node" and how == signal.SIGKILL:
-        # The machine dies: the node and its engine process alike (lb0's namespace
-        # holds nothing else in node mode).
+def crash(lab: Lab, process: subprocess.Popen[bytes], peer: str, how: str) -> None:
+    """KILL: the machine dies; KILLNODE: only `fulcrum run` dies; TERM: a graceful stop."""
+    if peer == "node" and how == "KILL":
+        # Every process of lb0 (its namespace holds nothing else in node mode).
         for pid in subprocess.run(["ip", "netns", "pids", lab["lb0"].netns], capture_output=True,
                                   text=True, check=True).stdout.split():
             os.kill(int(pid), signal.SIGKILL)
         return
-    if peer == "keepalived" and how == signal.SIGKILL:
+    if peer == "keepalived" and how == "KILL":
         # keepalived's VRRP work is in a child that stops cleanly when its parent dies:
         # kill the child itself (its pid file), with the parent told not to respawn it.
         child = int((lab.workdir / "lb0-keepalived-r.pid").read_text())
         os.kill(child, signal.SIGKILL)
         return
-    process.send_signal(how)
+    process.send_signal(signal.SIGTERM if how == "TERM" else signal.SIGKILL)
 
 
-def one_round(workdir: Path, advert: float, how: signal.Signals, vip: str, peer: str,
+def one_round(workdir: Path, advert: float, how: str, vip: str, peer: str,
               index: int) -> tuple[float, int]:
     """(seconds from the kill until lb1 answers, failed connects in between)."""
     prefix = f"{PREFIX}m{index}"
@@ -138,7 +138,7 @@ def one_round(workdir: Path, advert: float, how: signal.Signals, vip: str, peer:
         time.sleep(2 * advert + random.uniform(1.0, 1.0 + advert))  # a random advert phase
         # The whole node goes: its VRRP process and the service it was running.
         for service in services:
-            service.send_signal(how)
+            service.send_signal(signal.SIGTERM if how == "TERM" else signal.SIGKILL)
         crash(lab, master, peer, how)
         killed = time.monotonic()
         failures_before = None
@@ -160,7 +160,8 @@ def main() -> int:
     parser.add_argument("--peer", choices=["fulcrum", "keepalived", "node"], default="fulcrum",
                         help="node: whole `fulcrum run` nodes proxying to two real servers")
     parser.add_argument("--advert", type=float, action="append", help="seconds; default 1 and 0.05")
-    parser.add_argument("--signal", choices=["KILL", "TERM"], action="append")
+    parser.add_argument("--signal", choices=["KILL", "TERM", "KILLNODE"], action="append",
+                        help="KILLNODE (node peer): kill `fulcrum run` only, not its engine")
     parser.add_argument("--vip", choices=[VIP4, VIP6], action="append")
     parser.add_argument("--verbose", action="store_true", help="print every round")
     args = parser.parse_args()
@@ -172,7 +173,7 @@ def main() -> int:
     print(f"{args.peer}: failover seconds min / median / max, failed connects median, {args.rounds} rounds")
     for advert in args.advert or (1.0, 0.05):
         master_down = 3 * advert + (256 - 100) * advert / 256
-        for how in [signal.Signals[f"SIG{name}"] for name in args.signal or ("KILL", "TERM")]:
+        for how in args.signal or ("KILL", "TERM"):
             for vip in args.vip or (VIP4, VIP6):
                 times, failed = [], []
                 for _ in range(args.rounds):
@@ -183,7 +184,7 @@ def main() -> int:
                         failed.append(failures)
                         if args.verbose:
                             print(f"  {seconds:.3f} s, {failures} failed connects", flush=True)
-                print(f"advert {advert:>4}s {how.name:>7} {vip:>14}: {min(times):.3f} / "
+                print(f"advert {advert:>4}s {how:>8} {vip:>14}: {min(times):.3f} / "
                       f"{statistics.median(times):.3f} / {max(times):.3f}   failed {statistics.median(failed):g}"
                       f"   (master-down interval {master_down:.3f}, skew {master_down - 3 * advert:.3f})",
                       flush=True)
