@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 from conftest import VIP4, VIP6, Lab, Node, wait_for
@@ -83,3 +84,24 @@ def test_keepalived_master_fulcrum_backup_and_back(lab: Lab):
     keepalived(lab, priority=200)
     wait_for(lambda: holds_both(lab["lb1"]), timeout=10, what="VIPs back on keepalived")
     wait_for(lambda: holds_none(lab["lb0"]), timeout=10, what="fulcrum releasing the VIPs")
+
+
+def test_unicast_peering_with_keepalived(lab: Lab):
+    lb0, lb1 = lab["lb0"], lab["lb1"]
+    toml = ""
+    for family, vip, ours, theirs in (("v4", f"{VIP4}/24", lb0.v4, lb1.v4), ("v6", f"{VIP6}/64", lb0.v6, lb1.v6)):
+        toml += (f'[cluster.virtual_routers.{family}]\nvrid = 51\ninterface = "eth0"\npriority = 200\n'
+                 f'advert_interval = "100ms"\nunicast_src = "{ours}"\nunicast_peers = ["{theirs}"]\n'
+                 f'vips = ["{vip}"]\n')
+    fulcrum_runner = start_runner(lb0, lab.workdir, toml)
+    start_keepalived(lb1, lab.workdir, keepalived_conf(
+        100, ADVERT, unicast={"v4": (lb1.v4, lb0.v4), "v6": (lb1.v6, lb0.v6)}))
+    wait_for(lambda: holds_both(lb0), timeout=10, what="VIPs on fulcrum (lb0)")
+    wait_for(lambda: "Entering BACKUP STATE" in (lab.workdir / "lb1-keepalived.log").read_text(),
+             timeout=10, what="keepalived in backup state")
+    time.sleep(1)  # ten adverts: keepalived accepts them and stays backup
+    assert holds_none(lb1)
+    stop(fulcrum_runner)
+    wait_for(lambda: holds_both(lb1), timeout=10, what="VIPs on keepalived (lb1)")
+    fulcrum_runner = start_runner(lb0, lab.workdir, toml)
+    wait_for(lambda: holds_both(lb0) and holds_none(lb1), timeout=10, what="fulcrum preempting back")

@@ -72,9 +72,15 @@ def ask_vip(client: Node, vip: str) -> str:
     return client.run(sys.executable, "-c", script, vip, str(PORT)).stdout.strip()
 
 
-def keepalived_conf(priority: int, advert_interval: float, vrid: int = 51) -> str:
+def keepalived_conf(priority: int, advert_interval: float, vrid: int = 51,
+                    unicast: dict[str, tuple[str, str]] | None = None) -> str:
+    """v4 and v6 instances; `unicast` maps a family to (our address, the peer's)."""
     instances = []
     for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
+        peering = ""
+        if unicast:
+            source, peer = unicast[family]
+            peering = f"    unicast_src_ip {source}\n    unicast_peer {{\n        {peer}\n    }}\n"
         instances.append(f"""
 vrrp_instance {family} {{
     interface eth0
@@ -82,7 +88,7 @@ vrrp_instance {family} {{
     virtual_router_id {vrid}
     priority {priority}
     advert_int {advert_interval}
-    virtual_ipaddress {{
+{peering}    virtual_ipaddress {{
         {vip} dev eth0
     }}
 }}
