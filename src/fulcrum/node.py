@@ -183,9 +183,15 @@ class Node:
 
         if self.cluster is not None:
             def report() -> None:
-                if self.cluster is not None and not self._stopping:
+                if self.cluster is None or self._stopping:
+                    return
+                if not self.cluster.alive():
+                    # without its engine this node would hold no VIP and never say so
+                    log.error("VRRP engine exited; starting it again")
+                    self._apply_cluster(self.config)
+                if self.cluster is not None:
                     self.cluster.report_pools(self.pools)
-                    self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
+                self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
 
             self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
         for name, ctx in self.contexts.items():

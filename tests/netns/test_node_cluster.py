@@ -72,3 +72,24 @@ def test_service_on_the_vip_moves_when_the_master_process_is_killed(lab: Lab) ->
     assert ask_vip(client, VIP6) in {"rs1", "rs2"}
     log = (lab.workdir / "lb1.log").read_text()
     assert "VRRP engine started" in log
+
+
+def test_an_engine_that_dies_is_started_again(lab: Lab) -> None:
+    node = lab["lb0"]
+    fulcrum = start_fulcrum(node, lab, priority=150)
+    wait_for(lambda: node.has_address(VIP4), 10, what="lb0 to own the VIP")
+    log = lab.workdir / "lb0.log"
+
+    def engine_pids() -> list[int]:
+        # `ip netns exec` execs fulcrum, so these are fulcrum's own children; the engine is
+        # the spawned one (multiprocessing also starts a resource tracker)
+        children = node.run("pgrep", "-P", str(fulcrum.pid), "-f", "spawn_main", check=False)
+        return [int(pid) for pid in children.stdout.split()]
+
+    first = wait_for(engine_pids, 10, what="the engine process")
+    os.kill(first[0], signal.SIGKILL)  # no priority 0, no cleanup: a crash
+    wait_for(lambda: "VRRP engine exited; starting it again" in log.read_text(), 10,
+             what="the node to notice")
+    wait_for(lambda: engine_pids() and engine_pids() != first, 10, what="a new engine process")
+    wait_for(lambda: node.has_address(VIP4), 10, what="the VIP held again")
+    assert fulcrum.poll() is None  # the node itself kept serving

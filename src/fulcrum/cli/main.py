@@ -24,7 +24,7 @@ def fail_config(err: ConfigError) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fulcrum")
 def main() -> None:
-    """fulcrum: a high-availability TCP load balancer (pen, IPVS, keepalived, in one tool)."""
+    """fulcrum: a high-availability TCP and HTTP load balancer (pen, mod_proxy_balancer, keepalived in one tool)."""
 
 
 @main.command()
