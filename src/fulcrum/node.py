@@ -36,8 +36,9 @@ class Node:
         self._service_counters: dict[str, ConnectionCounter] = {}
         self.health: Any = None
         self.penctl: asyncio.Server | None = None
+        self.control_socket: asyncio.AbstractServer | None = None
         self.cluster: Any = None  # EngineProcess when the config has a cluster section
-        self.runs_cluster = True  # False in all but one worker process
+        self.first_worker = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
         self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
         self.sync: Any = None  # ConfigSync when the config has a sync section
         self.config_path: str | None = None  # the file a synced change is written to
@@ -113,7 +114,7 @@ class Node:
 
     def _apply_cluster(self, config: Config) -> None:
         """Start, restart (when its section changed) or stop the VRRP engine process."""
-        if not self.runs_cluster:
+        if not self.first_worker:
             return
         current = self.cluster.cluster if self.cluster is not None else None
         if config.cluster == current and (self.cluster is None or self.cluster.alive()):
@@ -161,6 +162,11 @@ class Node:
                 listener.swap(factory)
 
     async def _start_control(self) -> None:
+        path = self.config.control.socket
+        if path and self.control_socket is None and self.first_worker:
+            from fulcrum.control.socket import serve_control_socket
+
+            self.control_socket = await serve_control_socket(self, path)
         endpoint = self.config.control.pen_port
         if endpoint is not None and self.penctl is None:
             from fulcrum.control.penctl import serve_penctl
@@ -241,6 +247,8 @@ class Node:
             listener.close()
         if self.penctl is not None:
             self.penctl.close()
+        if self.control_socket is not None:
+            self.control_socket.close()
         drain = self.config.timeouts.drain if drain is None else drain
         live = [r for ctx in self.contexts.values() for r in ctx.relays]
         if live:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from fulcrum import __version__
+from fulcrum.cli.ctl import ctl
 from fulcrum.cluster.sync_cli import sync_group
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
@@ -179,6 +180,7 @@ def schema() -> None:
 
 
 main.add_command(sync_group)
+main.add_command(ctl)
 
 if __name__ == "__main__":
     main()

@@ -47,7 +47,7 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
                     node.close_listeners()
                     worker = Node(config, reuse_port=True)  # type: ignore[arg-type]
                     worker.bind_all()
-                worker.runs_cluster = index == 0  # one VRRP engine per machine
+                worker.first_worker = index == 0
                 code = serve(worker)
             except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor
                 log.exception("worker %d failed", index)

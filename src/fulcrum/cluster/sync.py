@@ -379,7 +379,7 @@ async def sync_applied(node: Any) -> None:
     if current is not None and (settings is None or settings != current.settings):
         await current.stop()
         node.sync = current = None
-    if settings is None or not getattr(node, "runs_cluster", True):
+    if settings is None or not getattr(node, "first_worker", True):
         return
     if current is None:
         try:

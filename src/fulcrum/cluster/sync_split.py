@@ -6,7 +6,7 @@ pools and notify hooks). Node-local: what names this machine's hardware or files
 or ranks it against its peers:
 
 - `log`, `workers`, `sync` (the whole section: each node lists its own peers),
-- `control.pidfile`, `control.status_file` (paths on this machine),
+- `control.pidfile`, `control.status_file`, `control.socket` (paths on this machine),
 - per virtual router: `interface`, `priority`, `unicast_src`, `unicast_peers`
   (each node's peers are the others), `track.interfaces`, `track.ping`.
 
@@ -25,7 +25,7 @@ from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 
 LOCAL_TOP = ("log", "workers", "sync")
-LOCAL_CONTROL = ("pidfile", "status_file")
+LOCAL_CONTROL = ("pidfile", "status_file", "socket")
 LOCAL_ROUTER = ("interface", "priority", "unicast_src", "unicast_peers")
 LOCAL_TRACK = ("interfaces", "ping")
 

@@ -105,4 +105,6 @@ def _per_process_state(config: Config) -> list[tuple[str, str]]:
                              "for stateless source affinity"))
     if config.control.pen_port is not None:
         problems.append(("control.pen_port", "the pen control port needs workers = 1"))
+    if config.control.socket is not None:
+        problems.append(("control.socket", "runtime commands reach one process; the control socket needs workers = 1"))
     return problems

@@ -255,6 +255,7 @@ class Control(Strict):
     pen_port: Endpoint | None = Field(None, description="pen -C: pen-compatible control port")
     status_file: str | None = Field(None, description="pen -w: HTML status page written on SIGUSR1")
     pidfile: str | None = None
+    socket: str | None = Field(None, description="Unix socket (mode 0600) where `fulcrum ctl` reaches the command table")
 
 
 class Logging(Strict):

@@ -1,0 +1,83 @@
+"""The local control socket: `fulcrum ctl` reaches the one command table here.
+
+A Unix socket, mode 0600, so only its owner (root, or the service's user) may
+change the node: the file system is the authentication. One JSON request per
+connection, as pen's control port takes one command:
+
+    {"command": "server.drain", "args": {"server": "10.0.0.11:8080"}}
+    -> {"ok": true, "result": {...}}   or   {"ok": false, "error": "..."}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+from fulcrum.config.errors import ConfigError
+from fulcrum.control.commands import CommandError, execute
+
+log = logging.getLogger("fulcrum.control")
+
+READ_TIMEOUT = 10.0
+MAX_REQUEST = 64 * 1024
+
+
+async def serve_control_socket(node: Any, path: str) -> asyncio.AbstractServer:
+    if os.path.exists(path) and not await _in_use(path):
+        os.unlink(path)  # left by a process that died; a live one keeps its socket
+    old_umask = os.umask(0o177)  # created 0600: no window in which others could connect
+    try:
+        server = await asyncio.start_unix_server(lambda r, w: _handle(node, r, w), path)
+    finally:
+        os.umask(old_umask)
+    log.info("control socket on %s", path)
+    return server
+
+
+async def _in_use(path: str) -> bool:
+    try:
+        async with asyncio.timeout(1):
+            _, writer = await asyncio.open_unix_connection(path)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def _handle(node: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                line = await reader.readline()
+        except TimeoutError:
+            reply: dict[str, Any] = {"ok": False, "error": f"no request within {READ_TIMEOUT:g}s"}
+        else:
+            reply = await _answer(node, line)
+        writer.write(json.dumps(reply, default=str).encode() + b"\n")
+        async with asyncio.timeout(READ_TIMEOUT):
+            await writer.drain()
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _answer(node: Any, line: bytes) -> dict[str, Any]:
+    if len(line) > MAX_REQUEST:
+        return {"ok": False, "error": "request too large"}
+    try:
+        request = json.loads(line)
+        name, args = request["command"], request.get("args") or {}
+        if not isinstance(name, str) or not isinstance(args, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return {"ok": False, "error": 'expected one JSON line: {"command": NAME, "args": {...}}'}
+    try:
+        result = await execute(node, name, args)
+    except (CommandError, ConfigError) as err:
+        return {"ok": False, "error": str(err)}
+    log.info("control: %s %s", name, json.dumps(args, default=str))
+    return {"ok": True, "result": result}
