@@ -8,7 +8,14 @@ import os
 import stat
 from pathlib import Path
 
-from tests.integration.helpers import FULCRUM, Backends, ask_name, free_port, make_node, service_config
+from tests.integration.helpers import (
+    FULCRUM,
+    Backends,
+    ask_name,
+    free_port,
+    make_node,
+    service_config,
+)
 
 
 async def ctl(*words: str) -> tuple[int, str, str]:
