@@ -125,7 +125,7 @@ class Node:
         if config.cluster is not None:
             from fulcrum.cluster.process import EngineProcess
 
-            self.cluster = EngineProcess(config.cluster)
+            self.cluster = EngineProcess(config.cluster, config.log)
             self.cluster.start()
             self.cluster.report_pools(self.pools)
 

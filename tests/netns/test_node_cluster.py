@@ -5,57 +5,27 @@ other node when the master's fulcrum process is killed."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
-from pathlib import Path
 
-from conftest import VIP4, VIP6, Lab, Node, wait_for
-from vrrp_lab import NAME_SERVER, PORT, ask_vip
-
-FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
-BACKEND_PORT = 9000
+import pytest
+from conftest import VIP4, VIP6, Lab, wait_for
+from vrrp_lab import NAME_SERVER, PORT, ask_vip, start_node, transitions
 
 
-def node_toml(lab: Lab, priority: int) -> str:
-    servers = ", ".join(f'"{lab[rs].v4}:{BACKEND_PORT}"' for rs in ("rs1", "rs2"))
-    return f"""
-[services.web]
-listen = ["{VIP4}:{PORT}", "[{VIP6}]:{PORT}"]
-pool = "web"
-
-[pools.web]
-servers = [{servers}]
-health = {{ kind = "tcp", interval = "200ms", timeout = "200ms" }}
-
-[cluster.virtual_routers.v4]
-vrid = 61
-interface = "eth0"
-priority = {priority}
-advert_interval = "100ms"
-vips = ["{VIP4}/24"]
-
-[cluster.virtual_routers.v6]
-vrid = 61
-interface = "eth0"
-priority = {priority}
-advert_interval = "100ms"
-vips = ["{VIP6}/64"]
-"""
-
-
-def start_fulcrum(node: Node, lab: Lab, priority: int):  # type: ignore[no-untyped-def]
-    config = lab.workdir / f"{node.name}.toml"
-    config.write_text(node_toml(lab, priority))
-    return node.popen(FULCRUM, "run", "-c", str(config), log=lab.workdir / f"{node.name}.log")
-
-
-def test_service_on_the_vip_moves_when_the_master_process_is_killed(lab: Lab) -> None:
+def start_backends(lab: Lab) -> None:
+    """rs1 and rs2 answer each connection on PORT with their name."""
     script = lab.workdir / "name_server.py"
     script.write_text(NAME_SERVER)
     for rs in ("rs1", "rs2"):
-        lab[rs].popen(sys.executable, str(script), rs, lab[rs].v4, str(BACKEND_PORT))
-    master = start_fulcrum(lab["lb0"], lab, priority=150)
-    start_fulcrum(lab["lb1"], lab, priority=100)
+        lab[rs].popen(sys.executable, str(script), rs, lab[rs].v4, str(PORT))
+
+
+def test_service_on_the_vip_moves_when_the_master_process_is_killed(lab: Lab) -> None:
+    start_backends(lab)
+    master = start_node(lab["lb0"], lab, priority=150)
+    start_node(lab["lb1"], lab, priority=100)
     client = lab["client"]
 
     wait_for(lambda: lab["lb0"].has_address(VIP4) and lab["lb0"].has_address(VIP6), 10,
@@ -72,11 +42,12 @@ def test_service_on_the_vip_moves_when_the_master_process_is_killed(lab: Lab) ->
     assert ask_vip(client, VIP6) in {"rs1", "rs2"}
     log = (lab.workdir / "lb1.log").read_text()
     assert "VRRP engine started" in log
+    assert "logger=fulcrum.cluster" in log  # the engine logs the way the node does
 
 
 def test_an_engine_that_dies_is_started_again(lab: Lab) -> None:
     node = lab["lb0"]
-    fulcrum = start_fulcrum(node, lab, priority=150)
+    fulcrum = start_node(node, lab, priority=150)
     wait_for(lambda: node.has_address(VIP4), 10, what="lb0 to own the VIP")
     log = lab.workdir / "lb0.log"
 
@@ -93,3 +64,39 @@ def test_an_engine_that_dies_is_started_again(lab: Lab) -> None:
     wait_for(lambda: engine_pids() and engine_pids() != first, 10, what="a new engine process")
     wait_for(lambda: node.has_address(VIP4), 10, what="the VIP held again")
     assert fulcrum.poll() is None  # the node itself kept serving
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {workdir}/{name}-nginx.pid;
+error_log {workdir}/{name}-nginx.err;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    server {{ listen {address}:{port}; location / {{ return 200 "{name}\\n"; }} }}
+}}
+"""
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("nginx") is None,
+                    reason="needs wrk and nginx (Debian packages)")
+def test_a_saturated_proxy_on_the_master_causes_no_failover(lab: Lab) -> None:
+    """The proxy at full load next to 50 ms adverts: the engine's own process keeps them
+    on time, so the backup never takes over (DESIGN.md, failure domains)."""
+    for rs in ("rs1", "rs2"):
+        conf = lab.workdir / f"{rs}-nginx.conf"
+        conf.write_text(NGINX_CONF.format(workdir=lab.workdir, name=rs, address=lab[rs].v4, port=PORT))
+        lab[rs].popen("nginx", "-c", str(conf), "-g", "daemon off;")
+    start_node(lab["lb0"], lab, priority=150, advert_interval="50ms")
+    wait_for(lambda: lab["lb0"].has_address(VIP4), 10, what="lb0 master")
+    start_node(lab["lb1"], lab, priority=100, advert_interval="50ms")
+    wait_for(lambda: transitions(lab.workdir / "lb1.log", "v4")[-1:] == ["backup"], 10,
+             what="lb1 backup")
+    # wrk ends by itself after 6 s; 200 connections keep fulcrum on lb0 at full CPU.
+    load = lab["client"].run("wrk", "-t2", "-c200", "-d6s", "-H", "Connection: close",
+                             f"http://{VIP4}:{PORT}/", timeout=60)
+    requests = int(load.stdout.split(" requests in ")[0].split()[-1])
+    assert requests > 1000, load.stdout  # the proxy really was loaded
+    for router in ("v4", "v6"):
+        assert transitions(lab.workdir / "lb1.log", router) == ["backup"]
+    assert lab["lb0"].has_address(VIP4) and not lab["lb1"].has_address(VIP4)

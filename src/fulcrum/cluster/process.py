@@ -15,26 +15,36 @@ from multiprocessing.process import BaseProcess
 
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.cluster.config import Cluster
+from fulcrum.config.model import Logging
 
 log = logging.getLogger("fulcrum.cluster")
 
 STOP_TIMEOUT = 10.0
 
 
+def engine_main(cluster: Cluster, channel: Connection, logging_settings: Logging) -> None:
+    """The engine process: the node's log settings (level, format, file), then the engine."""
+    from fulcrum.cluster.runner import serve
+    from fulcrum.logs import setup_logging
+
+    setup_logging(logging_settings)
+    serve(cluster, channel)
+
+
 class EngineProcess:
-    def __init__(self, cluster: Cluster):
+    def __init__(self, cluster: Cluster, logging_settings: Logging | None = None):
         self.cluster = cluster
+        self.logging_settings = logging_settings or Logging()
         self.process: BaseProcess | None = None
         self.channel: Connection | None = None
         self._reported: dict[str, bool] = {}
 
     def start(self) -> None:
-        from fulcrum.cluster.runner import serve
-
         # spawn, not fork: the node's event loop must not be copied into the engine
         context = multiprocessing.get_context("spawn")
         engine_end, node_end = context.Pipe(duplex=False)
-        self.process = context.Process(target=serve, args=(self.cluster, engine_end),
+        self.process = context.Process(target=engine_main,
+                                       args=(self.cluster, engine_end, self.logging_settings),
                                        name="fulcrum-vrrp", daemon=True)
         self.process.start()
         engine_end.close()
