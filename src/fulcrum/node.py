@@ -88,7 +88,7 @@ class Node:
         self._start_health()
         await self._apply_services(self.config)
         await self._start_control()
-        self._apply_cluster(self.config)
+        await self._apply_cluster(self.config)
         self._schedule_sweeps()
         await self._apply_sync()
         log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
@@ -112,7 +112,7 @@ class Node:
         else:
             self.health.update(self.pools)
 
-    def _apply_cluster(self, config: Config) -> None:
+    async def _apply_cluster(self, config: Config) -> None:
         """Start, restart (when its section changed) or stop the VRRP engine process."""
         if not self.first_worker:
             return
@@ -120,14 +120,18 @@ class Node:
         if config.cluster == current and (self.cluster is None or self.cluster.alive()):
             return
         if self.cluster is not None:
-            self.cluster.stop()
-            self.cluster = None
+            await self._stop_cluster()
         if config.cluster is not None:
             from fulcrum.cluster.process import EngineProcess
 
             self.cluster = EngineProcess(config.cluster, config.log)
             self.cluster.start()
             self.cluster.report_pools(self.pools)
+
+    async def _stop_cluster(self) -> None:
+        """Stop the engine off the event loop: its hand-over must not stall the proxy."""
+        engine, self.cluster = self.cluster, None
+        await asyncio.get_running_loop().run_in_executor(None, engine.stop)
 
     async def _apply_services(self, config: Config) -> None:
         wanted: dict[EndpointKey, str] = {}
@@ -155,7 +159,7 @@ class Node:
         for key, name in wanted.items():
             ctx = self.contexts[name]
             listener = self.listeners[key]  # bound by bind_all or reload
-            factory = _tcp_factory(ctx)
+            factory = _protocol_factory(ctx)
             if listener.server is None:
                 await listener.start(factory, ctx.config.backlog)
             else:
@@ -194,9 +198,11 @@ class Node:
                 if not self.cluster.alive():
                     # without its engine this node would hold no VIP and never say so
                     log.error("VRRP engine exited; starting it again")
-                    self._apply_cluster(self.config)
-                if self.cluster is not None:
-                    self.cluster.report_pools(self.pools)
+                    restart = loop.create_task(self._apply_cluster(self.config))
+                    restart.add_done_callback(lambda _: self._sweepers.append(
+                        loop.call_later(POOL_REPORT_INTERVAL, report)))
+                    return
+                self.cluster.report_pools(self.pools)
                 self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
 
             self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
@@ -222,7 +228,7 @@ class Node:
         self._build_pools(config)
         self._start_health()
         await self._apply_services(config)
-        self._apply_cluster(config)
+        await self._apply_cluster(config)
         self._schedule_sweeps()
         await self._apply_sync()
         log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
@@ -241,8 +247,7 @@ class Node:
         if self.cluster is not None:
             # First hand the VIPs over (priority 0 adverts): the peer takes new clients at
             # once, instead of them being refused here while we drain.
-            await asyncio.get_running_loop().run_in_executor(None, self.cluster.stop)
-            self.cluster = None
+            await self._stop_cluster()
         for listener in self.listeners.values():
             listener.close()
         if self.penctl is not None:
@@ -270,7 +275,7 @@ def per_worker(limit: int, workers: int) -> int:
     return -(-limit // workers) if limit else 0
 
 
-def _tcp_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]:
+def _protocol_factory(ctx: ServiceContext) -> Callable[[], asyncio.Protocol]:
     if ctx.config.mode == "http":
         from fulcrum.proxy.http import http_protocol_factory
 
