@@ -133,6 +133,10 @@ class PoolRuntime:
     def _schedule(self, now: float, client: str | None, key: str | None,
                   excluded: set[int]) -> Backend | None:
         usable = self.usable
+        if len(self._tiers) == 1 and not excluded:
+            # the common case (one tier, first try): no membership tests per candidate
+            return self.scheduler.pick(PickContext(
+                usable=lambda b: usable(b, now), now=now, client=client, key=key))
         for tier in self._tiers:
             def in_tier(b: Backend, tier: frozenset[int] = tier) -> bool:
                 return id(b) in tier and id(b) not in excluded and usable(b, now)
