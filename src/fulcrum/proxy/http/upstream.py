@@ -3,7 +3,7 @@
 An Upstream belongs to at most one exchange at a time; between exchanges it waits in
 `IdlePool`. The server may close an idle connection at any moment (Apache after 5 s): that
 race is why a request that failed on a *reused* connection before any response byte is
-retried once on a fresh one (see server.py)."""
+retried once on a fresh one (see dispatch.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,171 @@
+"""A request on its way to a server: choosing the pool and the server, connecting (or taking an
+idle connection), sending the head and body, and deciding after a failure whether the request
+may be sent again (RFC 9110 §9.2.2) or is answered by the proxy itself.
+
+A mixin of `HttpConnection` (see connection.py for why a mixin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fulcrum.balance.base import Backend
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.proxy.http import proxyproto
+from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER, ConnectionBase
+from fulcrum.proxy.http.exchange import Exchange
+from fulcrum.proxy.http.responses import redirect_response
+from fulcrum.proxy.http.upstream import Upstream
+
+log = logging.getLogger("fulcrum.http")
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+class Dispatcher(ConnectionBase):
+    __slots__ = ()
+
+    def dispatch(self, ex: Exchange, fresh: bool = False) -> None:
+        """Choose a server for the exchange at the head of the queue and send it there."""
+        svc = self.svc
+        if self.opts.redirect_https:
+            self._to_client(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
+            svc.count_response(308)
+            ex.sent_head = ex.keep_alive = False
+            self._finish(ex, keep_upstream=False)
+            return
+        now = self.ctx.loop.time()
+        if ex.pool is None:
+            ex.pool = svc.pools.get(svc.router.pool_for(ex.host, ex.target)) or self.ctx.pool
+        pool = ex.pool
+        choice = svc.choose(pool, ex, self.client_ip, now)
+        if choice is None:
+            if ex.retried:  # the server we retried after failed us: that failure is the answer
+                self.local_response(ex, 502)
+            else:
+                self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+            return
+        backend, ex.set_cookie = choice
+        ex.backend = backend
+        pool.taken(backend)
+        ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
+                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
+        up = None if fresh else svc.idle.get(backend, now, self._owner(pool))
+        if up is not None:
+            self._attach(ex, up)
+        else:
+            ex.connecting = self.ctx.loop.create_task(self._connect(ex, backend))
+
+    def _owner(self, pool: PoolRuntime) -> int:
+        """Server connections that start with a PROXY header describe one client: private."""
+        if pool.config.proxy_protocol == "none":
+            return 0
+        if not self.private:
+            self.private = True
+            if self.proxy_header is None and self.local_addr[1] == 0:  # not told by a PROXY header
+                local = self.transport.get_extra_info("sockname")
+                self.local_addr = (local[0], local[1])
+        return id(self)
+
+    async def _connect(self, ex: Exchange, backend: Backend) -> None:
+        loop = self.ctx.loop
+        assert ex.pool is not None
+        owner = self._owner(ex.pool)
+        tls = self.svc.client_tls(ex.pool)
+        name = (ex.pool.config.tls_server_name or backend.address) if tls is not None else None
+        try:
+            async with asyncio.timeout(self.ctx.timeouts.connect or None):
+                _, up = await loop.create_connection(
+                    lambda: Upstream(backend, self.svc.idle, owner), backend.address, backend.port,
+                    ssl=tls, server_hostname=name)
+        except (OSError, TimeoutError) as err:  # ssl.SSLError (a failed verification) is an OSError
+            ex.connecting = None
+            reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+            self._connect_failed(ex, backend, reason)
+            return
+        ex.connecting = None
+        if self.closed or ex.finished:
+            up.close()
+            return
+        version = ex.pool.config.proxy_protocol
+        if version != "none":
+            encode = proxyproto.encode_v1 if version == "v1" else proxyproto.encode_v2
+            up.transport.write(encode(self.client_addr, self.local_addr))
+        self._attach(ex, up)
+
+    def _connect_failed(self, ex: Exchange, backend: Backend, reason: str) -> None:
+        pool = ex.pool
+        assert pool is not None
+        pool.released(backend)
+        ex.backend = None
+        pool.connect_failed(backend, self.ctx.loop.time())
+        if self.ctx.health is not None:
+            self.ctx.health.passive_failure(pool.name, backend, reason)
+        log.info("service %s: connect to %s failed (%s)", self.ctx.name, backend.key, reason)
+        if self.closed or ex.finished:
+            return
+        ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
+        if pool.config.stubborn:
+            self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+        else:
+            self.dispatch(ex)
+
+    def _attach(self, ex: Exchange, up: Upstream) -> None:
+        ex.upstream = up
+        up.exchange = ex
+        up.got_bytes = False
+        if not up.reused:
+            up.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        if self.write_paused:
+            up.transport.pause_reading()
+        pending = [ex.head_bytes, *ex.buffered] if ex.buffered else [ex.head_bytes]
+        ex.buffered = None
+        if self.corked:
+            ex.up_out += pending
+            self.up_dirty = ex
+        else:
+            up.transport.write(b"".join(pending))
+        self._arm_response()
+
+    def _send_request_bytes(self, ex: Exchange, data: bytes) -> None:
+        if ex.buffered is not None:
+            ex.buffered.append(data)
+        elif ex.upstream is not None and ex.upstream.transport is not None:
+            if self.corked:
+                ex.up_out.append(data)
+                self.up_dirty = ex
+            else:
+                ex.upstream.transport.write(data)
+
+    # -- a server failed before or during its response: retry, or answer ourselves ---------
+
+    def server_failed(self, ex: Exchange, reason: str, status: int = 502) -> None:
+        if ex.finished:
+            return
+        up = ex.upstream
+        backend = ex.backend
+        log.info("service %s: server %s failed: %s", self.ctx.name, backend.key if backend else "?", reason)
+        if ex.sent_head:
+            self.abort()  # the client already has part of a response: it must see a broken one
+            return
+        retry = (up is not None and not up.got_bytes and not ex.retried and not ex.has_body
+                 and (up.reused or ex.method in IDEMPOTENT) and status == 502)
+        if up is not None:
+            up.abort()
+            ex.upstream = None
+        if retry and up is not None and backend is not None and ex.pool is not None:
+            # Sent again, once: an idempotent request (RFC 9110 §9.2.2), or any bodiless one that
+            # met a kept-alive connection the server had just closed (RFC 9112 §9.3.1). After a
+            # fresh connection failed, another server is tried; after a reused one, the same.
+            ex.retried = True
+            ex.pool.released(backend)
+            ex.backend = None
+            ex.buffered = []
+            ex.up_out.clear()
+            if not up.reused:
+                ex.tried.append(backend)
+            self.dispatch(ex, fresh=True)
+            return
+        self.local_response(ex, status)
+
