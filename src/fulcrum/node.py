@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Config
+from fulcrum.observe import Observer
 from fulcrum.proxy.context import ConnectionCounter, ServiceContext
 from fulcrum.proxy.listener import Listener, bind
 from fulcrum.proxy.tcp import ClientSide, sweep_idle
@@ -34,6 +36,7 @@ class Node:
         self.listeners: dict[EndpointKey, Listener] = {}
         self.node_connections = ConnectionCounter(per_worker(config.max_connections, config.workers))
         self._service_counters: dict[str, ConnectionCounter] = {}
+        self.observer = Observer(wall_clock=time.time)  # access logs, metrics and status read it
         self.health: Any = None
         self.penctl: asyncio.Server | None = None
         self.control_socket: asyncio.AbstractServer | None = None
@@ -143,7 +146,7 @@ class Node:
                 name=name, config=service, pool=self.pools[service.pool],
                 timeouts=config.service_timeouts(name), node_connections=self.node_connections,
                 connections=counter, health=self.health, pools=self.pools,
-                relays=old.relays if old is not None else set(),
+                relays=old.relays if old is not None else set(), observer=self.observer,
             )
             self.contexts[name] = ctx
             for endpoint in service.listen:

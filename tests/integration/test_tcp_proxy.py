@@ -445,3 +445,31 @@ def test_reload_that_cannot_bind_changes_nothing() -> None:
             await node.stop(drain=0)
 
     run(scenario)
+
+
+def test_every_connection_is_recorded_once_with_bytes_server_and_termination() -> None:
+    from fulcrum.observe import NO_SERVER, Observation
+
+    async def scenario(backends: Backends) -> None:
+        ports = [await backends.start("a")]
+        port = free_port()
+        node = await started(service_config([f"127.0.0.1:{port}"], ports))
+        seen: list[Observation] = []
+        node.observer.sinks.append(seen.append)
+        try:
+            assert await ask_name("127.0.0.1", port) == "a"
+            await wait_until(lambda: len(seen) == 1)
+            await backends.stop("a")
+            node.pools["p"].backends[0].healthy = False  # no usable server
+            assert await refused("127.0.0.1", port)
+            await wait_until(lambda: len(seen) == 2)
+        finally:
+            await node.stop(drain=0)
+        ok, failed = seen
+        assert (ok.kind, ok.service, ok.server, ok.termination) == ("tcp", "svc", f"127.0.0.1:{ports[0]}", "")
+        assert ok.bytes_in == len(b"ping\n") and ok.bytes_out == len(b"a\n")
+        assert ok.client == "127.0.0.1" and ok.client_port > 0 and ok.connect is not None
+        assert (failed.server, failed.termination) == (None, NO_SERVER)
+        assert node.observer.service_totals("svc").connections == 2
+
+    run(scenario)

@@ -12,6 +12,7 @@ from typing import Protocol
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Service, Timeouts
+from fulcrum.observe import Observer
 
 
 class PassiveHealth(Protocol):
@@ -42,6 +43,7 @@ class ServiceContext:
     health: PassiveHealth | None = None
     pools: dict[str, PoolRuntime] = field(default_factory=dict)  # every pool, for http routes
     relays: set[object] = field(default_factory=set)
+    observer: Observer = field(default_factory=Observer)  # the node's; every finished request/connection goes here
 
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 

@@ -14,6 +14,16 @@ from typing import Any
 
 from fulcrum.balance.base import Backend
 from fulcrum.health.probes import describe_error
+from fulcrum.observe import (
+    CLIENT_ABORT,
+    CONNECT_FAILED,
+    LIMIT,
+    NO_SERVER,
+    SERVER_ABORT,
+    SHUTDOWN,
+    TIMEOUT,
+    Observation,
+)
 from fulcrum.proxy.context import ServiceContext
 
 log = logging.getLogger("fulcrum.proxy")
@@ -27,7 +37,9 @@ class ClientSide(asyncio.Protocol):
 
     __slots__ = ("ctx", "transport", "client_ip", "backend", "tried", "server",
                  "client_eof", "server_eof", "connecting", "closed", "connect_timer", "touched", "idle_ticks",
-                 "traffic", "rewrite", "pending", "pending_bytes")
+                 "bytes_in", "bytes_out", "rewrite", "pending", "pending_bytes",
+                 "client_port", "started", "connect_started", "connect_time", "termination",
+                 "served_by")
 
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -42,11 +54,18 @@ class ClientSide(asyncio.Protocol):
         self.connect_timer: asyncio.TimerHandle | None = None
         self.touched = True
         self.idle_ticks = 0
-        self.traffic = 0
+        self.bytes_in = 0  # from the client
+        self.bytes_out = 0  # to the client
         self.rewrite: Any = None
         self.pending: list[bytes] = []
         self.pending_bytes = 0
-        self.client_ip: str | None = None  # read only when a scheduler, table or header needs it
+        self.client_ip: str | None = None  # read only when a scheduler, table, header or log needs it
+        self.client_port = 0
+        self.started = ctx.loop.time()
+        self.connect_started = 0.0
+        self.connect_time: float | None = None
+        self.termination = ""  # why the connection ended early; "" = normally (observe.py)
+        self.served_by: str | None = None  # key of the server that was connected, for the record
 
     # -- client events -------------------------------------------------------------
 
@@ -57,10 +76,12 @@ class ClientSide(asyncio.Protocol):
                         self.ctx.name, transport.get_extra_info("peername"))
             self.closed = True
             transport.abort()
+            self._observe(LIMIT)
             return
-        if self.ctx.pool.wants_client or self.ctx.config.forwarded_for:
+        if self.ctx.pool.wants_client or self.ctx.config.forwarded_for or self.ctx.observer.wants_client:
             peer = transport.get_extra_info("peername")
-            self.client_ip = peer[0] if peer else None
+            if peer:
+                self.client_ip, self.client_port = peer[0], peer[1]
         self.ctx.relays.add(self)
         if self.ctx.config.forwarded_for:
             from fulcrum.proxy.forwarded import ForwardedInjector
@@ -70,7 +91,7 @@ class ClientSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.touched = True
-        self.traffic += len(data)
+        self.bytes_in += len(data)
         if self.rewrite is not None:
             data = self.rewrite.feed(data)
         if self.server is not None and self.server.transport is not None:
@@ -94,6 +115,8 @@ class ClientSide(asyncio.Protocol):
         return True  # keep our write side open: the server may still answer
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed and (exc is not None or not self.client_eof):
+            self.termination = CLIENT_ABORT
         self.close()
         # Break protocol <-> transport references so plain reference counting frees
         # the connection at once instead of leaving cycles for the garbage collector.
@@ -116,6 +139,7 @@ class ClientSide(asyncio.Protocol):
         backend = ctx.pool.pick(now, client=self.client_ip, exclude=self.tried)
         if backend is None:
             log.warning("service %s: no server available for %s", ctx.name, self.client_ip)
+            self.termination = CONNECT_FAILED if self.tried else NO_SERVER
             self.close()
             return
         self.backend = backend
@@ -126,6 +150,7 @@ class ClientSide(asyncio.Protocol):
         task = loop.create_task(loop.create_connection(self._server_side, backend.address, backend.port))
         task.add_done_callback(self._connect_done)
         self.connecting = task
+        self.connect_started = loop.time()
         timeout = ctx.timeouts.connect
         self.connect_timer = loop.call_later(timeout, task.cancel) if timeout else None
 
@@ -156,6 +181,7 @@ class ClientSide(asyncio.Protocol):
             return
         self.tried.append(backend)
         if ctx.pool.config.stubborn:
+            self.termination = CONNECT_FAILED
             self.close()
         else:
             self._connect_next()
@@ -167,6 +193,8 @@ class ClientSide(asyncio.Protocol):
             return
         self.server = server
         assert server.transport is not None and self.transport is not None
+        self.connect_time = self.ctx.loop.time() - self.connect_started
+        self.served_by = self.backend.key if self.backend is not None else None
         if self.backend is not None and self.backend.failures:
             self.ctx.passive_success(self.backend)  # breaks a run of failed connects
         if self.pending:
@@ -182,7 +210,7 @@ class ClientSide(asyncio.Protocol):
 
     def server_data(self, data: bytes) -> None:
         self.touched = True
-        self.traffic += len(data)
+        self.bytes_out += len(data)
         assert self.transport is not None
         self.transport.write(data)
 
@@ -209,15 +237,26 @@ class ClientSide(asyncio.Protocol):
         if self.connect_timer is not None:
             self.connect_timer.cancel()
         if self.backend is not None:
-            ctx.pool.released(self.backend, self.traffic)
+            ctx.pool.released(self.backend, self.bytes_in + self.bytes_out)
             self.backend = None
         server, self.server = self.server, None
         if server is not None and server.transport is not None:
             server.transport.close()
         if self.transport is not None:
             self.transport.close()
+        self._observe(self.termination)
 
-    def abort(self) -> None:
+    def _observe(self, termination: str) -> None:
+        ctx = self.ctx
+        ctx.observer.record(Observation(
+            kind="tcp", service=ctx.name, client=self.client_ip or "-", client_port=self.client_port,
+            pool=ctx.pool.name, server=self.served_by, bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out, connect=self.connect_time,
+            total=ctx.loop.time() - self.started, retries=len(self.tried), termination=termination))
+
+    def abort(self, reason: str = SHUTDOWN) -> None:
+        if not self.closed and not self.termination:
+            self.termination = reason
         for side in (self.server.transport if self.server else None, self.transport):
             if side is not None:
                 side.abort()
@@ -246,6 +285,8 @@ class ServerSide(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         client, self.client = self.client, None  # type: ignore[assignment]
+        if not client.closed and (exc is not None or not client.server_eof):
+            client.termination = SERVER_ABORT
         client.close()
         self.transport = None
 
@@ -273,4 +314,4 @@ def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
             relay.idle_ticks += 1
             if relay.idle_ticks >= ticks_allowed:
                 log.info("service %s: closing idle connection from %s", ctx.name, relay.client_ip)
-                relay.abort()
+                relay.abort(TIMEOUT)

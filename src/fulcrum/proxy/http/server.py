@@ -286,7 +286,8 @@ class HttpConnection(Dispatcher, Responder):
             else:
                 self.transport.close()
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "shutdown") -> None:
+        """Cut the connection; `reason` is the termination word of its record (observe.py)."""
         if self.tunnel is not None:
             self.tunnel.abort()
         for ex in self.queue:
