@@ -14,7 +14,7 @@ gets its keys back); the lookup walks on from the slot to the next slot whose
 server is usable, deterministically, so only the failed server's keys move.
 
 Option `table_size` sets M: a prime, more than 100 x the servers (the paper's
-advice to keep each server's share even). Default: IPVS's 65521, or the next
+advice to keep each server's share even), at most 1048573 (IPVS's largest). Default: IPVS's 65521, or the next
 prime of the ladder below when there are more than 655 servers."""
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from fulcrum.balance.registry import register
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071, 262139, 524287,
           1048573)
 DEFAULT_TABLE_SIZE = 65521
+MAX_TABLE_SIZE = PRIMES[-1]  # a table of 2^20 slots serves 10,000 servers at 100 slots each
 SLOTS_PER_SERVER = 100
 
 
@@ -53,6 +54,10 @@ def table_size_for(servers: int, requested: object = None) -> int:
         raise ValueError(f"mh: {servers} servers need a table larger than {PRIMES[-1]}")
     if isinstance(requested, bool) or not isinstance(requested, int):
         raise ValueError(f"mh option table_size: {requested!r} is not an integer")
+    if not SLOTS_PER_SERVER < requested <= MAX_TABLE_SIZE:
+        # checked before anything is allocated or factored: 1000000007 would be 8 GB of table
+        raise ValueError(f"mh option table_size: {requested} is out of range; give a prime "
+                         f"from {SLOTS_PER_SERVER + 1} to {MAX_TABLE_SIZE} (IPVS's largest)")
     if not is_prime(requested):
         raise ValueError(f"mh option table_size: {requested} is not prime (Maglev needs a "
                          f"prime so every server's permutation reaches every slot)")

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fulcrum.config.errors import ConfigError
-from fulcrum.config.model import Config, Http, Pool
+from fulcrum.config.model import Config, Endpoint, Http, Pool
+from fulcrum.config.types import is_ipv6
 
 
 def load_file(path: str | Path) -> Config:
@@ -36,17 +37,10 @@ def load_dict(data: dict[str, Any]) -> Config:
 
 def check_references(config: Config) -> None:
     """Rules that span sections: a service's pool exists, a listen address is used once."""
-    problems = []
-    listens: dict[tuple[str, int], str] = {}
+    problems = _listen_overlaps(config)
     for name, service in config.services.items():
         if service.pool not in config.pools:
             problems.append((f"services.{name}.pool", f"no pool named {service.pool!r}"))
-        for i, endpoint in enumerate(service.listen):
-            key = (endpoint.host, endpoint.port)
-            if key in listens:
-                problems.append((f"services.{name}.listen[{i}]",
-                                 f"{endpoint} is already used by service {listens[key]!r}"))
-            listens[key] = name
         if service.topology != "proxy":
             problems.append((f"services.{name}.topology",
                              f"{service.topology!r} needs the kernel data plane, which this build does not have yet; use 'proxy'"))
@@ -70,6 +64,36 @@ def check_references(config: Config) -> None:
         problems.extend(reference_problems(config.cluster, set(config.pools)))
     if problems:
         raise ConfigError(problems)
+
+
+WILDCARDS = {"0.0.0.0": "IPv4", "::": "IPv6"}
+
+
+def _listen_overlaps(config: Config) -> list[tuple[str, str]]:
+    """Two listen addresses on one port that `run` could not both bind: the same address, or
+    a wildcard (0.0.0.0, ::) and any address of its family. IPv6 listeners are IPV6_V6ONLY
+    (proxy/listener.py), so `0.0.0.0:P` and `[::]:P` do not overlap. The pen control port
+    is a listener too."""
+    bound: list[tuple[str, Endpoint, str]] = []  # (key path, endpoint, owner)
+    for name, service in config.services.items():
+        bound += [(f"services.{name}.listen[{i}]", e, f"service {name!r}") for i, e in enumerate(service.listen)]
+    if config.control.pen_port is not None:
+        bound.append(("control.pen_port", config.control.pen_port, "the pen control port"))
+    problems = []
+    for index, (where, endpoint, _) in enumerate(bound):
+        for _, earlier, owner in bound[:index]:
+            if earlier.port != endpoint.port or is_ipv6(earlier.host) != is_ipv6(endpoint.host):
+                continue
+            if earlier.host == endpoint.host:
+                problems.append((where, f"{endpoint} is already used by {owner}"))
+                break
+            wildcard = next((h for h in (earlier.host, endpoint.host) if h in WILDCARDS), None)
+            if wildcard is not None:
+                problems.append((where, f"{endpoint} overlaps {earlier} of {owner}: {wildcard} "
+                                        f"already means every {WILDCARDS[wildcard]} address on port "
+                                        f"{endpoint.port}, so both cannot be bound"))
+                break
+    return problems
 
 
 def _scheduler_options(name: str, pool: Pool) -> list[tuple[str, str]]:

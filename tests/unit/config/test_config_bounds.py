@@ -1,0 +1,81 @@
+"""What `fulcrum check` must refuse because `fulcrum run` would fail on it (issue 7, item 14)
+or because it would make one configuration cost unbounded work (item 10: mh's table)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulcrum.balance.maglev import table_size_for
+from fulcrum.config.errors import ConfigError
+from fulcrum.config.load import load_dict
+
+FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
+
+
+def two_services(first: str, second: str) -> dict[str, Any]:
+    pool = {"servers": ["127.0.0.1:9001"], "health": {"kind": "none"}}
+    return {"services": {"a": {"listen": [first], "pool": "p"}, "b": {"listen": [second], "pool": "p"}},
+            "pools": {"p": pool}}
+
+
+@pytest.mark.parametrize(("first", "second", "reason"), [
+    ("127.0.0.1:8080", "0.0.0.0:8080", "overlaps 127.0.0.1:8080 of service 'a'"),
+    ("0.0.0.0:8080", "127.0.0.1:8080", "overlaps 0.0.0.0:8080 of service 'a'"),
+    ("[::]:8080", "[::1]:8080", "overlaps [::]:8080 of service 'a'"),
+    ("127.0.0.1:8080", "127.0.0.1:8080", "already used by service 'a'"),
+])
+def test_listen_addresses_that_cannot_both_be_bound_are_refused(first: str, second: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_dict(two_services(first, second))
+    assert [(path, why) for path, why in caught.value.problems if reason in why] \
+        and caught.value.problems[0][0] == "services.b.listen[0]"
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("0.0.0.0:8080", "[::]:8080"),  # IPv6 listeners are IPV6_V6ONLY: separate sockets
+    ("127.0.0.1:8080", "127.0.0.2:8080"),
+    ("0.0.0.0:8080", "0.0.0.0:8081"),
+    ("127.0.0.1:8080", "[::1]:8080"),
+])
+def test_listen_addresses_that_can_be_bound_side_by_side_are_accepted(first: str, second: str) -> None:
+    load_dict(two_services(first, second))
+
+
+def test_the_pen_control_port_counts_as_a_listener() -> None:
+    data = two_services("0.0.0.0:8080", "0.0.0.0:8081")
+    data["control"] = {"pen_port": "127.0.0.1:8081"}
+    with pytest.raises(ConfigError, match="control.pen_port"):
+        load_dict(data)
+
+
+def test_check_refuses_what_run_would_fail_on(tmp_path: Path) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text('[services.a]\nlisten = ["127.0.0.1:8080"]\npool = "p"\n'
+                    '[services.b]\nlisten = ["0.0.0.0:8080"]\npool = "p"\n'
+                    '[pools.p]\nservers = ["127.0.0.1:9001"]\n')
+    done = subprocess.run([FULCRUM, "check", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "fulcrum: services.b.listen[0]: 0.0.0.0:8080 overlaps 127.0.0.1:8080 of service 'a': "
+        "0.0.0.0 already means every IPv4 address on port 8080, so both cannot be bound"]
+
+
+@pytest.mark.parametrize("size", [1000000007, 1048573 + 10, 10**30 + 57])
+def test_an_oversized_maglev_table_is_refused_before_anything_is_allocated(size: int) -> None:
+    with pytest.raises(ValueError, match="table_size: .* out of range"):
+        table_size_for(3, size)
+
+
+def test_the_model_names_the_maglev_table_size_field() -> None:
+    # 1048583 is prime and just above the bound: accepted (8 MB allocated) before the fix
+    data = two_services("0.0.0.0:8080", "0.0.0.0:8081")
+    data["pools"]["p"].update(scheduler="mh", options={"table_size": 1048583})
+    with pytest.raises(ConfigError) as caught:
+        load_dict(data)
+    assert caught.value.problems[0][0] == "pools.p.options"
+    assert "mh option table_size: 1048583 is out of range" in caught.value.problems[0][1]
