@@ -10,6 +10,7 @@ The backend's behaviour is chosen by path, so one process serves every scenario:
   /reset           drops the connection                 /ws          101, then echoes raw bytes
   /hugehead        a response head that never ends      /sink        reads the body 1.5 s late, answers its size
   /session         sets JSESSIONID=<id>.<route>     /log         every request line seen so far
+  /noupgrade       an Upgrade request answered 200 (declined), later bytes read as HTTP
 Expect: 100-continue is answered with 100 before the body is read.
 """
 
@@ -63,6 +64,11 @@ class BackendProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
+            if self.url.startswith(b"/noupgrade"):  # declines the upgrade: a plain answer, then
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ndeclined")
+                self.parser = httptools.HttpRequestParser(self)  # what follows is HTTP again
+                self.data_received(data[up.args[0]:])
+                return
             self.tunnel = True
             self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                  b"Connection: Upgrade\r\n\r\n" + data[up.args[0]:])

@@ -31,7 +31,7 @@ class ConnectionBase(asyncio.Protocol):
                  "local_addr", "proxy_header", "parser", "queue", "receiving", "error", "blockers",
                  "write_paused", "closed", "client_eof", "tunnel", "head_fed", "url_len",
                  "header_bytes", "deadline", "deadline_kind", "timer", "touched", "idle_ticks",
-                 "proto", "corked", "out", "up_dirty", "resp_deadline", "private")
+                 "proto", "corked", "out", "up_dirty", "resp_deadline", "private", "held")
 
     def __init__(self, svc: HttpService):
         self.svc = svc
@@ -67,6 +67,10 @@ class ConnectionBase(asyncio.Protocol):
         self.up_dirty: Exchange | None = None
         self.resp_deadline = 0.0  # the server answering queue[0] must send by then (0 = none)
         self.private = False  # it opened server connections of its own (PROXY protocol)
+        # Bytes that followed an Upgrade request's head, held until the server answers: after
+        # its 101 they are the new protocol's, after any other answer the next request's
+        # (issue 7 item 1: never forwarded before the 101, RFC 9110 §7.8).
+        self.held: bytes | None = None
 
     if TYPE_CHECKING:  # defined by the mixins (dispatch.py, response.py) that complete the class
         def dispatch(self, ex: Exchange, fresh: bool = False) -> None: ...
@@ -77,6 +81,7 @@ class ConnectionBase(asyncio.Protocol):
         def _finish(self, ex: Exchange, keep_upstream: bool) -> None: ...
         # and by HttpConnection (server.py)
         def close(self, abort: bool = False) -> None: ...
+        def replay_after_declined_upgrade(self) -> None: ...
         def abort(self, reason: str = "shutdown") -> None: ...
 
     # -- writes, corked while a read is parsed ------------------------------------------

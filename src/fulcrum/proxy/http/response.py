@@ -54,8 +54,6 @@ class Responder(ConnectionBase):
         else:
             ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
             ex.keep_alive = False
-        if ex.upgrade:
-            ex.keep_alive = False  # the server refused the upgrade; the parser cannot go on
         if not ex.keep_alive:
             lines.append(b"Connection: close\r\n")
         elif ex.version == b"1.0":
@@ -103,6 +101,9 @@ class Responder(ConnectionBase):
         self._to_client(hdr.response_head(status, reason, headers, ex.version))
         up.tunnel = True
         self.tunnel = up
+        held, self.held = self.held, None
+        if held:  # sent only now: the server has agreed to the new protocol
+            up.transport.write(held)
         self.resp_deadline = 0.0
         self._arm("none", 0)
         self.blockers.clear()
@@ -183,6 +184,10 @@ class Responder(ConnectionBase):
         if not ex.keep_alive:
             self.close()  # RFC 9112 §9.6: the last response on this connection
             return
+        if ex.upgrade and self.held is not None:
+            # a declined upgrade (issue 7 item 1): the held bytes are read as HTTP, after this
+            # callback returns, so they are parsed outside the server's parser callback
+            self.ctx.loop.call_soon(self.replay_after_declined_upgrade)
         if len(self.queue) <= 1:
             self.unblock_reading("pipelined")
         if self.queue:

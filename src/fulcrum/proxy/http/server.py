@@ -68,6 +68,9 @@ class HttpConnection(Dispatcher, Responder):
             return
         if self.error is not None:
             return  # after a rejected request nothing more is read
+        if self.held is not None:  # an Upgrade request awaits its answer (reading is paused)
+            self.held += data
+            return
         if self.proxy_header is not None:
             data = self._read_proxy_header(data)
             if not data:
@@ -83,10 +86,11 @@ class HttpConnection(Dispatcher, Responder):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            # llhttp stops after an upgrade request; what follows belongs to the new protocol
-            rest = data[upgrade.args[0]:]
-            if self.queue and rest:
-                self._send_request_bytes(self.queue[-1], rest)
+            # llhttp stops after an upgrade request. What follows is the new protocol's only if
+            # the server answers 101; until then it is held and nothing more is read. Sent
+            # before the 101, it would reach a server that may decline the upgrade and read it
+            # as a request nobody checked (issue 7 item 1: smuggling through Upgrade).
+            self.held = data[upgrade.args[0]:]
             self.block_reading("upgrade")
         except httptools.HttpParserCallbackError as err:
             cause = err.__context__
@@ -234,6 +238,18 @@ class HttpConnection(Dispatcher, Responder):
         if not ex.keep_alive:
             self.block_reading("last-request")  # RFC 9112 §9.6: nothing after close is read
 
+    def replay_after_declined_upgrade(self) -> None:
+        """The server answered an Upgrade request without 101: the connection stays HTTP, and
+        the held bytes are the next request(s), parsed by a fresh parser like any others
+        (llhttp cannot leave its upgrade state)."""
+        held, self.held = self.held, None
+        if self.closed:
+            return
+        self.parser = httptools.HttpRequestParser(self)
+        self.unblock_reading("upgrade")
+        if held:
+            self.data_received(held)
+
     # -- timeouts ---------------------------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
@@ -265,6 +281,7 @@ class HttpConnection(Dispatcher, Responder):
         if self.closed:
             return
         self.closed = True
+        self.held = None
         self.ctx.relays.discard(self)
         self.ctx.release()
         self.svc.unwatch(self)
