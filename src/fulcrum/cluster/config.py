@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, model_validator
 
 from fulcrum.config.strict import Strict
-from fulcrum.config.types import Duration
+from fulcrum.config.types import Duration, Port
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -170,8 +170,35 @@ class VirtualRouter(Strict):
         return self
 
 
+class ConntrackSync(Strict):
+    """conntrackd in FTFW mode (reliable: acknowledged, resent) over UDP unicast on the
+    cluster link, as conntrack-tools' examples/sync/ftfw set it up."""
+
+    interface: InterfaceName = Field(description="the dedicated cluster link conntrackd sends on")
+    address: IPAddr = Field(description="this node's address on that link")
+    peer: IPAddr = Field(description="the other node's address on that link")
+    port: Port = Field(3780, description="UDP port of the state messages (both nodes)")
+    state_dir: str = Field("/run/fulcrum/conntrackd",
+                           description="where fulcrum writes conntrackd.conf, its control socket and lock file")
+    command: str = Field("conntrackd", description="the conntrackd program")
+    router: str | None = Field(None, description="the virtual router whose state switches conntrackd; "
+                                                 "None = the first one")
+
+    @model_validator(mode="after")
+    def _same_family(self) -> ConntrackSync:
+        if self.address.version != self.peer.version:
+            raise ValueError("address and peer must be of one family (IPv4 or IPv6)")
+        if self.address == self.peer:
+            raise ValueError("address and peer are the same address")
+        if not self.state_dir.startswith("/"):
+            raise ValueError("state_dir must be an absolute path")
+        return self
+
+
 class Cluster(Strict):
     virtual_routers: dict[str, VirtualRouter] = Field(min_length=1)
+    conntrack: ConntrackSync | None = Field(
+        None, description="replicate connection state to the peer with conntrackd (kernel nat/fullnat services)")
 
     @model_validator(mode="after")
     def _unique_routers(self) -> Cluster:
@@ -183,6 +210,9 @@ class Cluster(Strict):
                 raise ValueError(f"virtual router {name!r} repeats vrid {router.vrid} of {seen[key]!r} "
                                  f"on {router.interface} (IPv{router.family})")
             seen[key] = name
+        if self.conntrack is not None and self.conntrack.router is not None \
+                and self.conntrack.router not in self.virtual_routers:
+            raise ValueError(f"conntrack.router: no virtual router named {self.conntrack.router!r}")
         return self
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import subprocess
+from collections.abc import Awaitable, Callable
 
 from fulcrum.cluster.config import Notify
 
@@ -23,10 +24,12 @@ class HookRunner:
         self.router = router
         self.notify = notify
         self._last: asyncio.Task[None] | None = None
+        # fulcrum's own reactions (conntrackd's switch), run before the user's commands
+        self.actions: list[Callable[[str], Awaitable[None]]] = []
 
     def state_changed(self, state: str) -> None:
         commands: list[str] = getattr(self.notify, _COMMANDS[state])
-        if commands:
+        if commands or self.actions:
             self._last = asyncio.get_running_loop().create_task(self._after(self._last, state, commands))
 
     async def wait(self) -> None:
@@ -37,6 +40,11 @@ class HookRunner:
     async def _after(self, previous: asyncio.Task[None] | None, state: str, commands: list[str]) -> None:
         if previous is not None:
             await previous
+        for action in self.actions:
+            try:
+                await action(state)
+            except Exception:  # a broken action must not stop the hooks after it
+                log.exception("%s: action on %s failed", self.router, state)
         env = {**os.environ, "FULCRUM_VROUTER": self.router, "FULCRUM_STATE": state}
         for command in commands:
             await self._run(command, env)

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fulcrum.cluster.config import Cluster
+from fulcrum.cluster.conntrackd import ConntrackDaemon, ConntrackError
 from fulcrum.cluster.driver import RouterDriver
 from fulcrum.cluster.watch import LinkWatcher, Pinger
 from fulcrum.config.errors import ConfigError
@@ -40,6 +41,7 @@ class ClusterEngine:
         self._links: LinkWatcher | None = None
         self._pinger: Pinger | None = None
         self._pool_health: dict[str, bool] = {}  # as last told, also before the drivers exist
+        self.conntrackd: ConntrackDaemon | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -48,6 +50,7 @@ class ClusterEngine:
                     self.drivers[name] = await RouterDriver.open(name, config)
                 except (OSError, LookupError) as err:
                     raise EngineError(f"virtual router {name!r} on {config.interface}: {err}") from err
+            await self._start_conntrackd()
             self._watch()
             for driver in self.drivers.values():
                 await driver.start()
@@ -59,6 +62,21 @@ class ClusterEngine:
             # A master leaving sends priority 0 so a backup takes over at once (§6.4.3).
             for driver in self.drivers.values():
                 await driver.stop()
+            if self.conntrackd is not None:
+                await self.conntrackd.stop()
+
+    async def _start_conntrackd(self) -> None:
+        """Before any router starts: its first state change already switches conntrackd."""
+        sync = self.cluster.conntrack
+        if sync is None:
+            return
+        self.conntrackd = ConntrackDaemon(sync)
+        try:
+            await self.conntrackd.start()
+        except ConntrackError as err:
+            raise EngineError(f"cluster.conntrack: {err}") from err
+        router = sync.router or next(iter(self.drivers))
+        self.drivers[router].hooks.actions.append(self.conntrackd.state_changed)
 
     def _watch(self) -> None:
         routers = self.cluster.virtual_routers.values()
