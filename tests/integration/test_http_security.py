@@ -4,13 +4,14 @@ named after its defect, end to end through real sockets."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from fulcrum.node import Node
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client, running
+from tests.integration.test_http_support import BackendProcess, Client, free_port, running
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,160 @@ def test_upgrade_bytes_after_the_head_reach_the_server_after_its_101(backend: Ba
         c.close()
 
     run(config([backend.port]), scenario)
+
+
+# -- issue 7 item 3: responses mixed between clients -------------------------------------------
+
+
+def test_response_mixup_bytes_after_a_complete_response_close_the_server_connection(
+        backend: BackendProcess) -> None:
+    """A server connection with unread bytes after a response is closed, never reused: the
+    bytes never reach the next request's client, whole (pipelined) or partial (later)."""
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"GET /extra HTTP/1.1\r\nHost: t\r\n\r\nGET /name HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = await c.responses(2)
+        assert [r.body for r in got] == [b"ok", b"a"]
+        for n in (1, 20, 40):  # part of a response left over, then another client's request
+            first = await Client.connect(port)
+            assert (await first.get(f"/extra?n={n}")).body == b"ok"
+            first.close()
+            for _ in range(3):
+                other = await Client.connect(port)
+                r = await other.get("/name")
+                assert (r.status, r.body) == (200, b"a")
+                other.close()
+
+    run(config([backend.port]), scenario)
+
+
+# -- issue 7 item 4: false 431 on pipelined and large-body traffic -----------------------------
+
+
+def test_false_431_ten_thousand_pipelined_gets_in_one_write_are_all_answered(backend: BackendProcess) -> None:
+    """The head-size bound counts the bytes of a head, not whole reads holding many requests."""
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        count = 10_000
+        c.send(b"GET /name HTTP/1.1\r\nHost: t\r\n\r\n" * count)
+        got = await c.responses(count, timeout=50)
+        assert len(got) == count and {r.status for r in got} == {200}
+        c.close()
+
+    run(config([backend.port]), scenario)
+
+
+def test_false_431_large_body_then_half_a_pipelined_head(backend: BackendProcess) -> None:
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        body = b"b" * 100_000
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+               + b"GET /name HTTP/1.1\r\nHo")
+        first = await c.responses(1)
+        assert first[0].status == 200 and first[0].body == body
+        c.send(b"st: t\r\n\r\n")
+        got = await c.responses(2)
+        assert [r.status for r in got] == [200, 200] and got[1].body == b"a"
+        c.close()
+
+    run(config([backend.port]), scenario)
+
+
+# -- issue 7 item 5: an aborted upload pins resources ---------------------------------------
+
+
+async def _fds_back_to(baseline: int, within: float = 10.0) -> int:
+    """Open descriptors of this process (the node runs in it), once back at `baseline`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (count := len(os.listdir("/proc/self/fd"))) > baseline and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return count
+
+
+def test_aborted_upload_client_eof_mid_body_frees_the_server_side_at_once(backend: BackendProcess) -> None:
+    """A client that stops mid-body and closes its side: its server connection is aborted and
+    both descriptors freed at once, not after the body timeout (60 s here)."""
+
+    async def scenario(port: int, node: Node) -> None:
+        baseline = len(os.listdir("/proc/self/fd"))
+        clients = []
+        for _ in range(20):
+            c = await Client.connect(port)
+            c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+            await c.writer.drain()
+            clients.append(c)
+        for c in clients:
+            c.writer.write_eof()
+        for c in clients:
+            assert await c.closed(timeout=10)
+            c.close()
+        assert await _fds_back_to(baseline) <= baseline
+        assert not node.contexts["web"].relays
+
+    run(config([backend.port], http={"body_timeout": "60s"}), scenario)
+
+
+# -- issue 7 item 6: a POST was sent twice -----------------------------------------------------
+
+
+class ResetOnReuse(asyncio.Protocol):
+    """A server that answers the first request of each connection and resets the connection on
+    the second (a keep-alive connection dying as it is reused); `/partial` is reset after
+    part of a response head. Every request line is recorded in `seen`."""
+
+    def __init__(self, seen: list[bytes]):
+        self.seen = seen
+        self.buffer = b""
+        self.served = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            line = head.split(b"\r\n", 1)[0]
+            self.seen.append(line)
+            self.served += 1
+            if self.served > 1:
+                self.transport.abort()
+                return
+            if line.startswith(b"GET /partial"):
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-")
+                self.transport.abort()
+                return
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_post_sent_twice_only_idempotent_requests_are_retried_after_a_reused_connection_resets() -> None:
+    """RFC 9110 §9.2.2: a GET whose reused server connection resets before any response byte
+    is sent again on a fresh connection (answered 200); a POST is never sent twice (502); a
+    request whose response had begun is not retried either."""
+    seen: list[bytes] = []
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        assert (await c.get("/a")).status == 200  # its server connection is kept alive
+        r = await c.get("/b")  # the kept-alive connection resets: retried on a fresh one
+        assert (r.status, r.body) == (200, b"ok")
+        assert seen.count(b"GET /b HTTP/1.1") == 2
+        c.send(b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        post = (await c.responses(3))[2]
+        assert post.status == 502
+        assert seen.count(b"POST /c HTTP/1.1") == 1
+        c = await Client.connect(port)
+        assert (await c.get("/partial")).status == 502
+        assert seen.count(b"GET /partial HTTP/1.1") == 1
+        c.close()
+
+    async def with_server(port: int, node: Node) -> None:
+        server = await asyncio.get_running_loop().create_server(lambda: ResetOnReuse(seen), "127.0.0.1", server_port)
+        async with server:
+            await scenario(port, node)
+
+    server_port = free_port()
+    run(config([server_port]), with_server)

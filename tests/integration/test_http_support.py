@@ -10,6 +10,7 @@ The backend's behaviour is chosen by path, so one process serves every scenario:
   /reset           drops the connection                 /ws          101, then echoes raw bytes
   /hugehead        a response head that never ends      /sink        reads the body 1.5 s late, answers its size
   /session         sets JSESSIONID=<id>.<route>     /log         every request line seen so far
+  /extra?n=         "ok", then n bytes of an unasked-for response in the same write
   /noupgrade       an Upgrade request answered 200 (declined), later bytes read as HTTP
 Expect: 100-continue is answered with 100 before the body is read.
 """
@@ -138,6 +139,10 @@ class BackendProtocol(asyncio.Protocol):
             extra.append((b"Set-Cookie", b"JSESSIONID=s%d.%s; Path=/" % (self.port, self.route.encode())))
         elif path == "/hugehead":  # a response head that never ends
             t.write(b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 3_000_000)
+            return
+        elif path == "/extra":  # a broken server: more bytes after a complete response
+            sneaky = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsneaky"
+            t.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + sneaky[:int(query.get("n", "99"))])
             return
         elif path == "/garbage":
             t.write(b"this is not http\r\n\r\n")

@@ -149,15 +149,19 @@ class Dispatcher(ConnectionBase):
         if ex.sent_head:
             self.abort()  # the client already has part of a response: it must see a broken one
             return
+        # Sent again, once, only when all three hold (issue 7 item 6): the method is
+        # idempotent (RFC 9110 §9.2.2; RFC 9112 §9.3.1: never retry a non-idempotent request
+        # automatically, even on a reused connection the server closed as we wrote), the body
+        # can be replayed (bodies are streamed, not kept: only bodiless requests), and nothing
+        # of the response has arrived.
         retry = (up is not None and not up.got_bytes and not ex.retried and not ex.has_body
-                 and (up.reused or ex.method in IDEMPOTENT) and status == 502)
+                 and ex.method in IDEMPOTENT and status == 502)
         if up is not None:
             up.abort()
             ex.upstream = None
         if retry and up is not None and backend is not None and ex.pool is not None:
-            # Sent again, once: an idempotent request (RFC 9110 §9.2.2), or any bodiless one that
-            # met a kept-alive connection the server had just closed (RFC 9112 §9.3.1). After a
-            # fresh connection failed, another server is tried; after a reused one, the same.
+            # After a fresh connection failed, another server is tried; after a reused one (the
+            # server closed it as it was being reused), the same one may be chosen again.
             ex.retried = True
             ex.pool.released(backend)
             ex.backend = None

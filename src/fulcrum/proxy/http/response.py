@@ -138,12 +138,7 @@ class Responder(ConnectionBase):
         ex = self.receiving
         self.receiving = None
         if ex is not None and ex in self.queue:
-            if ex.upstream is not None:
-                # the server got part of this request: it is out of step now, never reused
-                ex.upstream.abort()
-                ex.upstream = None
-            self.queue.remove(ex)
-            self._release(ex)
+            self._drop(ex)  # the server got part of this request: it is out of step now
         if not self.queue:
             self._write_rejection()
 

@@ -102,10 +102,19 @@ class HttpConnection(Dispatcher, Responder):
         except httptools.HttpParserError as err:
             self.reject(RequestError(400, str(err)))
         else:
-            if self.head_fed:  # a head is still incomplete: llhttp may be buffering one huge field
-                self.head_fed += len(data)
-                if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
-                    self.reject(RequestError(431, "request head too large"))
+            if self.head_fed:
+                # A head is still incomplete: httptools may be buffering one huge field, which
+                # on_header cannot count yet. Count the reads after the one where the head
+                # began: those belong to the head whole. That first read's share is not known
+                # (it may hold earlier requests or a body) and is bounded by the read size;
+                # counting all of it answered pipelined and large-body traffic with a false
+                # 431 (issue 7 item 4). Complete fields are counted exactly by on_header.
+                if self.head_fed == 1:
+                    self.head_fed = 2
+                else:
+                    self.head_fed += len(data)
+                    if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
+                        self.reject(RequestError(431, "request head too large"))
         finally:
             self.uncork()
 
@@ -116,9 +125,26 @@ class HttpConnection(Dispatcher, Responder):
             return True
         # a client that half-closes after its requests still gets the answers
         self.client_eof = True
+        ex = self.receiving
+        if ex is not None:
+            # Cut off mid-head or mid-body (an aborted upload): this request can never
+            # complete. Its server, which may hold part of it, is disconnected at once rather
+            # than left waiting out the body timeout with both descriptors (issue 7 item 5).
+            self.receiving = None
+            self._drop(ex)
         if not self.queue:
             self.close()
         return True
+
+    def _drop(self, ex: Exchange) -> None:
+        """Forget an incomplete request; a server that got part of it is out of step with us
+        now and is disconnected, never reused (RFC 9112 §9.3)."""
+        if ex in self.queue:
+            if ex.upstream is not None:
+                ex.upstream.abort()
+                ex.upstream = None
+            self.queue.remove(ex)
+        self._release(ex)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(abort=True)

@@ -25,7 +25,8 @@ MAX_RESPONSE_HEAD = 1024 * 1024  # a broken server must not grow us without boun
 
 class Upstream(asyncio.Protocol):
     __slots__ = ("backend", "transport", "parser", "exchange", "reused", "idle_since",
-                 "closed", "tunnel", "got_bytes", "pool", "owner", "reason", "headers", "head_fed")
+                 "closed", "tunnel", "got_bytes", "pool", "owner", "reason", "headers", "head_fed",
+                 "feeding", "parked", "stale")
 
     def __init__(self, backend: Backend, pool: IdlePool, owner: int = 0):
         self.backend = backend
@@ -42,6 +43,12 @@ class Upstream(asyncio.Protocol):
         self.reason = b""  # of the response being parsed
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_fed = 0
+        # A response that completes inside a read is not pooled until the whole read has been
+        # parsed ("parked"): a byte after it ("stale") means the server is out of step with
+        # us, and the connection is closed, never given to the next request (issue 7 item 3).
+        self.feeding = False
+        self.parked = False
+        self.stale = False
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -60,6 +67,7 @@ class Upstream(asyncio.Protocol):
         conn = ex.conn
         conn.server_activity(ex)
         conn.cork()
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -75,6 +83,13 @@ class Upstream(asyncio.Protocol):
                 if self.head_fed > MAX_RESPONSE_HEAD and self.exchange is not None:
                     conn.server_failed(self.exchange, "response head too large")
         finally:
+            self.feeding = False
+            if self.parked:
+                self.parked = False
+                if self.stale:
+                    self.close()
+                else:
+                    self.pool.put(self, self.idle_since)
             conn.uncork()
 
     def eof_received(self) -> bool:
@@ -109,6 +124,11 @@ class Upstream(asyncio.Protocol):
     # -- response parser callbacks (httptools) ------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.exchange is None:
+            # a response nobody asked for (after a complete one, in the same read): stop
+            # parsing it, and never reuse this connection (issue 7 item 3, RFC 9112 §9.3)
+            self.stale = True
+            raise ValueError("response bytes after a complete response")
         self.reason = b""
         self.headers = []
         self.head_fed = 1  # counting: the head is incomplete
@@ -181,6 +201,9 @@ class IdlePool:
         up.exchange = None
         up.got_bytes = False
         up.idle_since = now
+        if up.feeding:  # its read is still being parsed: pooled after it, if nothing followed
+            up.parked = True
+            return
         stack = self.idle.setdefault((up.backend.key, up.owner), [])
         stack.append(up)
         if len(stack) > IDLE_PER_SERVER:
