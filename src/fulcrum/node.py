@@ -45,6 +45,9 @@ class Node:
         self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
         self.sync: Any = None  # ConfigSync when the config has a sync section
         self.config_path: str | None = None  # the file a synced change is written to
+        self.loader: Callable[[], Config] | None = None  # reads the source again (reload.py)
+        self.source_config = config  # the source as last read: runtime changes are the difference
+        self.default_control_socket = False  # `fulcrum run` sets it: control.socket unset = default place
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
 
@@ -86,7 +89,15 @@ class Node:
         self.listeners.clear()
 
     async def start(self) -> None:
-        self.bind_all()  # no-op for addresses bound already (run_node binds before forking)
+        from fulcrum.reload import preflight
+
+        prepared = preflight(self.config, daemon_log=False)  # files first: a bad one fails the start
+        try:
+            self.bind_all()  # no-op for addresses bound already (run_node binds before forking)
+        except BaseException:
+            prepared.discard()
+            raise
+        prepared.commit(self)
         self._build_pools(self.config)
         self._start_health()
         await self._apply_services(self.config)
@@ -170,10 +181,13 @@ class Node:
 
     async def _start_control(self) -> None:
         path = self.config.control.socket
-        if path and self.control_socket is None and self.first_worker:
-            from fulcrum.control.socket import serve_control_socket
+        if path != "off" and self.control_socket is None and self.first_worker:
+            from fulcrum.control.socket import serve_control_socket, serve_default_control_socket
 
-            self.control_socket = await serve_control_socket(self, path)
+            if path:
+                self.control_socket = await serve_control_socket(self, path)
+            elif self.default_control_socket:  # `fulcrum run`: on by default
+                self.control_socket = await serve_default_control_socket(self)
         endpoint = self.config.control.pen_port
         if endpoint is not None and self.penctl is None:
             from fulcrum.control.penctl import serve_penctl
@@ -224,8 +238,19 @@ class Node:
     # -- reload --------------------------------------------------------------------
 
     async def reload(self, config: Config) -> None:
-        """Apply a new configuration without dropping listening sockets or connections."""
-        self._bind_missing(config)  # first: if an address fails, nothing has changed yet
+        """Apply a new configuration without dropping listening sockets or connections.
+        Everything it needs is read, opened and bound first (reload.py): on any failure
+        ReloadError is raised and nothing has changed."""
+        from fulcrum.proxy.listener import ListenError
+        from fulcrum.reload import ReloadError, preflight
+
+        prepared = preflight(config, current=self.config)
+        try:
+            self._bind_missing(config)
+        except ListenError as err:
+            prepared.discard()
+            raise ReloadError([("listen", str(err))]) from err
+        prepared.commit(self)
         self.config = config
         self.node_connections.limit = per_worker(config.max_connections, config.workers)
         self._build_pools(config)
@@ -235,6 +260,12 @@ class Node:
         self._schedule_sweeps()
         await self._apply_sync()
         log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
+
+    async def reload_from_source(self) -> dict[str, Any]:
+        """Re-read the file (SIGHUP, `fulcrum ctl reload`), keeping runtime changes."""
+        from fulcrum.reload import reload_from_source
+
+        return await reload_from_source(self)
 
     # -- stop ----------------------------------------------------------------------
 

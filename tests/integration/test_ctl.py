@@ -8,6 +8,8 @@ import os
 import stat
 from pathlib import Path
 
+import tomli_w
+
 from tests.integration.helpers import (
     FULCRUM,
     Backends,
@@ -63,6 +65,13 @@ def test_ctl_drains_reweights_and_reports_through_the_socket(tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
-def test_ctl_without_a_socket_says_how_to_give_one() -> None:
-    code, _, err = asyncio.run(ctl("status"))
-    assert code == 2 and "control socket" in err
+def test_ctl_without_a_node_says_how_to_give_one(tmp_path: Path) -> None:
+    missing = tmp_path / "control.sock"
+    code, _, err = asyncio.run(ctl("-s", str(missing), "status"))
+    assert code == 1 and "no control socket there" in err and "-s PATH" in err
+    off = tmp_path / "off.toml"
+    data = service_config(["127.0.0.1:1"], [2])
+    data["control"] = {"socket": "off"}
+    off.write_text(tomli_w.dumps(data))
+    code, _, err = asyncio.run(ctl("-c", str(off), "status"))
+    assert code == 2 and "control socket off" in err

@@ -3,6 +3,7 @@ control socket (control.socket).
 
     fulcrum ctl -c /etc/fulcrum/fulcrum.toml server.drain 10.0.0.11:8080
     fulcrum ctl -s /run/fulcrum/control.sock server.weight server=10.0.0.11:8080 weight=3
+    fulcrum ctl status          (a table; --json for the data)
     fulcrum ctl help
 
 Arguments are given in the command's order, or as name=value."""
@@ -10,8 +11,10 @@ Arguments are given in the command's order, or as name=value."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
+import time
 from typing import Any
 
 import click
@@ -61,39 +64,120 @@ def print_help() -> None:
         click.echo(f"{'':22} {command['help']}")
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.option("-s", "--socket", "socket_path", type=click.Path(dir_okay=False),
-              help="the node's control socket")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-              help="read control.socket from this configuration")
-@click.argument("command")
-@click.argument("words", nargs=-1, type=click.UNPROCESSED)
-def ctl(socket_path: str | None, config_path: str | None, command: str, words: tuple[str, ...]) -> None:
-    """Run COMMAND on a running node (`fulcrum ctl help` lists them)."""
-    if command == "help":
-        print_help()
-        return
-    if socket_path is None and config_path is not None:
+def resolve_socket(socket_path: str | None, config_path: str | None, who: str = "fulcrum ctl") -> str:
+    """-s PATH, else control.socket of -c FILE, else the default place (control/socket.py)."""
+    from fulcrum.control.socket import default_socket_path
+    from fulcrum.control.socket import socket_path as configured_path
+
+    if socket_path is not None:
+        return socket_path
+    if config_path is not None:
         from fulcrum.config.load import load_file
 
         try:
-            socket_path = load_file(config_path).control.socket
+            found = configured_path(load_file(config_path).control.socket)
         except ConfigError as err:
-            click.echo(f"fulcrum ctl: {err}", err=True)
+            click.echo(f"{who}: {str(err).replace(chr(10), '; ')}", err=True)
             sys.exit(2)
-    if socket_path is None:
-        click.echo("fulcrum ctl: no control socket: give -s PATH, or -c FILE with control.socket set", err=True)
+        if found is None:
+            click.echo(f"{who}: {config_path} turns the control socket off (control.socket = 'off')", err=True)
+            sys.exit(2)
+        return found
+    found = default_socket_path()
+    if found is None:
+        click.echo(f"{who}: no control socket: give -s PATH or -c FILE "
+                   "(no $XDG_RUNTIME_DIR for the default place)", err=True)
         sys.exit(2)
+    return found
+
+
+def call(path: str, command: str, args: dict[str, Any], who: str = "fulcrum ctl") -> Any:
+    """Run one command on the node; a refusal or an unreachable node exits 1 with the reason."""
+    try:
+        answer = send(path, command, args)
+    except FileNotFoundError:
+        click.echo(f"{who}: {path}: no control socket there (is the node running? "
+                   "give -s PATH or -c FILE)", err=True)
+        sys.exit(1)
+    except (OSError, ValueError) as err:
+        click.echo(f"{who}: {path}: {err}", err=True)
+        sys.exit(1)
+    if not answer.get("ok"):
+        click.echo(f"{who}: {answer.get('error')}", err=True)
+        sys.exit(1)
+    return answer.get("result")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("-s", "--socket", "socket_path", type=click.Path(dir_okay=False),
+              help="the node's control socket (default: /run/fulcrum/control.sock as root, "
+                   "$XDG_RUNTIME_DIR/fulcrum/control.sock otherwise)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="read control.socket from this configuration")
+@click.option("--json", "as_json", is_flag=True, help="status: print the JSON instead of the table")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0, 60),
+              help="status: seconds between the two samples rates are measured over (0 = no rates)")
+@click.argument("command")
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def ctl(socket_path: str | None, config_path: str | None, as_json: bool, interval: float,
+        command: str, words: tuple[str, ...]) -> None:
+    """Run COMMAND on a running node (`fulcrum ctl help` lists them); `status` prints a table."""
+    if command == "help":
+        print_help()
+        return
+    path = resolve_socket(socket_path, config_path)
     try:
         args = bind_args(command, words)
-        answer = send(socket_path, command, args)
     except CommandError as err:
         click.echo(f"fulcrum ctl: {err}", err=True)
         sys.exit(2)
-    except (OSError, ValueError) as err:
-        click.echo(f"fulcrum ctl: {socket_path}: {err}", err=True)
-        sys.exit(1)
-    if not answer.get("ok"):
-        click.echo(f"fulcrum ctl: {answer.get('error')}", err=True)
-        sys.exit(1)
-    click.echo(json.dumps(answer.get("result"), indent=2, default=str))
+    if command == "status" and not as_json:
+        from fulcrum.control.status_table import render
+
+        first = call(path, command, args)
+        if interval <= 0:
+            click.echo(render(first), nl=False)
+            return
+        time.sleep(interval)
+        click.echo(render(call(path, command, args), first, interval), nl=False)
+        return
+    click.echo(json.dumps(call(path, command, args), indent=2, default=str))
+
+
+@click.command("reload")
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="the configuration file the node runs")
+@click.option("-s", "--socket", "socket_path", type=click.Path(dir_okay=False),
+              help="the node's control socket (default: control.socket of the file, or its default place)")
+def reload_command(config_path: str, socket_path: str | None) -> None:
+    """Check FILE, then have the running node re-read it and wait for the result.
+
+    Exit 0: applied (runtime changes kept or overridden are listed). Exit 2: FILE is invalid
+    and the node was not asked. Exit 1: the node refused it (nothing changed) or is unreachable."""
+    from fulcrum.config.load import load_file
+    from fulcrum.reload import check_files
+
+    try:
+        config = load_file(config_path)
+    except ConfigError as err:
+        for where, reason in err.problems:
+            click.echo(f"fulcrum reload: {where}: {reason}", err=True)
+        sys.exit(2)
+    problems = check_files(config)
+    if problems:
+        for where, reason in problems:
+            click.echo(f"fulcrum reload: {where}: {reason}", err=True)
+        sys.exit(2)
+    path = resolve_socket(socket_path, config_path, who="fulcrum reload")
+    result = call(path, "reload", {}, who="fulcrum reload")
+    if not isinstance(result, dict):
+        click.echo(f"reloaded: {result}")
+        return
+    source = result.get("source")
+    if source and os.path.abspath(source) != os.path.abspath(config_path):
+        click.echo(f"fulcrum reload: note: the node runs {source}, not {config_path}; it re-read {source}", err=True)
+    click.echo(f"reloaded: {result.get('services')} service(s), {result.get('pools')} pool(s)")
+    for note in result.get("runtime_kept", []):
+        click.echo(f"  runtime change kept: {note}")
+    for note in result.get("runtime_overridden", []):
+        click.echo(f"  runtime change overridden by the file: {note}")

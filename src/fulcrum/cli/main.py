@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 
 import click
 
 from fulcrum import __version__
-from fulcrum.cli.ctl import ctl
+from fulcrum.cli.ctl import ctl, reload_command
 from fulcrum.cluster.sync_cli import sync_group
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
@@ -37,6 +38,9 @@ def run(path: str, daemon: bool, pidfile: str | None) -> None:
     """Run a node in the foreground (SIGHUP reloads, SIGTERM drains and stops)."""
     from fulcrum.cli.process import run_node
 
+    # --daemon changes to /: a relative -c or --pidfile must name the same files afterwards
+    path = os.path.abspath(path)
+    pidfile = os.path.abspath(pidfile) if pidfile else None
     try:
         config = load_file(path)
     except ConfigError as err:
@@ -181,6 +185,7 @@ def schema() -> None:
 
 main.add_command(sync_group)
 main.add_command(ctl)
+main.add_command(reload_command)
 
 if __name__ == "__main__":
     main()

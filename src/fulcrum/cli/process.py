@@ -6,11 +6,11 @@ SIGTERM/SIGINT: stop accepting, drain, exit 0. SIGHUP: reload the configuration
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,16 +19,27 @@ from fulcrum.config.model import Config
 from fulcrum.node import Node
 from fulcrum.proxy.listener import ListenError
 from fulcrum.proxy.loop import loop_factory, loop_name
+from fulcrum.sdnotify import notify
 
 log = logging.getLogger("fulcrum.process")
 
 Loader = Callable[[], Config]
 
 
+READY_TIMEOUT = 60.0  # --daemon: how long the starting command waits for "serving"
+_ready_fd: int | None = None  # the pipe to the waiting parent, in a daemon until it reports
+
+
 def daemonize() -> None:
-    """Classic double fork: detach from the terminal and the session."""
+    """Classic double fork: detach from the terminal and the session. The command that was
+    started waits until the daemon serves (or fails) and exits 0 or 1 accordingly, so an
+    init script sees a daemon that died at once."""
+    global _ready_fd
+    read_end, write_end = os.pipe()
     if os.fork() > 0:
-        os._exit(0)
+        os.close(write_end)
+        os._exit(wait_ready(read_end, READY_TIMEOUT))
+    os.close(read_end)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
@@ -36,6 +47,44 @@ def daemonize() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    _ready_fd = write_end
+
+
+def wait_ready(fd: int, timeout: float) -> int:
+    """In the starting process: read the daemon's one-line report; the exit status."""
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            sys.stderr.write(f"fulcrum: the daemon did not report serving within {timeout:g}s\n")
+            return 1
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            sys.stderr.write("fulcrum: the daemon exited before serving (see its log)\n")
+            return 1
+        data += chunk
+    line = data.split(b"\n", 1)[0].decode(errors="replace")
+    if line == "ok":
+        return 0
+    sys.stderr.write(f"fulcrum: {line}\n")
+    return 1
+
+
+def report_ready(error: str | None) -> None:
+    """In the daemon: tell the waiting parent "serving" (None) or why not. Once."""
+    global _ready_fd
+    fd, _ready_fd = _ready_fd, None
+    if fd is None:
+        return
+    try:
+        os.write(fd, (f"{error}\n" if error else "ok\n").encode())
+    except OSError:
+        pass  # the parent gave up waiting
+    finally:
+        os.close(fd)
 
 
 def write_pidfile(path: str) -> None:
@@ -59,6 +108,8 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
              prepare: Callable[[Node], None] | None = None) -> int:
     """Bind, (optionally) detach, serve until SIGTERM. Returns the exit status."""
     node = Node(config, reuse_port=config.workers > 1)
+    node.loader = reload_config
+    node.default_control_socket = True
     if prepare is not None:
         prepare(node)
     try:
@@ -74,6 +125,11 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
             return 1
     if daemon:
         daemonize()
+        if not config.log.file:
+            from fulcrum import logs
+
+            logs.detached = True  # standard error is /dev/null now: log to syslog
+            logs.setup_logging(config.log, debug=logs.debug, syslog=True)
     pidfile = pidfile or config.control.pidfile
     if pidfile:
         write_pidfile(pidfile)
@@ -100,16 +156,18 @@ async def _serve(node: Node, reload_config: Loader | None) -> int:
     reloading: list[asyncio.Task[None]] = []
 
     async def reload() -> None:
-        if reload_config is None:
+        if node.loader is None:
             log.warning("SIGHUP: nothing to reload from (configuration came from the command line)")
             return
         try:
-            config = reload_config()
-            await node.reload(config)
-        except (ConfigError, ListenError) as err:
-            log.error("reload rejected, keeping the running configuration: %s", str(err).replace("\n", "; "))
+            await node.reload_from_source()
+        except ConfigError:
+            pass  # logged by reload_from_source; the running configuration stays
 
     def on_hup() -> None:
+        # Log files first, whatever the reload gives: after logrotate moved them, the
+        # old names must be written again (no copytruncate needed).
+        reopen_logs(node)
         reloading.append(loop.create_task(reload()))
 
     def on_usr1() -> None:
@@ -121,11 +179,16 @@ async def _serve(node: Node, reload_config: Loader | None) -> int:
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     try:
         await node.start()
-    except ListenError as err:
-        log.error("%s", err)
+    except (ListenError, ConfigError) as err:
+        reason = str(err).replace("\n", "; ")
+        log.error("%s", reason)
+        report_ready(f"cannot start: {reason}")
         return 1
     log.info("serving with %s; pid %d", loop_name(), os.getpid())
+    report_ready(None)
+    notify("READY=1", f"STATUS=serving {len(node.config.services)} service(s)")
     await stop.wait()
+    notify("STOPPING=1")
     log.info("stopping: no new connections, draining for up to %gs", node.config.timeouts.drain)
     await node.stop()
     for task in reloading:
@@ -133,9 +196,20 @@ async def _serve(node: Node, reload_config: Loader | None) -> int:
     return 0
 
 
+def reopen_logs(node: Node) -> None:
+    from fulcrum.accesslog import AccessLogs
+    from fulcrum.logs import reopen_log_file
+
+    reopen_log_file()
+    for sink in node.observer.sinks:
+        if isinstance(sink, AccessLogs):
+            sink.reopen()
+
+
 def dump_status(node: Node) -> None:
     from fulcrum.control.status import status, write_status_file
 
-    log.info("status %s", json.dumps(status(node), sort_keys=True))
+    # a real object in JSON logs (not JSON inside `message`); key=<json> in text logs
+    log.info("status", extra={"fields": {"status": status(node)}})
     if node.config.control.status_file:
         write_status_file(node, node.config.control.status_file)

@@ -239,6 +239,23 @@ class Http(Strict):
         return networks
 
 
+AccessTarget = Annotated[str, AfterValidator(lambda v: _access_target(v))]
+
+
+def _access_target(value: str) -> str:
+    if value in ("off", "syslog") or value.startswith("/"):
+        return value
+    raise ValueError(f"{value!r}: give an absolute file path, 'syslog' or 'off'")
+
+
+class ServiceLog(Strict):
+    """A service's own access log settings; unset ones come from [log]."""
+
+    access: AccessTarget | None = Field(None, description="file path, 'syslog' or 'off'; None = [log] access")
+    access_format: Literal["text", "combined", "json"] | None = Field(None, description="None = [log] access_format")
+    access_sample: float | None = Field(None, gt=0, le=1, description="fraction of requests logged; None = [log] access_sample")
+
+
 class Service(Strict):
     listen: list[Endpoint] = Field(min_length=1)
     pool: str
@@ -249,19 +266,28 @@ class Service(Strict):
     max_connections: int = Field(0, ge=0, description="0 = only the global limit")
     timeouts: Timeouts | None = None
     http: Http = Field(default_factory=Http, description="only used when mode = 'http'")
+    log: ServiceLog | None = Field(None, description="this service's access log, if not as in [log]")
 
 
 class Control(Strict):
     pen_port: Endpoint | None = Field(None, description="pen -C: pen-compatible control port")
     status_file: str | None = Field(None, description="pen -w: HTML status page written on SIGUSR1")
     pidfile: str | None = None
-    socket: str | None = Field(None, description="Unix socket (mode 0600) where `fulcrum ctl` reaches the command table")
+    socket: str | None = Field(None, description="Unix socket (mode 0600) where `fulcrum ctl` reaches the command table; "
+                               "None = /run/fulcrum/control.sock as root, $XDG_RUNTIME_DIR/fulcrum/control.sock otherwise; 'off' = none")
 
 
 class Logging(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
-    file: str | None = None
+    file: str | None = Field(None, description="daemon log file (reopened on SIGHUP); None = standard error")
+    access: AccessTarget = Field("off", description="access log: a file path (reopened on SIGHUP), 'syslog' or 'off'")
+    access_format: Literal["text", "combined", "json"] = Field(
+        "text", description="text (HAProxy httplog/tcplog style), combined (Apache) or json")
+    access_sample: float = Field(1.0, gt=0, le=1, description="fraction of requests/connections logged (busy services)")
+    syslog_socket: str = Field("/dev/log", description="Unix datagram socket of the syslog daemon")
+    syslog_facility: Literal["daemon", "local0", "local1", "local2", "local3", "local4", "local5",
+                             "local6", "local7", "user"] = Field("local0", description="syslog facility of access lines")
 
 
 class Config(Strict):

@@ -521,13 +521,14 @@ def config_write(node: Any, path: str, format: str | None) -> str:
 
 @runtime_command("reload", "Apply a new configuration hitlessly: the given one, or re-read the node's source.",
                  Arg("config", lambda value: value, "a full configuration (dict)", required=False))
-async def reload(node: Any, config: Any) -> str:
+async def reload(node: Any, config: Any) -> Any:
+    """Re-reading the source keeps runtime changes the file did not touch and returns what
+    happened (reload.py); a failed reload raises with nothing changed."""
     if config is None:
         reread = getattr(node, "reload_from_source", None)
-        if reread is None:
+        if reread is None or getattr(node, "loader", True) is None:
             raise CommandError("reload: give a configuration; this node has no file to re-read")
-        await _settle(reread())
-        return "reloaded"
+        return await _settle(reread())
     new_config = config if isinstance(config, Config) else load_dict(dict(config))
     await _settle(node.reload(new_config))
     return "reloaded"

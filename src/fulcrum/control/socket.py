@@ -25,6 +25,40 @@ READ_TIMEOUT = 10.0
 MAX_REQUEST = 64 * 1024
 
 
+def default_socket_path() -> str | None:
+    """Where the control socket is when control.socket is not set: /run/fulcrum as root,
+    $XDG_RUNTIME_DIR/fulcrum otherwise (None when there is no such directory)."""
+    if os.geteuid() == 0:
+        return "/run/fulcrum/control.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime, "fulcrum", "control.sock") if runtime else None
+
+
+def socket_path(configured: str | None) -> str | None:
+    """control.socket as given ('off' = none), or the default location."""
+    if configured == "off" or configured == "":
+        return None
+    return configured or default_socket_path()
+
+
+async def serve_default_control_socket(node: Any) -> asyncio.AbstractServer | None:
+    """The control socket at its default place, unless another live node has it there (a
+    second node on the machine then has none, and says so)."""
+    path = default_socket_path()
+    if path is None:
+        log.info("no control socket: set control.socket (no $XDG_RUNTIME_DIR to put it in)")
+        return None
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
+        if os.path.exists(path) and await _in_use(path):
+            log.warning("no control socket: %s is in use by another node (set control.socket)", path)
+            return None
+        return await serve_control_socket(node, path)
+    except OSError as err:
+        log.warning("no control socket at %s: %s (set control.socket)", path, err.strerror or err)
+        return None
+
+
 async def serve_control_socket(node: Any, path: str) -> asyncio.AbstractServer:
     if os.path.exists(path) and not await _in_use(path):
         os.unlink(path)  # left by a process that died; a live one keeps its socket

@@ -1,0 +1,118 @@
+"""fulcrum as an operator runs it: systemd's readiness protocol, `fulcrum reload -c FILE`
+waiting for the result, `--daemon` exiting only once the daemon serves (or with the reason)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tests.integration.helpers import FULCRUM, FulcrumProcess, free_port, service_config
+from tests.integration.test_process import BackendThread
+
+
+def write(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(tomli_w.dumps(data))
+
+
+def fulcrum(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FULCRUM, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def receive(sock: socket.socket, timeout: float = 15.0) -> str:
+    sock.settimeout(timeout)
+    return sock.recv(4096).decode()
+
+
+def test_notify_ready_reloading_stopping_and_reload_command(tmp_path: Path) -> None:
+    backends = BackendThread(["a", "b"])
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    cfg = tmp_path / "f.toml"
+    port = free_port()
+    data = service_config([f"127.0.0.1:{port}"], backends.ports[:1])
+    data["control"] = {"socket": str(tmp_path / "control.sock")}
+    write(cfg, data)
+    env_before = os.environ.get("NOTIFY_SOCKET")
+    os.environ["NOTIFY_SOCKET"] = str(tmp_path / "notify")
+    try:
+        proc = FulcrumProcess(["run", "-c", str(cfg)], tmp_path / "out.log")
+    finally:
+        if env_before is None:
+            del os.environ["NOTIFY_SOCKET"]
+        else:
+            os.environ["NOTIFY_SOCKET"] = env_before
+    try:
+        assert "READY=1" in receive(notify)
+        data["pools"]["p"]["servers"].append(f"127.0.0.1:{backends.ports[1]}")
+        write(cfg, data)
+        result = fulcrum("reload", "-c", str(cfg))
+        assert result.returncode == 0, result.stderr
+        assert "reloaded: 1 service(s), 1 pool(s)" in result.stdout
+        assert "RELOADING=1" in (reloading := receive(notify)) and "MONOTONIC_USEC=" in reloading
+        assert "READY=1" in receive(notify)
+
+        # an invalid file: refused before the node is asked (exit 2, no reload happens)
+        bad = dict(data, workers=0)
+        write(cfg, bad)
+        result = fulcrum("reload", "-c", str(cfg))
+        assert result.returncode == 2 and "workers" in result.stderr
+        # a file the node cannot apply (its access log directory is missing): exit 1, the reason
+        data["log"] = {"access": str(tmp_path / "nowhere" / "access.log")}
+        write(cfg, data)
+        result = fulcrum("reload", "-c", str(cfg))
+        assert result.returncode == 1 and "nowhere" in result.stderr, result.stderr
+        assert "RELOADING=1" in receive(notify) and "READY=1" in receive(notify)
+        assert "reload rejected" in proc.output()
+
+        proc.signal(signal.SIGTERM)
+        assert "STOPPING=1" in receive(notify)
+        assert proc.proc.wait(20) == 0
+    finally:
+        proc.stop()
+        notify.close()
+        backends.close()
+
+
+def test_daemon_exits_non_zero_with_the_reason_when_it_cannot_serve(tmp_path: Path) -> None:
+    cfg = tmp_path / "f.toml"
+    data = service_config([f"127.0.0.1:{free_port()}"], [9])
+    data["log"] = {"file": str(tmp_path / "fulcrum.log"), "access": str(tmp_path / "nowhere" / "access.log")}
+    data["control"] = {"socket": "off"}
+    write(cfg, data)
+    result = fulcrum("run", "--daemon", "-c", str(cfg))
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "nowhere" in result.stderr
+
+
+def test_daemon_with_relative_paths_serves_and_reloads(tmp_path: Path) -> None:
+    backends = BackendThread(["a", "b"])
+    port = free_port()
+    data = service_config([f"127.0.0.1:{port}"], backends.ports[:1])
+    data["log"] = {"file": str(tmp_path / "fulcrum.log")}
+    data["control"] = {"socket": str(tmp_path / "control.sock")}
+    write(tmp_path / "f.toml", data)
+    pid = 0
+    try:
+        result = fulcrum("run", "--daemon", "-c", "f.toml", "--pidfile", "fulcrum.pid", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        pid = int((tmp_path / "fulcrum.pid").read_text())
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # serving when --daemon returned: no wait needed
+        data["pools"]["p"]["servers"].append(f"127.0.0.1:{backends.ports[1]}")
+        write(tmp_path / "f.toml", data)
+        result = fulcrum("reload", "-c", "f.toml", cwd=tmp_path)  # the daemon re-reads its own, absolute path
+        assert result.returncode == 0, result.stderr + (tmp_path / "fulcrum.log").read_text()
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (tmp_path / "fulcrum.pid").exists():
+                time.sleep(0.05)
+        backends.close()
