@@ -424,7 +424,7 @@ def test_reload_adds_and_removes_listen_addresses_and_keeps_established_connecti
 
 def test_reload_that_cannot_bind_changes_nothing() -> None:
     from fulcrum.config.load import load_dict
-    from fulcrum.proxy.listener import ListenError
+    from fulcrum.reload import ReloadError
 
     async def scenario(backends: Backends) -> None:
         ports = [await backends.start("a")]
@@ -435,7 +435,7 @@ def test_reload_that_cannot_bind_changes_nothing() -> None:
         blocker.listen()
         taken = blocker.getsockname()[1]
         try:
-            with pytest.raises(ListenError, match="address already in use"):
+            with pytest.raises(ReloadError, match="address already in use"):  # one error kind for every reload failure
                 await node.reload(load_dict(service_config(
                     [f"127.0.0.1:{port}", f"127.0.0.1:{taken}"], ports)))
             assert await ask_name("127.0.0.1", port) == "a"
