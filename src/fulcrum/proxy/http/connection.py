@@ -31,7 +31,8 @@ class ConnectionBase(asyncio.Protocol):
                  "local_addr", "proxy_header", "parser", "queue", "receiving", "error", "blockers",
                  "write_paused", "closed", "client_eof", "tunnel", "head_fed", "url_len",
                  "header_bytes", "deadline", "deadline_kind", "timer", "touched", "idle_ticks",
-                 "proto", "corked", "out", "up_dirty", "resp_deadline", "private", "held")
+                 "proto", "corked", "out", "up_dirty", "resp_deadline", "private", "held",
+                 "bytes_out", "t_ready", "stopping")
 
     def __init__(self, svc: HttpService):
         self.svc = svc
@@ -71,6 +72,9 @@ class ConnectionBase(asyncio.Protocol):
         # its 101 they are the new protocol's, after any other answer the next request's
         # (issue 7 item 1: never forwarded before the 101, RFC 9110 §7.8).
         self.held: bytes | None = None
+        self.bytes_out = 0  # written to the client, for each request's Observation
+        self.t_ready = 0.0  # loop time of the connection's start or its last response's end
+        self.stopping = False  # the node is stopping: the last response says Connection: close
 
     if TYPE_CHECKING:  # defined by the mixins (dispatch.py, response.py) that complete the class
         def dispatch(self, ex: Exchange, fresh: bool = False) -> None: ...
@@ -80,7 +84,7 @@ class ConnectionBase(asyncio.Protocol):
         def _release(self, ex: Exchange, keep_upstream: bool = False) -> None: ...
         def _finish(self, ex: Exchange, keep_upstream: bool) -> None: ...
         # and by HttpConnection (server.py)
-        def close(self, abort: bool = False) -> None: ...
+        def close(self, abort: bool = False, reason: str = "client_abort") -> None: ...
         def replay_after_declined_upgrade(self) -> None: ...
         def _drop(self, ex: Exchange) -> None: ...
         def abort(self, reason: str = "shutdown") -> None: ...
@@ -88,6 +92,7 @@ class ConnectionBase(asyncio.Protocol):
     # -- writes, corked while a read is parsed ------------------------------------------
 
     def _to_client(self, data: bytes) -> None:
+        self.bytes_out += len(data)
         if self.corked:
             self.out.append(data)
         elif self.transport is not None:
@@ -128,9 +133,9 @@ class ConnectionBase(asyncio.Protocol):
     # No timer per connection or request: a deadline is a float set on events, and the
     # service looks at all of them a few times per shortest timeout (check_deadlines, server.py).
 
-    def _arm_response(self) -> None:
+    def _arm_response(self, now: float) -> None:
         if self.opts.response_timeout:
-            self.resp_deadline = self.ctx.loop.time() + self.opts.response_timeout
+            self.resp_deadline = now + self.opts.response_timeout
 
     def server_activity(self, ex: Exchange) -> None:
         self.touched = True  # for the node's idle sweep: a long download is not idle

@@ -12,6 +12,7 @@ import logging
 
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.observe import CONNECT_FAILED, NO_SERVER, SERVER_ABORT, TIMEOUT
 from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER, ConnectionBase
 from fulcrum.proxy.http.exchange import Exchange
@@ -30,6 +31,7 @@ class Dispatcher(ConnectionBase):
         """Choose a server for the exchange at the head of the queue and send it there."""
         svc = self.svc
         if self.opts.redirect_https:
+            ex.resp_status, ex.out_mark = 308, self.bytes_out
             self._to_client(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
             svc.count_response(308)
             ex.sent_head = ex.keep_alive = False
@@ -37,17 +39,22 @@ class Dispatcher(ConnectionBase):
             return
         now = self.ctx.loop.time()
         if ex.pool is None:
-            ex.pool = svc.pools.get(svc.router.pool_for(ex.host, ex.target)) or self.ctx.pool
+            ex.rule = rule = svc.router.rule_for(ex.host, ex.target)
+            ex.pool = (svc.pools.get(rule.pool) if rule is not None else None) or self.ctx.pool
         pool = ex.pool
         choice = svc.choose(pool, ex, self.client_ip, now)
         if choice is None:
             if ex.retried:  # the server we retried after failed us: that failure is the answer
+                ex.termination = SERVER_ABORT
                 self.local_response(ex, 502)
             else:
+                ex.termination = CONNECT_FAILED if ex.tried else NO_SERVER
                 self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
             return
         backend, ex.set_cookie = choice
         ex.backend = backend
+        ex.server_key = backend.key
+        ex.attempts += 1
         pool.taken(backend)
         ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
                                       svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
@@ -74,6 +81,7 @@ class Dispatcher(ConnectionBase):
         owner = self._owner(ex.pool)
         tls = self.svc.client_tls(ex.pool)
         name = (ex.pool.config.tls_server_name or backend.address) if tls is not None else None
+        started = loop.time()
         try:
             async with asyncio.timeout(self.ctx.timeouts.connect or None):
                 _, up = await loop.create_connection(
@@ -88,6 +96,7 @@ class Dispatcher(ConnectionBase):
         if self.closed or ex.finished:
             up.close()
             return
+        ex.connect_time = loop.time() - started
         version = ex.pool.config.proxy_protocol
         if version != "none":
             encode = proxyproto.encode_v1 if version == "v1" else proxyproto.encode_v2
@@ -107,6 +116,7 @@ class Dispatcher(ConnectionBase):
             return
         ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
         if pool.config.stubborn:
+            ex.termination = CONNECT_FAILED
             self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
         else:
             self.dispatch(ex)
@@ -126,7 +136,8 @@ class Dispatcher(ConnectionBase):
             self.up_dirty = ex
         else:
             up.transport.write(b"".join(pending))
-        self._arm_response()
+        ex.t_sent = now = self.ctx.loop.time()
+        self._arm_response(now)
 
     def _send_request_bytes(self, ex: Exchange, data: bytes) -> None:
         if ex.buffered is not None:
@@ -146,8 +157,9 @@ class Dispatcher(ConnectionBase):
         up = ex.upstream
         backend = ex.backend
         log.info("service %s: server %s failed: %s", self.ctx.name, backend.key if backend else "?", reason)
+        ex.termination = TIMEOUT if status == 504 else SERVER_ABORT
         if ex.sent_head:
-            self.abort()  # the client already has part of a response: it must see a broken one
+            self.abort(SERVER_ABORT)  # the client has part of a response: it must see a broken one
             return
         # Sent again, once, only when all three hold (issue 7 item 6): the method is
         # idempotent (RFC 9110 §9.2.2; RFC 9112 §9.3.1: never retry a non-idempotent request
@@ -163,6 +175,7 @@ class Dispatcher(ConnectionBase):
             # After a fresh connection failed, another server is tried; after a reused one (the
             # server closed it as it was being reused), the same one may be chosen again.
             ex.retried = True
+            ex.termination = ""
             ex.pool.released(backend)
             ex.backend = None
             ex.buffered = []

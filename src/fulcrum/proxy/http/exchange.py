@@ -10,6 +10,7 @@ from fulcrum.balance.pool import PoolRuntime
 from fulcrum.proxy.http.headers import Headers
 
 if TYPE_CHECKING:
+    from fulcrum.proxy.http.routing import RouteRule
     from fulcrum.proxy.http.server import HttpConnection
     from fulcrum.proxy.http.upstream import Upstream
 
@@ -29,7 +30,10 @@ class Exchange:
                  "upgrade", "chunked", "has_body", "buffered", "request_done", "pool",
                  "backend", "upstream", "tried", "set_cookie",
                  "resp_mode", "resp_framed", "resp_status", "sent_head", "connecting", "retried",
-                 "finished", "head_bytes", "up_out", "options", "cookies")
+                 "finished", "head_bytes", "up_out", "options", "cookies",
+                 # for its Observation (observe.py, built by record.py)
+                 "rule", "server_key", "attempts", "termination", "t_begin", "wait_request",
+                 "connect_time", "t_sent", "t_response", "head_in", "body_in", "out_mark")
 
     def __init__(self, conn: HttpConnection):
         self.conn = conn
@@ -60,3 +64,15 @@ class Exchange:
         self.up_out: list[bytes] = []  # bytes for the server held while the connection is corked
         self.options: set[bytes] | None = None  # what the client's Connection field names
         self.cookies: list[bytes] = []  # Cookie field values
+        self.rule: RouteRule | None = None  # the route that chose the pool (None: the default)
+        self.server_key: str | None = None  # the server that was sent the request, last
+        self.attempts = 0  # servers the request was sent or connected to
+        self.termination = ""  # why it ended early; "" = normally (observe.py's words)
+        self.t_begin = 0.0  # loop time of its first byte
+        self.wait_request: float | None = None  # connection ready or last response -> whole head
+        self.connect_time: float | None = None  # None: a reused connection (or none)
+        self.t_sent = 0.0  # its head went to the server
+        self.t_response = 0.0  # the first response byte arrived
+        self.head_in = 0  # bytes of its head (request line and fields)
+        self.body_in = 0  # body bytes (decoded from chunks), or tunnelled bytes after a 101
+        self.out_mark = -1  # the connection's bytes_out when its response began (-1: none)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 
+from fulcrum.observe import REJECTED, TIMEOUT, Observation
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http.connection import ConnectionBase
 from fulcrum.proxy.http.exchange import Exchange, RequestError
+from fulcrum.proxy.http.record import observe, request_bytes_out
 from fulcrum.proxy.http.responses import error_response
 
 log = logging.getLogger("fulcrum.http")
@@ -25,6 +27,8 @@ class Responder(ConnectionBase):
 
     def response_head(self, ex: Exchange, status: int, reason: bytes, headers: hdr.Headers) -> None:
         ex.resp_status = status
+        if ex.out_mark < 0:
+            ex.out_mark = self.bytes_out
         if status == 101 and ex.upgrade:
             self._start_tunnel(ex, status, reason, headers)
             return
@@ -101,6 +105,9 @@ class Responder(ConnectionBase):
         self._to_client(hdr.response_head(status, reason, headers, ex.version))
         up.tunnel = True
         self.tunnel = up
+        ex.resp_status = status
+        if ex.out_mark < 0:
+            ex.out_mark = self.bytes_out
         held, self.held = self.held, None
         if held:  # sent only now: the server has agreed to the new protocol
             up.transport.write(held)
@@ -122,6 +129,9 @@ class Responder(ConnectionBase):
     def local_response(self, ex: Exchange, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         """Answer `ex` (the head of the queue) ourselves, then close the connection."""
         self.svc.count_response(status)
+        ex.resp_status = status
+        if ex.out_mark < 0:
+            ex.out_mark = self.bytes_out
         ex.sent_head = True
         ex.keep_alive = False
         self._to_client(error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
@@ -138,7 +148,14 @@ class Responder(ConnectionBase):
         ex = self.receiving
         self.receiving = None
         if ex is not None and ex in self.queue:
-            self._drop(ex)  # the server got part of this request: it is out of step now
+            ex.resp_status = err.status  # its record says how it was refused
+            ex.termination = TIMEOUT if err.status == 408 else REJECTED
+            self._drop(ex)
+        elif ex is None:  # refused before a request began (a PROXY header, a stalled first byte)
+            self.ctx.observer.record(Observation(
+                kind="http", service=self.ctx.name, client=self.client_addr[0],
+                client_port=self.client_addr[1], status=err.status,
+                termination=TIMEOUT if err.status == 408 else REJECTED))  # the server got part of this request: it is out of step now
         if not self.queue:
             self._write_rejection()
 
@@ -153,6 +170,10 @@ class Responder(ConnectionBase):
     # -- the end of an exchange ------------------------------------------------------------
 
     def _release(self, ex: Exchange, keep_upstream: bool = False) -> None:
+        """The exchange is over (answered, refused or cut): free its server side and record
+        it, exactly once."""
+        if ex.finished:
+            return
         ex.finished = True
         if self.queue and self.queue[0] is ex:
             self.resp_deadline = 0.0
@@ -160,7 +181,8 @@ class Responder(ConnectionBase):
             ex.connecting.cancel()
             ex.connecting = None
         if ex.backend is not None and ex.pool is not None:
-            ex.pool.released(ex.backend)
+            # bytes each way, for bytraffic (mod_lbmethod_bytraffic counts per request)
+            ex.pool.released(ex.backend, ex.head_in + ex.body_in + request_bytes_out(self, ex))
             ex.backend = None
         up = ex.upstream
         ex.upstream = None
@@ -171,6 +193,9 @@ class Responder(ConnectionBase):
                 self.svc.idle.put(up, self.ctx.loop.time())
             else:
                 up.close()
+        now = self.ctx.loop.time()
+        self.t_ready = now
+        observe(self, ex, now)
 
     def _finish(self, ex: Exchange, keep_upstream: bool) -> None:
         self._release(ex, keep_upstream)

@@ -12,6 +12,10 @@ class RouteRule:
     prefix: bytes  # starts with "/"
     pool: str
 
+    def describe(self) -> str:
+        """How access logs and metrics name the route: `host/prefix` or `/prefix`."""
+        return (self.host or b"").decode("latin-1") + self.prefix.decode("latin-1")
+
 
 def host_without_port(host: bytes) -> bytes:
     """`Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`."""
@@ -40,12 +44,17 @@ class Router:
         self.rules = sorted(rules, key=lambda r: (r.host is None, -len(r.prefix)))
 
     def pool_for(self, host: bytes | None, target: bytes) -> str:
+        rule = self.rule_for(host, target)
+        return self.default if rule is None else rule.pool
+
+    def rule_for(self, host: bytes | None, target: bytes) -> RouteRule | None:
+        """The rule that routes the request; None when the default pool takes it."""
         if not self.rules:
-            return self.default
+            return None
         bare = host_without_port(host) if host else None
         for rule in self.rules:
             if rule.host is not None and rule.host != bare:
                 continue
             if prefix_matches(rule.prefix, target):
-                return rule.pool
-        return self.default
+                return rule
+        return None

@@ -25,6 +25,7 @@ import logging
 
 import httptools
 
+from fulcrum.observe import CLIENT_ABORT
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
@@ -59,12 +60,15 @@ class HttpConnection(Dispatcher, Responder):
         if self.svc.trusted_proxies and proxyproto.trusted(self.client_ip, self.svc.trusted_proxies):
             self.proxy_header = b""  # a trusted balancer in front must send a PROXY header
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        self.t_ready = self.ctx.loop.time()
         self._arm("head", self.opts.header_timeout)  # the first request's head (slowloris)
 
     def data_received(self, data: bytes) -> None:
         self.touched = True
         if self.tunnel is not None:
             self.tunnel.transport.write(data)
+            if self.queue:
+                self.queue[0].body_in += len(data)  # tunnelled bytes, for the record
             return
         if self.error is not None:
             return  # after a rejected request nothing more is read
@@ -131,6 +135,7 @@ class HttpConnection(Dispatcher, Responder):
             # complete. Its server, which may hold part of it, is disconnected at once rather
             # than left waiting out the body timeout with both descriptors (issue 7 item 5).
             self.receiving = None
+            ex.termination = CLIENT_ABORT
             self._drop(ex)
         if not self.queue:
             self.close()
@@ -187,6 +192,7 @@ class HttpConnection(Dispatcher, Responder):
         if self.closed:  # closed while this read was being parsed: the rest is not read
             raise RequestError(400, "connection closed")
         ex = Exchange(self)
+        ex.t_begin = self.ctx.loop.time()
         self.receiving = ex
         self.queue.append(ex)
         self.url_len = self.header_bytes = 0
@@ -223,6 +229,8 @@ class HttpConnection(Dispatcher, Responder):
             raise RequestError(505 if version.startswith("2") else 400, f"HTTP version {version}")
         ex.version = version.encode()
         ex.method = parser.get_method()
+        ex.head_in = len(ex.method) + self.url_len + self.header_bytes + 14  # "M T HTTP/1.1" CRLF CRLF
+        ex.wait_request = max(0.0, self.ctx.loop.time() - self.t_ready)
         ex.keep_alive = parser.should_keep_alive()
         hosts = 0
         for name, value in ex.headers:
@@ -250,6 +258,7 @@ class HttpConnection(Dispatcher, Responder):
     def on_body(self, body: bytes) -> None:
         ex = self.receiving
         if ex is not None and not ex.finished:
+            ex.body_in += len(body)
             self._send_request_bytes(ex, b"%x\r\n%s\r\n" % (len(body), body) if ex.chunked else body)
 
     def on_message_complete(self) -> None:
@@ -303,7 +312,8 @@ class HttpConnection(Dispatcher, Responder):
 
     # -- teardown ------------------------------------------------------------------------
 
-    def close(self, abort: bool = False) -> None:
+    def close(self, abort: bool = False, reason: str = CLIENT_ABORT) -> None:
+        """Close the connection; requests not answered yet end with `reason` (observe.py)."""
         if self.closed:
             return
         self.closed = True
@@ -315,12 +325,14 @@ class HttpConnection(Dispatcher, Responder):
             self.transport.write(b"".join(self.out))  # what was corked still goes out first
             self.out.clear()
         for ex in self.queue:
+            if not ex.termination:
+                ex.termination = reason
             self._release(ex)
         if self.private:
             self.svc.idle.drop_owner(id(self))
         self.queue.clear()
         if self.receiving is not None:
-            self._release(self.receiving)
+            self._release(self.receiving)  # already released with the queue: a no-op
         if self.tunnel is not None:
             self.tunnel.close()
         if self.transport is not None:
@@ -337,4 +349,4 @@ class HttpConnection(Dispatcher, Responder):
             if ex.upstream is not None:
                 ex.upstream.abort()
                 ex.upstream = None
-        self.close(abort=True)
+        self.close(abort=True, reason=reason)

@@ -60,7 +60,9 @@ class Upstream(asyncio.Protocol):
         if ex is None:  # a server must not talk between responses (RFC 9112 §9.3 hints it may close)
             self.close()
             return
-        self.got_bytes = True
+        if not self.got_bytes:
+            self.got_bytes = True
+            ex.t_response = ex.conn.ctx.loop.time()
         if self.tunnel:
             ex.conn.tunnel_from_server(data)
             return
