@@ -289,6 +289,11 @@ class Node:
         if self.control_socket is not None:
             self.control_socket.close()
         drain = self.config.timeouts.drain if drain is None else drain
+        for ctx in self.contexts.values():
+            for relay in list(ctx.relays):
+                shutdown = getattr(relay, "shutdown", None)  # http: close idle, finish in flight
+                if shutdown is not None:
+                    shutdown()
         live = [r for ctx in self.contexts.values() for r in ctx.relays]
         if live:
             log.info("draining %d connection(s) for up to %gs", len(live), drain)

@@ -236,3 +236,33 @@ def test_post_sent_twice_only_idempotent_requests_are_retried_after_a_reused_con
 
     server_port = free_port()
     run(config([server_port]), with_server)
+
+
+# -- issue 7 item 8: a graceful stop drops requests --------------------------------------------
+
+
+def test_graceful_stop_closes_idle_keepalive_at_once_and_answers_in_flight_with_close(
+        backend: BackendProcess) -> None:
+    """On stop, idle keep-alive client connections are closed at once; a request in flight is
+    answered, with `Connection: close`, then its connection closed; none is lost, and the stop
+    ends when they are done, well before the drain time (60 s here)."""
+
+    async def scenario(port: int, node: Node) -> None:
+        idle = [await Client.connect(port) for _ in range(5)]
+        for c in idle:
+            assert (await c.get("/name")).status == 200
+        busy = [await Client.connect(port) for _ in range(5)]
+        for c in busy:
+            c.send(b"GET /slow?s=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0.3)  # the slow requests are with the server now
+        stop = asyncio.create_task(node.stop(drain=60))
+        for c in idle:
+            assert await c.closed(timeout=5)
+            assert c.raw.count(b"HTTP/1.1 ") == 1  # closed without an answer: it asked nothing
+        for c in busy:
+            (r,) = await c.responses(1)
+            assert r.status == 200 and r.header(b"connection") == b"close"
+            assert await c.closed(timeout=5)
+        await asyncio.wait_for(stop, 10)
+
+    run(config([backend.port]), scenario)

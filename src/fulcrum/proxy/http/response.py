@@ -58,6 +58,8 @@ class Responder(ConnectionBase):
         else:
             ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
             ex.keep_alive = False
+        if self.stopping and self.queue[-1] is ex:
+            ex.keep_alive = False  # the node is stopping and no later request has begun
         if not ex.keep_alive:
             lines.append(b"Connection: close\r\n")
         elif ex.version == b"1.0":
@@ -216,7 +218,7 @@ class Responder(ConnectionBase):
                 self.dispatch(nxt)  # its head is complete: it was waiting for its turn
         elif self.error is not None:
             self._write_rejection()
-        elif self.client_eof:
+        elif self.client_eof or self.stopping:
             self.close()
         elif self.receiving is None:
             self._arm("keepalive", self.opts.keepalive_timeout)

@@ -341,6 +341,17 @@ class HttpConnection(Dispatcher, Responder):
             else:
                 self.transport.close()
 
+    def shutdown(self) -> None:
+        """The node is stopping (SIGTERM; issue 7 item 8). An idle keep-alive connection is
+        closed now: it would only delay the exit. One with requests in flight keeps being
+        served: the last response carries `Connection: close` (RFC 9112 §9.6) and the
+        connection closes after it, so no request is lost. A tunnel drains like a TCP relay."""
+        if self.closed or self.tunnel is not None:
+            return
+        self.stopping = True
+        if not self.queue:
+            self.close()
+
     def abort(self, reason: str = "shutdown") -> None:
         """Cut the connection; `reason` is the termination word of its record (observe.py)."""
         if self.tunnel is not None:
