@@ -15,6 +15,9 @@ from typing import Any
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Config
 from fulcrum.observe import Observer
+from fulcrum.kernel.config import is_kernel
+from fulcrum.kernel.part import POLL as KERNEL_POLL
+from fulcrum.kernel.part import KernelPart
 from fulcrum.proxy.context import ConnectionCounter, ServiceContext
 from fulcrum.proxy.listener import Listener, bind
 from fulcrum.proxy.tcp import ClientSide, sweep_idle
@@ -41,6 +44,7 @@ class Node:
         self.penctl: asyncio.Server | None = None
         self.control_socket: asyncio.AbstractServer | None = None
         self.cluster: Any = None  # EngineProcess when the config has a cluster section
+        self.kernel = KernelPart()  # nat, fullnat and dsr services (first worker only)
         self.first_worker = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
         self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
         self.sync: Any = None  # ConfigSync when the config has a sync section
@@ -72,6 +76,8 @@ class Node:
         fresh: dict[EndpointKey, Listener] = {}
         try:
             for service in config.services.values():
+                if is_kernel(service):
+                    continue  # the kernel takes its packets; no socket
                 for endpoint in service.listen:
                     key = (endpoint.host, endpoint.port)
                     if key not in self.listeners and key not in fresh:
@@ -100,6 +106,7 @@ class Node:
         prepared.commit(self)
         self._build_pools(self.config)
         self._start_health()
+        await self._apply_kernel(self.config)
         await self._apply_services(self.config)
         await self._start_control()
         await self._apply_cluster(self.config)
@@ -150,6 +157,8 @@ class Node:
     async def _apply_services(self, config: Config) -> None:
         wanted: dict[EndpointKey, str] = {}
         for name, service in config.services.items():
+            if is_kernel(service):
+                continue
             counter = self._service_counters.setdefault(name, ConnectionCounter())
             counter.limit = per_worker(service.max_connections, config.workers)
             old = self.contexts.get(name)
@@ -163,7 +172,7 @@ class Node:
             for endpoint in service.listen:
                 wanted[(endpoint.host, endpoint.port)] = name
         for name in list(self.contexts):
-            if name not in config.services:
+            if name not in config.services or is_kernel(config.services[name]):
                 del self.contexts[name]
                 self._service_counters.pop(name, None)
         for key in list(self.listeners):
@@ -178,6 +187,10 @@ class Node:
                 await listener.start(factory, ctx.config.backlog)
             else:
                 listener.swap(factory)
+
+    async def _apply_kernel(self, config: Config) -> None:
+        if self.first_worker:
+            await self.kernel.apply(config, self.pools)
 
     async def _start_control(self) -> None:
         path = self.config.control.socket
@@ -223,6 +236,14 @@ class Node:
                 self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
 
             self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
+        if self.kernel.plane is not None:
+            def push() -> None:  # servers' states to the kernel plane
+                if self.kernel.plane is None or self._stopping:
+                    return
+                loop.create_task(self.kernel.tick(self.pools))
+                self._sweepers.append(loop.call_later(KERNEL_POLL, push))
+
+            self._sweepers.append(loop.call_later(KERNEL_POLL, push))
         for name, ctx in self.contexts.items():
             if ctx.timeouts.idle:
                 every = ctx.timeouts.idle / 4
@@ -255,6 +276,7 @@ class Node:
         self.node_connections.limit = per_worker(config.max_connections, config.workers)
         self._build_pools(config)
         self._start_health()
+        await self._apply_kernel(config)
         await self._apply_services(config)
         await self._apply_cluster(config)
         self._schedule_sweeps()
@@ -304,6 +326,7 @@ class Node:
             for ctx in self.contexts.values():
                 for relay in list(ctx.relays):
                     relay.abort()  # type: ignore[attr-defined]  # tcp ClientSide or http HttpConnection
+        await self.kernel.stop()  # our nftables tables go; nothing else is touched
         if self.health is not None:
             await self.health.stop()
         log.info("fulcrum stopped")

@@ -30,6 +30,8 @@ MODULES: dict[str, str] = {
     "byrequests": "byrequests",
     "bytraffic": "bytraffic",
     "bybusyness": "bybusyness",
+    # weighted random (nftables numgen random)
+    "random": "random",
     # power of two random choices
     "random2": "random2",
     # pen

@@ -61,6 +61,10 @@ def check(path: str) -> None:
     except ConfigError as err:
         fail_config(err)
     click.echo(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)), nl=False)
+    from fulcrum.kernel.config import notes
+
+    for note in notes(config):
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,

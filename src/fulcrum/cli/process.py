@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
+from fulcrum.kernel.nftables import NftError
 from fulcrum.node import Node
 from fulcrum.proxy.listener import ListenError
 from fulcrum.proxy.loop import loop_factory, loop_name
@@ -179,7 +180,7 @@ async def _serve(node: Node, reload_config: Loader | None) -> int:
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     try:
         await node.start()
-    except (ListenError, ConfigError) as err:
+    except (ListenError, ConfigError, NftError) as err:
         reason = str(err).replace("\n", "; ")
         log.error("%s", reason)
         report_ready(f"cannot start: {reason}")

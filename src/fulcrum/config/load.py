@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config, Endpoint, Http, Pool
 from fulcrum.config.types import is_ipv6
+from fulcrum.kernel.config import service_problems
 
 
 def load_file(path: str | Path) -> Config:
@@ -41,9 +42,7 @@ def check_references(config: Config) -> None:
     for name, service in config.services.items():
         if service.pool not in config.pools:
             problems.append((f"services.{name}.pool", f"no pool named {service.pool!r}"))
-        if service.topology != "proxy":
-            problems.append((f"services.{name}.topology",
-                             f"{service.topology!r} needs the kernel data plane, which this build does not have yet; use 'proxy'"))
+        problems.extend(service_problems(name, service, config.pools.get(service.pool)))
         if service.mode == "tcp" and service.http != Http():  # settings that would do nothing
             problems.append((f"services.{name}.http", "only used by a service with mode = 'http'"))
         for i, route in enumerate(service.http.routes):

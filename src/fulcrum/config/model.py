@@ -16,6 +16,7 @@ from pydantic import (
 from fulcrum.config.serverspec import parse_server_spec
 from fulcrum.config.strict import Strict
 from fulcrum.config.types import Duration, Host, Port, join_host_port, split_host_port
+from fulcrum.kernel.config import IPText, KernelSettings
 
 
 def _absolute_path(path: str) -> str:
@@ -267,6 +268,10 @@ class Service(Strict):
     timeouts: Timeouts | None = None
     http: Http = Field(default_factory=Http, description="only used when mode = 'http'")
     log: ServiceLog | None = Field(None, description="this service's access log, if not as in [log]")
+    # kernel topologies (nat, fullnat, dsr): fulcrum/kernel/config.py checks these
+    protocol: Literal["tcp", "udp"] = Field("tcp", description="udp only with a kernel topology (pen -U, IPVS -u)")
+    persistence: Duration = Field(0.0, description="kernel topologies: a client keeps its server this long after its first connection (IPVS -p); 0 = off")
+    snat: list[IPText] = Field(default_factory=list, description="fullnat: source addresses towards the servers; empty = the balancer's own address on that side")
 
 
 class Control(Strict):
@@ -300,6 +305,7 @@ class Config(Strict):
     control: Control = Field(default_factory=Control)
     cluster: Cluster | None = Field(None, description="VRRP virtual routers; without it the node runs alone")
     sync: SyncSettings | None = Field(None, description="share configuration changes with the other nodes")
+    kernel: KernelSettings = Field(default_factory=KernelSettings, description="nftables tables of the kernel topologies")
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Config:

@@ -404,13 +404,18 @@ class KeepalivedImport:
             service["topology"] = "nat"
             self.topology_lines[name] = (block.where, "NAT (keepalived's default)")
         pool.setdefault("scheduler", "wlc")  # keepalived's default lb_algo
+        kernel = service.get("topology") in ("nat", "dsr")
+        if kernel:
+            self.kernel_service(block, service, pool)
         if not protocol:
             protocol = "TCP"
             self.warn(block.where, f"virtual_server {' '.join(block.args)} has no protocol: keepalived 2 uses UDP "
-                                   "then; mapped as TCP, the only protocol fulcrum balances (add `protocol TCP`)")
-        if protocol != "TCP":
+                                   "then; mapped as TCP (add `protocol TCP` or `protocol UDP`)")
+        if protocol == "UDP" and kernel:
+            service["protocol"] = "udp"
+        elif protocol != "TCP":
             self.warn(block.where, f"virtual_server {' '.join(block.args)}: protocol {protocol}: fulcrum balances "
-                                   "TCP only: left out")
+                                   "TCP, and UDP with lb_kind NAT or DR: left out")
             return
         if not pool["servers"]:
             self.warn(block.where, f"virtual_server {' '.join(block.args)} has no real_server: left out")
@@ -418,6 +423,20 @@ class KeepalivedImport:
         pool["health"] = self.health(checkers, delay_loop, health)
         self.services[name] = service
         self.pools[name] = pool
+
+    def kernel_service(self, block: Statement, service: dict[str, Any], pool: dict[str, Any]) -> None:
+        """IPVS's own terms for an LVS service fulcrum runs in the kernel: persistence is
+        the service's, and the kernel has no connection counts for lc, wlc, ..."""
+        from fulcrum.kernel.config import KERNEL_SCHEDULERS
+
+        sticky = pool.pop("sticky", None)
+        if sticky is not None:
+            service["persistence"] = sticky["expiry"]
+        if pool["scheduler"] not in KERNEL_SCHEDULERS:
+            self.warn(block.where, f"virtual_server {' '.join(block.args)}: lb_algo {pool['scheduler']} needs "
+                                   "live connection counts, which fulcrum's kernel topologies do not have: wrr "
+                                   f"used (weights kept; the kernel runs {', '.join(KERNEL_SCHEDULERS)})")
+            pool["scheduler"] = "wrr"
 
     def scheduler(self, s: Statement, pool: dict[str, Any]) -> None:
         algo = (s.args[:1] or [""])[0].lower()

@@ -310,14 +310,17 @@ def test_virtual_servers_become_services_and_pools(tmp_path: Path) -> None:
     data, warnings, _ = realistic(tmp_path)
     servers_conf = tmp_path / "conf.d" / "servers.conf"
     assert set(data["services"]) == {"vs_198_18_0_20_80", "vs_198_18_0_20_443", "vs_198_18_0_21_25",
-                                     "vs_fd00_f0c__30_3306"}
+                                     "vs_fd00_f0c__30_3306", "vs_198_18_0_20_53"}
     web = data["pools"]["vs_198_18_0_20_80"]
     assert data["services"]["vs_198_18_0_20_80"]["listen"] == ["198.18.0.20:80"]
-    assert web["scheduler"] == "wlc"
+    # lb_kind DR runs in the kernel, which has no connection counts for wlc: wrr, with a warning
+    assert data["services"]["vs_198_18_0_20_80"]["topology"] == "dsr"
+    assert web["scheduler"] == "wrr"
+    assert warned(warnings, f"{servers_conf}:1", "lb_algo wlc needs live connection counts.*wrr used")
     assert web["servers"] == [{"address": "198.18.1.10", "port": 80, "weight": 2},
                               {"address": "198.18.1.11", "port": 80, "weight": 1}]
     # IPVS persistence: the client's server is remembered for the timeout, the algorithm picks new clients
-    assert web["sticky"] == {"mode": "source", "expiry": "300s", "table_size": 65536}
+    assert data["services"]["vs_198_18_0_20_80"]["persistence"] == "300s" and "sticky" not in web
     assert web["emergency"] == {"address": "198.18.1.99", "port": 80}
     assert web["health"] == {"kind": "http", "path": "/health", "expect_status": [200], "interval": "6s",
                              "timeout": "3s", "rise": 1, "fall": 4}  # retry 3: down at the 4th failure
@@ -329,11 +332,11 @@ def test_virtual_servers_become_services_and_pools(tmp_path: Path) -> None:
     assert data["services"]["vs_fd00_f0c__30_3306"]["listen"] == ["[fd00:f0c::30]:3306"]
     assert mysql["health"]["kind"] == "script"
     assert mysql["health"]["command"] == "/usr/local/bin/check_mysql fd00:f0c::1:10"
-    assert mysql["scheduler"] == "lc"
+    assert mysql["scheduler"] == "wrr"  # lc, in the kernel (lb_kind NAT by default)
     load_dict(data)
     assert warned(warnings, f"{servers_conf}:15", "digest")
     assert warned(warnings, f"{servers_conf}:19", "delay_before_retry")
-    assert warned(warnings, f"{servers_conf}:69", "protocol UDP.*left out")
+    assert data["services"]["vs_198_18_0_20_53"]["protocol"] == "udp"  # UDP through nat
     assert warned(warnings, f"{servers_conf}:49", "tunnel")
 
 
@@ -360,7 +363,9 @@ def test_lvs_topology_kept_or_mapped_to_the_proxy_with_a_warning(tmp_path: Path,
         assert service["topology"] == "proxy"
         assert warned(warnings, f"{path}:2", "mapped to fulcrum's userspace proxy.*client IP")
     pool = data["pools"]["vs_198_18_0_20_80"]
-    assert pool["scheduler"] == "wlc" and pool["health"] == {"kind": "none"}  # keepalived's defaults
+    # keepalived's default lb_algo wlc; the kernel has no connection counts, so wrr with a warning
+    assert pool["scheduler"] == "wrr" and pool["health"] == {"kind": "none"}
+    assert warned(warnings, f"{path}:1", "lb_algo wlc needs live connection counts")
     load_dict(data)
 
 
