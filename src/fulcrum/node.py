@@ -14,10 +14,10 @@ from typing import Any
 
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Config
-from fulcrum.observe import Observer
 from fulcrum.kernel.config import is_kernel
 from fulcrum.kernel.part import POLL as KERNEL_POLL
 from fulcrum.kernel.part import KernelPart
+from fulcrum.observe import Observer
 from fulcrum.proxy.context import ConnectionCounter, ServiceContext
 from fulcrum.proxy.listener import Listener, bind
 from fulcrum.proxy.tcp import ClientSide, sweep_idle
