@@ -151,6 +151,11 @@ class Pool(Strict):
     health: HealthCheck = Field(default_factory=HealthCheck)
     sticky: Sticky = Field(default_factory=Sticky)
     stubborn: bool = Field(False, description="pen -s: never fail over to another server")
+    # On the pool, as HAProxy's `retries` is on its backend: the bound is about the pool's
+    # servers (how many of them one request or connection may try), and a service's routes
+    # may lead to pools of very different sizes.
+    retries: int = Field(3, ge=0, le=100, description="servers tried after the first for one connection or request "
+                         "(failed connects, and the one resend of an idempotent HTTP request); then 503 / close")
     blacklist: Duration = Field(30.0, description="pen -b: skip a server this long after a failed connect")
     emergency: Server | None = Field(None, description="pen -e: used when every server is down")
     options: dict[str, int | float | str | bool] = Field(

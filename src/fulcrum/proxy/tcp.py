@@ -180,7 +180,8 @@ class ClientSide(asyncio.Protocol):
         if self.closed:
             return
         self.tried.append(backend)
-        if ctx.pool.config.stubborn:
+        # bounded work per connection (issue 7 item 10): at most 1 + `retries` servers
+        if ctx.pool.config.stubborn or len(self.tried) > ctx.pool.config.retries:
             self.termination = CONNECT_FAILED
             self.close()
         else:

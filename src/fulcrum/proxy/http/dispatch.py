@@ -115,7 +115,8 @@ class Dispatcher(ConnectionBase):
         if self.closed or ex.finished:
             return
         ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
-        if pool.config.stubborn:
+        # bounded work per request (issue 7 item 10): at most 1 + `retries` servers tried
+        if pool.config.stubborn or ex.attempts > pool.config.retries:
             ex.termination = CONNECT_FAILED
             self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
         else:
@@ -167,7 +168,8 @@ class Dispatcher(ConnectionBase):
         # can be replayed (bodies are streamed, not kept: only bodiless requests), and nothing
         # of the response has arrived.
         retry = (up is not None and not up.got_bytes and not ex.retried and not ex.has_body
-                 and ex.method in IDEMPOTENT and status == 502)
+                 and ex.method in IDEMPOTENT and status == 502
+                 and ex.pool is not None and ex.attempts <= ex.pool.config.retries)
         if up is not None:
             up.abort()
             ex.upstream = None
