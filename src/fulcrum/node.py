@@ -146,7 +146,7 @@ class Node:
             from fulcrum.cluster.process import EngineProcess
 
             self.cluster = EngineProcess(config.cluster, config.log)
-            self.cluster.start()
+            self.cluster.start(asyncio.get_running_loop().time())
             self.cluster.report_pools(self.pools)
 
     async def _stop_cluster(self) -> None:
@@ -225,13 +225,8 @@ class Node:
             def report() -> None:
                 if self.cluster is None or self._stopping:
                     return
-                if not self.cluster.alive():
-                    # without its engine this node would hold no VIP and never say so
-                    log.error("VRRP engine exited; starting it again")
-                    restart = loop.create_task(self._apply_cluster(self.config))
-                    restart.add_done_callback(lambda _: self._sweepers.append(
-                        loop.call_later(POOL_REPORT_INTERVAL, report)))
-                    return
+                # without its engine this node would hold no VIP: restarted, with backoff
+                self.cluster.supervise(loop.time())
                 self.cluster.report_pools(self.pools)
                 self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
 

@@ -59,8 +59,8 @@ def test_an_engine_that_dies_is_started_again(lab: Lab) -> None:
 
     first = wait_for(engine_pids, 10, what="the engine process")
     os.kill(first[0], signal.SIGKILL)  # no priority 0, no cleanup: a crash
-    wait_for(lambda: "VRRP engine exited; starting it again" in log.read_text(), 10,
-             what="the node to notice")
+    wait_for(lambda: "VRRP engine exited with status -9 (killed by signal 9); starting it again in 1s"
+             in log.read_text(), 10, what="the node to notice")
     wait_for(lambda: engine_pids() and engine_pids() != first, 10, what="a new engine process")
     wait_for(lambda: node.has_address(VIP4), 10, what="the VIP held again")
     assert fulcrum.poll() is None  # the node itself kept serving

@@ -29,10 +29,13 @@ while True:
 """
 
 def vrrp_toml(priority: int, advert_interval: str, vrid: int = 51, preempt: bool = True,
-              extra: str = "") -> str:
-    """Two virtual routers, v4 and v6; `extra` is TOML added to each, "{family}" replaced."""
+              extra: str = "", families: tuple[str, ...] = ("v4", "v6")) -> str:
+    """Two virtual routers, v4 and v6 (or those of `families`); `extra` is TOML added to
+    each, "{family}" replaced."""
     routers = []
     for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
+        if family not in families:
+            continue
         routers.append(f"""
 [cluster.virtual_routers.{family}]
 vrid = {vrid}
@@ -73,14 +76,21 @@ def ask_vip(client: Node, vip: str) -> str:
 
 
 def keepalived_conf(priority: int, advert_interval: float, vrid: int = 51,
-                    unicast: dict[str, tuple[str, str]] | None = None) -> str:
-    """v4 and v6 instances; `unicast` maps a family to (our address, the peer's)."""
+                    unicast: dict[str, tuple[str, str]] | None = None, version: int | None = 3,
+                    families: tuple[str, ...] = ("v4", "v6"), password: str | None = None) -> str:
+    """v4 and v6 instances (or those of `families`); `unicast` maps a family to (our
+    address, the peer's); `version` None leaves keepalived's default (VRRPv2 for IPv4);
+    `password`: `authentication { auth_type PASS }`."""
     instances = []
     for family, vip in (("v4", f"{VIP4}/24"), ("v6", f"{VIP6}/64")):
+        if family not in families:
+            continue
         peering = ""
         if unicast:
             source, peer = unicast[family]
             peering = f"    unicast_src_ip {source}\n    unicast_peer {{\n        {peer}\n    }}\n"
+        if password is not None:
+            peering += f"    authentication {{\n        auth_type PASS\n        auth_pass {password}\n    }}\n"
         instances.append(f"""
 vrrp_instance {family} {{
     interface eth0
@@ -93,7 +103,8 @@ vrrp_instance {family} {{
     }}
 }}
 """)
-    return "global_defs {\n    vrrp_version 3\n    router_id ka\n}\n" + "".join(instances)
+    version_line = f"    vrrp_version {version}\n" if version is not None else ""
+    return f"global_defs {{\n{version_line}    router_id ka\n}}\n" + "".join(instances)
 
 
 def start_keepalived(node: Node, workdir: Path, conf: str) -> subprocess.Popen[bytes]:

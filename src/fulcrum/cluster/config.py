@@ -1,5 +1,6 @@
-"""The `cluster` section of the configuration: virtual routers (VRRP v3, RFC 5798),
-their virtual addresses, tracking and notify hooks. The lead wires it into the root
+"""The `cluster` section of the configuration: virtual routers (VRRP v3, RFC 5798, or
+v2, RFC 3768, as keepalived speaks by default), their virtual addresses, tracking and
+notify hooks. The lead wires it into the root
 model as `cluster: Cluster | None = None`; without it a node runs alone."""
 
 from __future__ import annotations
@@ -8,7 +9,15 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fulcrum.config.strict import Strict
 from fulcrum.config.types import Duration, Port
@@ -57,12 +66,13 @@ InterfaceName = Annotated[str, AfterValidator(_check_interface)]
 
 
 def _check_advert_interval(seconds: float) -> float:
-    # RFC 5798 §5.2.7: 12 bits of centiseconds, so 10 ms .. 40.95 s in steps of 10 ms.
+    # RFC 5798 §5.2.7: 12 bits of centiseconds, so 10 ms .. 40.95 s in steps of 10 ms;
+    # RFC 3768 §5.3.7: 8 bits of seconds. The version's own bound is checked by the router.
     centis = round(seconds * 100)
     if abs(centis - seconds * 100) > 1e-6:
         raise ValueError("must be a multiple of 10ms (VRRP counts centiseconds)")
-    if not 1 <= centis <= 4095:
-        raise ValueError("must be between 10ms and 40.95s")
+    if not 1 <= centis <= 25500:
+        raise ValueError("must be between 10ms and 40.95s (version 2: 1s to 255s)")
     return centis / 100
 
 
@@ -116,22 +126,55 @@ class Notify(Strict):
 class Announce(Strict):
     """Gratuitous ARP (IPv4) / unsolicited neighbour advertisements (IPv6) on becoming master."""
 
-    repeat: int = Field(5, ge=1, le=100, description="packets per address per announcement")
-    interval: Duration = Field(0.0, description="gap between the repeated packets")
-    refresh: Duration = Field(0.0, description="announce again this often while master; 0 = never")
+    repeat: int = Field(5, ge=1, le=100, description="packets per address per announcement (keepalived's garp_master_repeat)")
+    interval: Duration = Field(0.0, description="gap between the repeated packets (garp_interval)")
+    delay: Duration = Field(5.0, description="announce once more this long after becoming master; 0 = not (garp_master_delay)")
+    refresh: Duration = Field(0.0, description="announce again this often while master; 0 = never (garp_master_refresh)")
+
+
+class Authentication(Strict):
+    """VRRPv2's simple password, as keepalived sends `authentication { auth_type PASS;
+    auth_pass ... }` (RFC 2338 §5.3.6.1; RFC 3768 §5.3.6 keeps the field). It travels in
+    clear text: it keeps misconfigured routers apart, it does not stop an attacker."""
+
+    type: str = Field("PASS", description="PASS (simple password); AH is not supported")
+    password: str = Field(description="1 to 8 bytes, the same on every node (keepalived's auth_pass)")
+
+    @field_validator("type")
+    @classmethod
+    def _pass_only(cls, value: str) -> str:
+        kind = value.strip().upper()
+        if kind == "AH":
+            raise ValueError("AH (IPsec Authentication Header) is not supported: use PASS or no "
+                             "authentication, the same on every node")
+        if kind != "PASS":
+            raise ValueError(f"{value!r} is not an authentication type: PASS")
+        return kind
+
+    @field_validator("password")
+    @classmethod
+    def _eight_bytes(cls, value: str) -> str:
+        # RFC 3768 §5.3.10: two 32-bit words of authentication data.
+        if not 1 <= len(value.encode()) <= 8:
+            raise ValueError("must be 1 to 8 bytes: VRRPv2 carries 8 bytes of authentication data "
+                             "(keepalived cuts a longer auth_pass to its first 8)")
+        return value
 
 
 class VirtualRouter(Strict):
     vrid: int = Field(ge=1, le=255, description="virtual router id (RFC 5798 §5.2.3)")
+    # Before the fields whose rules depend on it (validators see the fields above them).
+    version: Literal[2, 3] = Field(3, description="VRRP version: 3 (RFC 5798) or 2 (RFC 3768, IPv4 only, "
+                                                  "keepalived's default); the same on every node")
     interface: InterfaceName
     priority: int = Field(100, ge=1, le=255,
                           description="1..254; 255 = this node owns the addresses (§5.2.4)")
-    advert_interval: AdvertInterval = 1.0
+    advert_interval: AdvertInterval = Field(1.0, description="10ms..40.95s in 10 ms steps; version 2: whole seconds 1s..255s")
+    authentication: Authentication | None = Field(None, description="version 2 only: keepalived's PASS authentication")
     preempt: bool = Field(True, description="a higher-priority backup takes over (Heartbeat's auto_failback)")
     preempt_delay: Duration = Field(0.0, le=1000.0,
                                     description="wait this long after first seeing a lower-priority master before preempting it")
     accept: bool = Field(True, description="RFC 5798 Accept_Mode: a non-owner master accepts traffic to the VIPs; a load balancer needs it")
-    version: Literal[3] = 3
     unicast_src: IPAddr | None = Field(None, description="source of unicast adverts; default: the interface's primary address")
     unicast_peers: list[IPAddr] = Field(default_factory=list,
                                         description="send adverts to these peers instead of multicast")
@@ -139,6 +182,30 @@ class VirtualRouter(Strict):
     announce: Announce = Field(default_factory=Announce)
     track: Track = Field(default_factory=Track)
     notify: Notify = Field(default_factory=Notify)
+
+    @field_validator("advert_interval")
+    @classmethod
+    def _interval_of_the_version(cls, seconds: float, info: ValidationInfo) -> float:
+        if info.data.get("version") == 2:
+            if seconds != int(seconds):  # RFC 3768 §5.3.7: whole seconds, 8 bits
+                raise ValueError("must be whole seconds (1s..255s) with version 2 (RFC 3768 §5.3.7)")
+        elif seconds > 40.95:  # RFC 5798 §5.2.7: 12 bits of centiseconds
+            raise ValueError("must be between 10ms and 40.95s with version 3 (RFC 5798 §5.2.7)")
+        return seconds
+
+    @field_validator("authentication")
+    @classmethod
+    def _authentication_needs_v2(cls, value: Authentication | None, info: ValidationInfo) -> Authentication | None:
+        if value is not None and info.data.get("version") == 3:
+            raise ValueError("only with version = 2: VRRPv3 has no authentication (RFC 5798 §9)")
+        return value
+
+    @field_validator("vips")
+    @classmethod
+    def _v2_is_ipv4(cls, vips: list[IPInterface], info: ValidationInfo) -> list[IPInterface]:
+        if info.data.get("version") == 2 and any(vip.version == 6 for vip in vips):
+            raise ValueError("version 2 (RFC 3768) carries IPv4 only: use version 3 for IPv6 vips")
+        return vips
 
     @property
     def family(self) -> int:

@@ -15,16 +15,28 @@ from fulcrum.cluster.hooks import HookRunner
 from fulcrum.cluster.track import Tracking
 from fulcrum.cluster.vip import Announcer, Interface
 from fulcrum.cluster.vrrp import fsm
-from fulcrum.cluster.vrrp.packet import Advert, MalformedPacket, check_ip_header, decode, encode
+from fulcrum.cluster.vrrp.packet import (
+    AUTH_NONE,
+    AUTH_PASSWORD,
+    Advert,
+    MalformedPacket,
+    check_ip_header,
+    decode,
+    encode,
+    v2_discard_reason,
+)
 from fulcrum.cluster.vrrp.socket import VrrpSocket
 from fulcrum.cluster.vrrp.timers import Deadlines
 
 log = logging.getLogger("fulcrum.cluster")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 # asyncio may run a timer callback a clock tick before its deadline.
 _EARLY = 1e-4
+# A failed announcement is sent again after 0.1 s, doubling up to 1 s, while master.
+ANNOUNCE_RETRY_FIRST, ANNOUNCE_RETRY_MAX = 0.1, 1.0
 
 
 class RouterDriver:
@@ -44,13 +56,16 @@ class RouterDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._announcing: list[asyncio.TimerHandle] = []
         self._refresh: asyncio.TimerHandle | None = None
+        self._retry: asyncio.TimerHandle | None = None  # announcements that failed, again
+        self._announce_retries = 0
         self._send_failing = False
         self.socket = VrrpSocket(config.interface, config.family, source, list(config.unicast_peers))
         self.announcer = announcer
         self.advert_centis = round(config.advert_interval * 100)
+        self.password = config.authentication.password.encode() if config.authentication else None
         self.machine = fsm.VrrpMachine(fsm.Params(
             config.priority, self.advert_centis, source, config.preempt,
-            config.preempt_delay, config.accept))
+            config.preempt_delay, config.accept, config.version))
         self.dropped = 0  # malformed packets (§7.1), for status
         self.tracking = Tracking(config.priority)
         for tracked in config.track.interfaces:
@@ -62,6 +77,7 @@ class RouterDriver:
         self.started = False
         self.fault = False
         self._mismatched: set[IPAddress] = set()
+        self._discarded: set[tuple[IPAddress, str]] = set()  # (sender, reason) logged once
 
     @classmethod
     async def open(cls, name: str, config: VirtualRouter) -> RouterDriver:
@@ -101,6 +117,14 @@ class RouterDriver:
             log.info("%s: %s is %s", self.name, key, "healthy" if healthy else "failed")
             if self.started:
                 self._follow_tracking()
+
+    def link_up(self) -> None:
+        """Our interface is up again: a master announces its VIPs, because neighbours may
+        have learnt the peer's MAC meanwhile (and the first send may still fail with the
+        ENETDOWN the kernel kept from the link going down: retried)."""
+        if self.machine.state is fsm.State.MASTER:
+            log.info("%s: %s is up again: announcing the VIPs", self.name, self.config.interface)
+            self._announce()
 
     def _follow_tracking(self) -> None:
         verdict = self.tracking.verdict()
@@ -180,8 +204,12 @@ class RouterDriver:
                 self.hooks.state_changed(state)
 
     def _send_advert(self, priority: int) -> None:
-        advert = Advert(self.config.vrid, priority, self.advert_centis,
-                        tuple(vip.ip for vip in self.config.vips))
+        addresses = tuple(vip.ip for vip in self.config.vips)
+        if self.config.version == 2:
+            advert = Advert(self.config.vrid, priority, self.advert_centis, addresses, 2,
+                            AUTH_NONE if self.password is None else AUTH_PASSWORD, self.password or b"")
+        else:
+            advert = Advert(self.config.vrid, priority, self.advert_centis, addresses)
         for destination in self.socket.destinations:
             try:
                 self.socket.send(encode(advert, self.source, destination), destination)
@@ -195,24 +223,57 @@ class RouterDriver:
                 self._send_failing = False
 
     def _announce(self) -> None:
-        # Gratuitous ARP / unsolicited NA: `repeat` packets `interval` apart, then again
-        # every `refresh` while master.
+        # Gratuitous ARP / unsolicited NA as keepalived sends them: `repeat` packets
+        # `interval` apart, the same again `delay` later (garp_master_delay: a switch or
+        # neighbour that missed the first set, e.g. while a link came up), then every
+        # `refresh` while master.
         settings = self.config.announce
         now = self.loop.time()
         self._announcing = [handle for handle in self._announcing if handle.when() > now]
-        for i in range(settings.repeat):
-            # Queued behind AddVips on the netlink worker: the address exists when announced.
-            self._announcing.append(self.loop.call_later(
-                i * settings.interval, self._netlink_call, self.announcer.announce, self.config.vips))
+        for start in (0.0, settings.delay) if settings.delay > 0 else (0.0,):
+            for i in range(settings.repeat):
+                # Queued behind AddVips on the netlink worker: the address exists when announced.
+                self._announcing.append(self.loop.call_later(
+                    start + i * settings.interval, self._announce_now, list(self.config.vips)))
         if self._refresh:
             self._refresh.cancel()
         if settings.refresh > 0:
             self._refresh = self.loop.call_later(settings.refresh, self._announce)
 
+    def _announce_now(self, vips: list[IPInterface]) -> None:
+        future = self.loop.run_in_executor(self.netlink, self.announcer.announce, vips)
+        future.add_done_callback(self._announced)
+
+    def _announced(self, future: asyncio.Future[list[tuple[IPInterface, OSError]]]) -> None:
+        """Retry what failed (ENETDOWN while a link comes back, say) with a growing delay
+        for as long as we are master: an unannounced VIP is unreachable until neighbour
+        caches expire."""
+        if future.cancelled() or self.machine.state is not fsm.State.MASTER:
+            return
+        if future.exception() is not None:
+            log.error("%s: announcing: %s", self.name, future.exception())
+            return
+        if not future.result():
+            if self._announce_retries:
+                log.info("%s: announcing %s on %s works again", self.name,
+                         ", ".join(str(vip.ip) for vip in self.config.vips), self.config.interface)
+                self._announce_retries = 0
+            return
+        if self._retry is not None and self._retry.when() > self.loop.time():
+            return  # one retry is pending already (a set of packets fails together)
+        if self._announce_retries == 0:
+            vip, err = future.result()[0]
+            log.warning("%s: announcing %s on %s failed: %s; retrying until it works",
+                        self.name, vip.ip, self.config.interface, err)
+        delay = min(ANNOUNCE_RETRY_FIRST * 2 ** self._announce_retries, ANNOUNCE_RETRY_MAX)
+        self._announce_retries += 1
+        self._retry = self.loop.call_later(delay, self._announce_now, list(self.config.vips))
+
     def _stop_announcing(self) -> None:
-        for handle in [*self._announcing, *([self._refresh] if self._refresh else [])]:
+        for handle in [*self._announcing, *(h for h in (self._refresh, self._retry) if h)]:
             handle.cancel()
-        self._announcing, self._refresh = [], None
+        self._announcing, self._refresh, self._retry = [], None, None
+        self._announce_retries = 0
 
     def _reschedule(self) -> None:
         if self._timer:
@@ -239,8 +300,24 @@ class RouterDriver:
                 continue  # another virtual router, or our own advert
             if self.socket.unicast and received.source not in self.config.unicast_peers:
                 continue
+            reason = self._discard_reason(advert)
+            if reason is not None:  # §7.1 of both RFCs: discard, SHOULD log
+                self.dropped += 1
+                if (received.source, reason) not in self._discarded:
+                    self._discarded.add((received.source, reason))
+                    log.warning("%s: ignoring adverts from %s: %s", self.name, received.source, reason)
+                continue
             self._check_addresses(advert, received.source)
             self._handle(fsm.AdvertReceived(advert.priority, advert.max_advert_centis, received.source))
+
+    def _discard_reason(self, advert: Advert) -> str | None:
+        if advert.version != self.config.version:
+            # A peer of the other version is a configuration error the operator must see:
+            # keepalived speaks version 2 for IPv4 unless told `vrrp_version 3`.
+            return f"VRRPv{advert.version}, this router speaks VRRPv{self.config.version} (set version = {advert.version})"
+        if advert.version == 2:
+            return v2_discard_reason(advert, self.advert_centis, self.password)
+        return None
 
     def _check_addresses(self, advert: Advert, source: IPAddress) -> None:
         # §7.1: MAY check that the advert lists our addresses; a mismatch is a

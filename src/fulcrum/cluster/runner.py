@@ -81,16 +81,22 @@ class ClusterEngine:
     def _watch(self) -> None:
         routers = self.cluster.virtual_routers.values()
         links = {tracked.name for router in routers for tracked in router.track.interfaces}
-        if links:
-            self._links = LinkWatcher(links, lambda name, up: self._tell(f"interface {name}", up))
-            for name, up in self._links.state.items():
-                self._tell(f"interface {name}", up)
+        # Each router's own interface too: a master whose link comes back announces again.
+        self._links = LinkWatcher(links | {router.interface for router in routers}, self._link_changed)
+        for name in links:
+            self._tell(f"interface {name}", self._links.state[name])
         targets = {str(ping.target): ping for router in routers for ping in router.track.ping}
         if targets:
             self._pinger = Pinger(list(targets.values()),
                                   lambda address, up: self._tell(f"ping {address}", up))
         for pool, healthy in self._pool_health.items():
             self._tell(f"pool {pool}", healthy)
+
+    def _link_changed(self, name: str, up: bool) -> None:
+        self._tell(f"interface {name}", up)
+        for driver in self.drivers.values():
+            if up and driver.config.interface == name:
+                driver.link_up()
 
     def _tell(self, key: str, healthy: bool) -> None:
         for driver in self.drivers.values():

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import socket
 import struct
 from pathlib import Path
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
-
-log = logging.getLogger("fulcrum.cluster.vip")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -117,7 +114,10 @@ class Announcer:
         self._arp: socket.socket | None = None
         self._icmp6: socket.socket | None = None
 
-    def announce(self, vips: list[IPInterface]) -> None:
+    def announce(self, vips: list[IPInterface]) -> list[tuple[IPInterface, OSError]]:
+        """Send one announcement per VIP; the VIPs that failed, with why (a link that is
+        down or coming back says ENETDOWN): the caller retries them."""
+        failed = []
         for vip in vips:
             try:
                 if isinstance(vip, ipaddress.IPv4Interface):
@@ -125,7 +125,8 @@ class Announcer:
                 else:
                     self._send_na(vip.ip)
             except OSError as err:  # a down link must not stop the VRRP engine
-                log.warning("announcing %s on %s failed: %s", vip.ip, self.interface.name, err)
+                failed.append((vip, err))
+        return failed
 
     def _send_arp(self, address: ipaddress.IPv4Address) -> None:
         if self._arp is None:

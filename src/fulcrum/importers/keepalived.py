@@ -81,7 +81,7 @@ class KeepalivedImport:
         self.pools: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, list[Statement]] = {}
         self.announce: dict[str, Any] = {}  # global garp settings, instance settings win
-        self.vrrp_version = 2  # keepalived's default for IPv4 instances
+        self.vrrp_version = 2  # keepalived's default for IPv4 instances (IPv6 ones are always 3)
         self.topology_lines: dict[str, tuple[str, str]] = {}  # service -> (where, lb_kind)
 
     def warn(self, where: str, message: str) -> None:
@@ -126,6 +126,8 @@ class KeepalivedImport:
                 self.vrrp_version = integer(s)
             elif s.keyword == "vrrp_garp_master_repeat":
                 self.announce["repeat"] = integer(s)
+            elif s.keyword == "vrrp_garp_master_delay":
+                self.announce["delay"] = duration(seconds(s))
             elif s.keyword == "vrrp_garp_master_refresh":
                 self.announce["refresh"] = duration(seconds(s))
             elif s.keyword == "vrrp_garp_interval":
@@ -144,6 +146,8 @@ class KeepalivedImport:
         announce = dict(self.announce)
         track_interfaces: list[dict[str, Any]] = []
         notify: dict[str, list[str]] = {}
+        advert: Statement | None = None
+        authentication: Statement | None = None
         for s in block.children:
             key = s.keyword
             if key == "state":
@@ -155,7 +159,7 @@ class KeepalivedImport:
             elif key == "priority":
                 router["priority"] = integer(s)
             elif key == "advert_int":
-                router["advert_interval"] = self.advert_interval(s)
+                advert = s  # its unit depends on the version, which may come later
             elif key == "version":
                 version = integer(s)
             elif key == "nopreempt":
@@ -182,18 +186,24 @@ class KeepalivedImport:
                 self.generic_notify(s, name, notify)
             elif key == "garp_master_repeat":
                 announce["repeat"] = integer(s)
+            elif key == "garp_master_delay":
+                announce["delay"] = duration(seconds(s))
             elif key == "garp_master_refresh":
                 announce["refresh"] = duration(seconds(s))
             elif key == "garp_interval":
                 announce["interval"] = duration(seconds(s))
-            elif key == "authentication":
-                self.warn(s.where, "authentication: VRRPv3 (RFC 5798) has no authentication; not mapped "
-                                   "(use unicast peers on a trusted network)")
+            elif key == "authentication" and s.children is not None:
+                authentication = s
             elif key == "track_script":
                 self.warn(s.where, "track_script: fulcrum does not run tracking scripts; "
                                    "track a pool (track.pools) or a ping target instead")
             else:
                 self.unmapped(s, f"vrrp_instance {name}")
+        v2 = version == 2 and bool(vips) and vips[0][0].version == 4
+        if advert is not None:
+            router["advert_interval"] = self.advert_interval(advert, v2)
+        if authentication is not None and not self.authentication(authentication, name, router, v2):
+            return
         self.finish_instance(name, block, router, state, version, vips, announce, track_interfaces, notify)
 
     def finish_instance(self, name: str, block: Statement, router: dict[str, Any], state: str | None,
@@ -234,12 +244,15 @@ class KeepalivedImport:
             else:
                 listed.append(str(address))
         first_family = vips[0][0].version
-        if first_family == 4 and version != 3:
-            self.warn(block.where, f"vrrp_instance {name}: keepalived speaks VRRPv2 here, fulcrum VRRPv3: "
-                                   "while both run in one virtual router set `version 3` on the keepalived nodes")
         peers = router.get("unicast_peers", [])
         for family, addresses in by_family.items():
             entry = dict(router, vips=addresses)
+            # The version keepalived speaks: 2 for IPv4 unless `vrrp_version 3` or `version 3`
+            # (keepalived.conf(5)); IPv6 is always 3 (RFC 3768 is IPv4 only).
+            if family == 4 and version == 2:
+                entry["version"] = 2
+            else:
+                entry.pop("authentication", None)
             router_name = name
             if family != first_family:
                 router_name = f"{name}_v{family}"
@@ -252,13 +265,53 @@ class KeepalivedImport:
                     self.warn(block.where, f"{router_name}: the unicast peers are IPv{first_family}: multicast used")
             self.routers[router_name] = entry
 
-    def advert_interval(self, s: Statement) -> str:
+    def advert_interval(self, s: Statement, v2: bool) -> str:
         value = seconds(s)
+        if v2:
+            # RFC 3768 §5.3.7: whole seconds, 1..255
+            whole = min(max(round(value), 1), 255)
+            if whole != value:
+                self.warn(s.where, f"advert_int {s.args[0]}: VRRPv2 counts whole seconds from 1 to 255: "
+                                   f"{whole}s used")
+            return duration(whole)
         # RFC 5798 §5.2.7: centiseconds, 1..4095
         centis = min(max(round(value * 100), 1), 4095)
         if abs(centis - value * 100) > 1e-6:
             self.warn(s.where, f"advert_int {s.args[0]}: VRRPv3 counts centiseconds from 0.01 to 40.95: {centis / 100:g}s used")
         return duration(centis / 100)
+
+    def authentication(self, block: Statement, name: str, router: dict[str, Any], v2: bool) -> bool:
+        """`authentication { auth_type PASS; auth_pass SECRET }`: VRRPv2's simple password.
+        False when the instance cannot be joined at all (AH)."""
+        assert block.children is not None
+        settings = {s.keyword: s for s in block.children}
+        kind = settings.get("auth_type")
+        password = settings.get("auth_pass")
+        kind_name = (kind.args[:1] or [""])[0].upper() if kind else ""
+        if not v2:
+            self.warn(block.where, "authentication: VRRPv3 (RFC 5798) has no authentication and keepalived "
+                                   "ignores it here: not mapped")
+            return True
+        if kind_name == "AH":
+            self.warn(kind.where if kind else block.where,
+                      f"vrrp_instance {name}: auth_type AH (IPsec AH) is not supported by fulcrum, which could "
+                      "not join this virtual router: left out; use auth_type PASS or none on the keepalived "
+                      "nodes first")
+            return False
+        if kind_name != "PASS" or password is None or not password.args:
+            self.warn(block.where, "authentication without auth_type PASS and an auth_pass: not mapped "
+                                   "(keepalived sends no authentication then)")
+            return True
+        secret = password.args[0]
+        if len(secret.encode()) > 8:
+            self.warn(password.where, "auth_pass is longer than 8 bytes: keepalived sends its first 8, "
+                                      "so fulcrum uses those")
+            secret = secret.encode()[:8].decode(errors="ignore")
+        for s in block.children:
+            if s.keyword not in ("auth_type", "auth_pass"):
+                self.unmapped(s, "authentication")
+        router["authentication"] = {"type": "PASS", "password": secret}
+        return True
 
     def peers(self, children: list[Statement]) -> list[str]:
         peers = []

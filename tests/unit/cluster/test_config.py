@@ -1,4 +1,5 @@
 import ipaddress
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -48,7 +49,7 @@ def test_advert_interval_bounds_accepted(interval, seconds):
 
 
 @pytest.mark.parametrize("field, value", [("vrid", 0), ("vrid", 256), ("priority", 0),
-                                          ("priority", 256), ("interface", "a/b"), ("version", 2)])
+                                          ("priority", 256), ("interface", "a/b"), ("version", 4)])
 def test_out_of_range_fields_name_their_path(field, value):
     [(path, _)] = problems({"virtual_routers": {"web": router(**{field: value})}})
     assert path == f"cluster.virtual_routers.web.{field}"
@@ -98,3 +99,44 @@ def test_the_owner_is_not_lowered_by_tracking():
         priority=255, track={"interfaces": [{"name": "eth1", "weight": -10}]})}})
     assert "never lowered" in reason
     VirtualRouter.model_validate(router(priority=255, track={"interfaces": [{"name": "eth1"}]}))
+
+
+# -- version 2 (RFC 3768) --------------------------------------------------------------------
+
+def v2(**overrides):
+    return {"virtual_routers": {"web": router(version=2, **overrides)}}
+
+
+def test_version_2_with_keepalived_authentication():
+    cluster = Cluster.model_validate(v2(advert_interval="3s", authentication={"type": "pass", "password": "secret12"}))
+    web = cluster.virtual_routers["web"]
+    assert (web.version, web.advert_interval, web.authentication.type, web.authentication.password) == (
+        2, 3.0, "PASS", "secret12")
+    assert Cluster.model_validate(cluster.model_dump(mode="json")) == cluster
+    assert VirtualRouter.model_validate(router(version=2, advert_interval="255s")).advert_interval == 255
+
+
+@pytest.mark.parametrize("overrides, path, reason", [
+    ({"advert_interval": "1500ms"}, "advert_interval", "whole seconds"),
+    ({"advert_interval": "256s"}, "advert_interval", "255s"),
+    ({"vips": ["fd00:f0c::10/64"]}, "vips", "IPv4 only"),
+    ({"authentication": {"type": "AH", "password": "x"}}, "authentication.type", "AH .* not supported"),
+    ({"authentication": {"type": "MD5", "password": "x"}}, "authentication.type", "PASS"),
+    ({"authentication": {"password": "123456789"}}, "authentication.password", "1 to 8 bytes"),
+    ({"authentication": {"password": ""}}, "authentication.password", "1 to 8 bytes"),
+])
+def test_version_2_refusals_name_the_field(overrides, path, reason):
+    [(where, why)] = problems(v2(**overrides))
+    assert where == f"cluster.virtual_routers.web.{path}"
+    assert re.search(reason, why)
+
+
+def test_authentication_is_version_2_only():
+    [(where, why)] = problems({"virtual_routers": {"web": router(authentication={"password": "x"})}})
+    assert where == "cluster.virtual_routers.web.authentication"
+    assert "version = 2" in why
+
+
+def test_version_3_keeps_its_interval_bound():
+    [(where, why)] = problems({"virtual_routers": {"web": router(advert_interval="60s")}})
+    assert where == "cluster.virtual_routers.web.advert_interval" and "40.95s" in why

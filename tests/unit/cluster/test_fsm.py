@@ -252,3 +252,59 @@ def test_master_answers_a_lower_master_at_once_and_announces_again():
     actions = vr.handle(fsm.AdvertReceived(100, 100, ipaddress.ip_address("198.18.0.9")), now=4.5)
     assert vr.state is State.MASTER
     assert actions == [fsm.SendAdvert(200), fsm.StartTimer(fsm.Timer.ADVER, 1.0), fsm.Announce()]
+
+
+# -- version 2 (RFC 3768) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("priority, advert_seconds", [(100, 1), (150, 1), (100, 3), (1, 2)])
+def test_v2_skew_is_seconds_whatever_the_interval(priority, advert_seconds):
+    # RFC 3768 §6.1: Skew_Time = (256 - Priority) / 256; Master_Down_Interval =
+    # 3 * Advertisement_Interval + Skew_Time. (Version 3 scales the skew by the interval.)
+    vr = machine(priority=priority, advert_centis=100 * advert_seconds, version=2)
+    assert vr.skew_time == pytest.approx((256 - priority) / 256)
+    assert vr.master_down_interval == pytest.approx(3 * advert_seconds + (256 - priority) / 256)
+    v3 = machine(priority=priority, advert_centis=100 * advert_seconds)
+    assert v3.skew_time == pytest.approx((256 - priority) * advert_seconds / 256)
+
+
+def test_v2_backup_keeps_its_own_interval():
+    # RFC 3768 has no Master_Adver_Interval: the master-down interval is the backup's own.
+    vr = machine(priority=100, advert_centis=200, version=2)
+    vr.handle(fsm.Startup(), now=0.0)
+    [start] = vr.handle(fsm.AdvertReceived(200, 100, ipaddress.ip_address("198.18.0.2")), now=1.0)
+    assert vr.master_adver_centis == 200
+    assert start.seconds == pytest.approx(3 * 2 + 156 / 256)
+
+
+def test_v2_interval_must_be_whole_seconds():
+    with pytest.raises(ValueError, match="whole seconds"):
+        machine(advert_centis=50, version=2)
+    with pytest.raises(ValueError, match="version"):
+        machine(version=4)
+
+
+def v2_pair(advert_centis: int, until: float) -> Wire:
+    """lb0 (200) master and lb1 (100) backup, both version 2, settled by `until`."""
+    wire = Wire(latency=LATENCY)
+    wire.add("lb0", 200, "198.18.0.1", advert_centis=advert_centis, version=2)
+    wire.add("lb1", 100, "198.18.0.2", advert_centis=advert_centis, version=2)
+    wire.start("lb0")
+    wire.start("lb1")
+    wire.run_until(until)
+    return wire
+
+
+def test_v2_crashed_master_is_replaced_after_its_master_down_interval():
+    wire = v2_pair(200, until=20.0)
+    assert wire.masters() == ["lb0"]
+    last_advert = wire.routers["lb0"].sent[-1][0]
+    wire.crash("lb0")
+    took_over = wire.run_until_state("lb1", State.MASTER, limit=40.0)
+    assert took_over == pytest.approx(last_advert + LATENCY + 3 * 2 + 156 / 256)
+
+
+def test_v2_stopping_master_hands_over_after_skew_time():
+    wire = v2_pair(300, until=30.0)
+    wire.stop("lb0")
+    took_over = wire.run_until_state("lb1", State.MASTER, limit=40.0) - 30.0
+    assert took_over == pytest.approx(156 / 256 + LATENCY)

@@ -271,15 +271,87 @@ def test_the_address_owner_is_never_lowered_by_tracking(tmp_path: Path) -> None:
     ("1", "1s", False), ("0.25", "0.25s", False), ("0.005", "0.01s", True), ("0.123", "0.12s", True),
     ("60", "40.95s", True),
 ])
-def test_advert_interval_in_centiseconds(tmp_path: Path, advert: str, expected: str, rounded: bool) -> None:
+def test_v3_advert_interval_in_centiseconds(tmp_path: Path, advert: str, expected: str, rounded: bool) -> None:
+    text = (f"vrrp_instance X {{\n interface eth0\n virtual_router_id 9\n advert_int {advert}\n"
+            " version 3\n virtual_ipaddress { 198.18.0.9 }\n}\n")
+    path = write(tmp_path, text)
+    data, warnings = convert_file(path)
+    router = data["cluster"]["virtual_routers"]["X"]
+    assert router["advert_interval"] == expected and "version" not in router  # the model's default, 3
+    assert warned(warnings, f"{path}:4", "centiseconds") is rounded
+    load_dict(data)
+
+
+@pytest.mark.parametrize(("advert", "expected", "rounded"), [
+    ("1", "1s", False), ("3", "3s", False), ("0.5", "1s", True), ("2.4", "2s", True), ("300", "255s", True),
+])
+def test_default_keepalived_is_vrrp_v2_in_whole_seconds(tmp_path: Path, advert: str, expected: str,
+                                                        rounded: bool) -> None:
+    # keepalived speaks VRRPv2 for IPv4 unless told `vrrp_version 3`: the node joins it as it is.
     text = (f"vrrp_instance X {{\n interface eth0\n virtual_router_id 9\n advert_int {advert}\n"
             " virtual_ipaddress { 198.18.0.9 }\n}\n")
     path = write(tmp_path, text)
     data, warnings = convert_file(path)
-    assert data["cluster"]["virtual_routers"]["X"]["advert_interval"] == expected
-    assert warned(warnings, f"{path}:4", "centiseconds") is rounded
-    # keepalived speaks VRRPv2 for IPv4 unless told otherwise: a mixed cluster needs `version 3`
-    assert warned(warnings, f"{path}:1", "VRRPv2")
+    router = data["cluster"]["virtual_routers"]["X"]
+    assert router["version"] == 2 and router["advert_interval"] == expected
+    assert warned(warnings, f"{path}:4", "whole seconds") is rounded
+    assert not any("VRRPv2" in w and "version 3" in w for w in warnings)  # no advice to change keepalived
+    assert load_dict(data).cluster.virtual_routers["X"].version == 2
+
+
+@pytest.mark.parametrize(("global_version", "instance_version", "expected"), [
+    ("", "", 2), ("vrrp_version 3", "", 3), ("", "version 3", 3), ("vrrp_version 3", "version 2", 2),
+])
+def test_the_version_follows_keepalived(tmp_path: Path, global_version: str, instance_version: str,
+                                        expected: int) -> None:
+    text = (f"global_defs {{\n {global_version}\n}}\n"
+            f"vrrp_instance X {{\n interface eth0\n virtual_router_id 9\n {instance_version}\n"
+            " virtual_ipaddress {\n  198.18.0.9\n }\n virtual_ipaddress_excluded {\n  fd00:f0c::9/64\n }\n}\n")
+    data, _ = convert_file(write(tmp_path, text))
+    routers = load_dict(data).cluster.virtual_routers
+    assert routers["X"].version == expected
+    assert routers["X_v6"].version == 3  # keepalived speaks VRRPv3 for IPv6 whatever it is told
+
+
+def test_pass_authentication_is_kept_for_v2(tmp_path: Path) -> None:
+    text = ("vrrp_instance X {\n interface eth0\n virtual_router_id 9\n authentication {\n"
+            "  auth_type PASS\n  auth_pass secret1234\n }\n virtual_ipaddress { 198.18.0.9 }\n}\n")
+    path = write(tmp_path, text)
+    data, warnings = convert_file(path)
+    router = data["cluster"]["virtual_routers"]["X"]
+    # keepalived sends the first 8 bytes of a longer password
+    assert router["authentication"] == {"type": "PASS", "password": "secret12"}
+    assert warned(warnings, f"{path}:6", "longer than 8 bytes")
+    load_dict(data)
+
+
+def test_ah_authentication_leaves_the_instance_out_with_a_reason(tmp_path: Path) -> None:
+    text = ("vrrp_instance X {\n interface eth0\n virtual_router_id 9\n authentication {\n"
+            "  auth_type AH\n  auth_pass 1111\n }\n virtual_ipaddress { 198.18.0.9 }\n}\n"
+            "vrrp_instance Y {\n interface eth0\n virtual_router_id 10\n virtual_ipaddress { 198.18.0.10 }\n}\n")
+    path = write(tmp_path, text)
+    data, warnings = convert_file(path)
+    assert list(data["cluster"]["virtual_routers"]) == ["Y"]
+    assert warned(warnings, f"{path}:5", "auth_type AH .* not supported.*left out")
+
+
+def test_authentication_with_version_3_is_not_mapped(tmp_path: Path) -> None:
+    text = ("vrrp_instance X {\n interface eth0\n virtual_router_id 9\n version 3\n authentication {\n"
+            "  auth_type PASS\n  auth_pass secret\n }\n virtual_ipaddress { 198.18.0.9 }\n}\n")
+    path = write(tmp_path, text)
+    data, warnings = convert_file(path)
+    assert "authentication" not in data["cluster"]["virtual_routers"]["X"]
+    assert warned(warnings, f"{path}:5", "VRRPv3.*no authentication")
+
+
+def test_garp_master_delay_is_the_second_announcement(tmp_path: Path) -> None:
+    text = ("global_defs {\n vrrp_garp_master_delay 2\n}\n"
+            "vrrp_instance X {\n interface eth0\n virtual_router_id 9\n garp_master_delay 0\n"
+            " virtual_ipaddress { 198.18.0.9 }\n}\n"
+            "vrrp_instance Y {\n interface eth0\n virtual_router_id 10\n virtual_ipaddress { 198.18.0.10 }\n}\n")
+    data, _ = convert_file(write(tmp_path, text))
+    routers = load_dict(data).cluster.virtual_routers
+    assert routers["X"].announce.delay == 0 and routers["Y"].announce.delay == 2
 
 
 def test_a_unicast_source_without_peers_is_multicast(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The VRRP v3 state machine of one virtual router (RFC 5798 §6), as a transition table.
+"""The VRRP state machine of one virtual router (RFC 5798 §6; RFC 3768 §6 for version 2,
+which differs only in its timers), as a transition table.
 
 Pure: events come in with the time `now` (seconds, any monotonic origin), actions come
 out; the caller sends packets, changes addresses and runs the timers. A pair of
@@ -120,12 +121,17 @@ class Params:
     preempt: bool = True  # Preempt_Mode
     preempt_delay: float = 0.0  # keepalived's extension: seconds before a preempt happens
     accept: bool = True  # Accept_Mode
+    version: int = 3  # 2: RFC 3768's timers (no Master_Adver_Interval, Skew_Time in seconds)
 
     def __post_init__(self) -> None:
         if not 1 <= self.priority <= 255:
             raise ValueError("priority must be 1..255")
-        if not 1 <= self.advert_centis <= 0x0FFF:
+        if self.version == 3 and not 1 <= self.advert_centis <= 0x0FFF:
             raise ValueError("advert interval must be 1..4095 centiseconds")
+        if self.version == 2 and (self.advert_centis % 100 or not 1 <= self.advert_centis // 100 <= 255):
+            raise ValueError("a version 2 advert interval is 1..255 whole seconds (RFC 3768 §5.3.7)")
+        if self.version not in (2, 3):
+            raise ValueError("version must be 2 or 3")
 
 
 @dataclass
@@ -143,6 +149,9 @@ class VrrpMachine:
     # §6.1: derived times, in seconds.
     @property
     def skew_time(self) -> float:
+        if self.params.version == 2:
+            # RFC 3768 §6.1: Skew_Time = (256 - Priority) / 256 seconds, whatever the interval.
+            return (256 - self.priority) / 256
         return ((256 - self.priority) * self.master_adver_centis) / 256 / 100
 
     @property
@@ -194,10 +203,17 @@ class VrrpMachine:
         if not self.params.preempt or event.priority >= self.priority or self._delaying_preempt(event, now):
             if event.priority >= self.priority:
                 self.preempt_at = None
-            self.master_adver_centis = event.max_advert_centis
+            self._learn_interval(event)
             return [StartTimer(Timer.MASTER_DOWN, self.master_down_interval)]
         # Preempt: discard the lower-priority advert; Master_Down_Timer will fire.
         return []
+
+    def _learn_interval(self, event: AdvertReceived) -> None:
+        # §6.4.2: Master_Adver_Interval follows the master's adverts. RFC 3768 has no such
+        # parameter: every router uses its own Advertisement_Interval (§6.1), and adverts
+        # with another interval are discarded before they get here (§7.1).
+        if self.params.version == 3:
+            self.master_adver_centis = event.max_advert_centis
 
     def _delaying_preempt(self, event: AdvertReceived, now: float) -> bool:
         # keepalived's preempt_delay: accept a lower-priority master until preempt_delay
@@ -227,7 +243,7 @@ class VrrpMachine:
         if event.priority > self.priority or (
                 event.priority == self.priority and int(event.source) > int(self.params.primary_address)):
             # A better master exists; on equal priority the higher primary address wins.
-            self.master_adver_centis = event.max_advert_centis
+            self._learn_interval(event)
             return self._become_backup(leaving_master=[StopTimer(Timer.ADVER), RemoveVips()])
         # §6.4.3 says discard: we remain master. Only another master sends adverts, so
         # this is a healed partition; like keepalived, answer at once so it yields now,
