@@ -42,6 +42,7 @@ class Node:
         self.observer = Observer(wall_clock=time.time)  # access logs, metrics and status read it
         self.health: Any = None
         self.penctl: asyncio.Server | None = None
+        self._penctl_sock: Any = None  # bound by bind_all, served by _start_control
         self.control_socket: asyncio.AbstractServer | None = None
         self.cluster: Any = None  # EngineProcess when the config has a cluster section
         self.kernel = KernelPart()  # nat, fullnat and dsr services (first worker only)
@@ -67,8 +68,12 @@ class Node:
     # -- start ---------------------------------------------------------------------
 
     def bind_all(self) -> None:
-        """Bind every listen address first, so a port in use fails before anything runs."""
+        """Bind every listen address first, so a port in use fails before anything runs
+        (and before privileges are dropped: the pen control port is bound here too)."""
         self._bind_missing(self.config)
+        endpoint = self.config.control.pen_port
+        if endpoint is not None and self.penctl is None and self._penctl_sock is None:
+            self._penctl_sock = bind(endpoint, 16)
 
     def _bind_missing(self, config: Config) -> None:
         """Bind the listen addresses of `config` that have no socket yet: all of them or
@@ -205,8 +210,9 @@ class Node:
         if endpoint is not None and self.penctl is None:
             from fulcrum.control.penctl import serve_penctl
 
+            sock, self._penctl_sock = self._penctl_sock, None
             self.penctl = await serve_penctl(self, endpoint.host, endpoint.port,
-                                             invocation=self.pen_invocation)
+                                             invocation=self.pen_invocation, sock=sock)
 
     def _schedule_sweeps(self) -> None:
         loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import signal
 import sys
 import time
@@ -94,20 +95,66 @@ def write_pidfile(path: str) -> None:
     tmp.replace(path)
 
 
-def drop_privileges(user: str) -> None:
-    """pen -u: after binding, continue as `user` (and its primary group)."""
-    import pwd
+def run_as(user: str) -> pwd.struct_passwd:
+    """The account `user` names, or ConfigError (exit 2) saying it does not exist."""
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError.at("user", f"no user named {user!r} on this machine") from None
 
-    entry = pwd.getpwnam(user)
+
+def preload_modules() -> None:
+    """Import every fulcrum module (and what they import) while still privileged: after
+    the switch, the interpreter's files may be unreadable to the new user (a Python under
+    /root, say), and a module imported lazily then would fail mid-service."""
+    import importlib
+    import pkgutil
+
+    import fulcrum
+
+    for module in pkgutil.walk_packages(fulcrum.__path__, "fulcrum."):
+        importlib.import_module(module.name)
+    # imported on first use: asyncio's default executor; the codec getaddrinfo uses for host names
+    for name in ("concurrent.futures.thread", "encodings.idna"):
+        importlib.import_module(name)
+
+
+def drop_privileges(entry: pwd.struct_passwd) -> None:
+    """pen -u / `user`: after binding, continue as the user and its primary group only.
+    Groups first, then the group, then the user: once the uid is dropped the others
+    could no longer be changed. Verified afterwards: a partial drop must not go unnoticed."""
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
+    if os.getuid() != entry.pw_uid or os.geteuid() != entry.pw_uid or os.getgroups() not in ([], [entry.pw_gid]):
+        raise PermissionError(f"still uid {os.geteuid()} after switching to {entry.pw_name}")
+
+
+def check_pen_port(config: Config, account: pwd.struct_passwd | None) -> None:
+    """pen refuses to open its control port as root (`Won't open control port running as
+    root; use -u`). fulcrum too, and also with `-u root`: the port is unauthenticated, and
+    as root its `write` would reach every file."""
+    if config.control.pen_port is None:
+        return
+    runs_as = account.pw_uid if account is not None else os.geteuid()
+    if runs_as == 0:
+        raise ConfigError.at("control.pen_port", "refusing to open pen's unauthenticated control port as root; "
+                             "give a user to run as (pen -u USER, or `user` in the configuration)")
 
 
 def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
              pidfile: str | None = None, user: str | None = None,
              prepare: Callable[[Node], None] | None = None) -> int:
-    """Bind, (optionally) detach, serve until SIGTERM. Returns the exit status."""
+    """Bind, (optionally) detach, write the pidfile, drop privileges, serve until SIGTERM.
+    Returns the exit status."""
+    user = user or config.user
+    try:
+        account = run_as(user) if user else None
+        check_pen_port(config, account)
+    except ConfigError as err:
+        for path, reason in err.problems:
+            print(f"fulcrum: {path}: {reason}", file=sys.stderr)
+        return err.exit_status
     node = Node(config, reuse_port=config.workers > 1)
     node.loader = reload_config
     node.default_control_socket = True
@@ -118,22 +165,29 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
     except ListenError as err:
         print(f"fulcrum: {err}", file=sys.stderr)
         return 1
-    if user:
+    pidfile = pidfile or config.control.pidfile
+    try:
+        if pidfile:
+            write_pidfile(pidfile)  # still privileged (/run is root's); and seen failing before detaching
+        if daemon:
+            daemonize()
+            if not config.log.file:
+                from fulcrum import logs
+
+                logs.detached = True  # standard error is /dev/null now: log to syslog
+                logs.setup_logging(config.log, debug=logs.debug, syslog=True)
+            if pidfile:
+                write_pidfile(pidfile)  # the daemon's own pid
+    except OSError as err:
+        print(f"fulcrum: cannot write pidfile {pidfile}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    if account is not None:
         try:
-            drop_privileges(user)
-        except (KeyError, PermissionError) as err:
+            preload_modules()
+            drop_privileges(account)
+        except OSError as err:
             print(f"fulcrum: cannot run as user {user!r}: {err}", file=sys.stderr)
             return 1
-    if daemon:
-        daemonize()
-        if not config.log.file:
-            from fulcrum import logs
-
-            logs.detached = True  # standard error is /dev/null now: log to syslog
-            logs.setup_logging(config.log, debug=logs.debug, syslog=True)
-    pidfile = pidfile or config.control.pidfile
-    if pidfile:
-        write_pidfile(pidfile)
     try:
         if config.workers > 1:
             from fulcrum.cli.workers import supervise
@@ -142,7 +196,10 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
         return serve(node, reload_config)
     finally:
         if pidfile:
-            Path(pidfile).unlink(missing_ok=True)
+            try:
+                Path(pidfile).unlink(missing_ok=True)
+            except OSError as err:  # written as root, now another user: leave it, say so
+                log.warning("cannot remove pidfile %s: %s", pidfile, err.strerror)
 
 
 def serve(node: Node, reload_config: Loader | None) -> int:

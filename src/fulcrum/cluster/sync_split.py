@@ -5,8 +5,9 @@ the pen control port, and each virtual router's VRID, VIPs, timers, preempt, tra
 pools and notify hooks). Node-local: what names this machine's hardware or files,
 or ranks it against its peers:
 
-- `log`, `workers`, `sync` (the whole section: each node lists its own peers),
-- `control.pidfile`, `control.status_file`, `control.socket` (paths on this machine),
+- `log`, `workers`, `sync` (the whole section: each node lists its own peers), `user`,
+- `control.pidfile`, `control.status_file`, `control.socket`, `control.pen_dir` (paths on
+  this machine),
 - per virtual router: `interface`, `priority`, `unicast_src`, `unicast_peers`
   (each node's peers are the others), `track.interfaces`, `track.ping`.
 
@@ -24,8 +25,8 @@ from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 
-LOCAL_TOP = ("log", "workers", "sync")
-LOCAL_CONTROL = ("pidfile", "status_file", "socket")
+LOCAL_TOP = ("log", "workers", "sync", "user")
+LOCAL_CONTROL = ("pidfile", "status_file", "socket", "pen_dir")
 LOCAL_ROUTER = ("interface", "priority", "unicast_src", "unicast_peers")
 LOCAL_TRACK = ("interfaces", "ping")
 

@@ -280,11 +280,24 @@ class Service(Strict):
 
 
 class Control(Strict):
-    pen_port: Endpoint | None = Field(None, description="pen -C: pen-compatible control port")
+    pen_port: Endpoint | None = Field(None, description="pen -C: pen-compatible control port. Unauthenticated (as pen's): "
+                                      "refused when fulcrum runs as root without `user`; 127.0.0.1 unless an address is given")
+    pen_dir: str | None = Field(None, description="the only directory pen's control port may write files into (`write`, "
+                                "`web_stats`); None = it writes none. `fulcrum pen` without it: the -F file's directory")
     status_file: str | None = Field(None, description="pen -w: HTML status page written on SIGUSR1")
     pidfile: str | None = None
     socket: str | None = Field(None, description="Unix socket (mode 0600) where `fulcrum ctl` reaches the command table; "
                                "None = /run/fulcrum/control.sock as root, $XDG_RUNTIME_DIR/fulcrum/control.sock otherwise; 'off' = none")
+
+    @field_validator("pen_port", mode="before")
+    @classmethod
+    def _loopback_unless_given(cls, value: Any) -> Any:
+        # unauthenticated: a bare port (8888, ":8888", "8888") means 127.0.0.1, never every address
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"127.0.0.1:{value}"
+        if isinstance(value, str) and (value.strip().isdigit() or value.strip().startswith(":") and value.count(":") == 1):
+            return "127.0.0.1:" + value.strip().lstrip(":")
+        return value
 
 
 class Logging(Strict):
@@ -311,6 +324,8 @@ class Config(Strict):
     cluster: Cluster | None = Field(None, description="VRRP virtual routers; without it the node runs alone")
     sync: SyncSettings | None = Field(None, description="share configuration changes with the other nodes")
     kernel: KernelSettings = Field(default_factory=KernelSettings, description="nftables tables of the kernel topologies")
+    user: str | None = Field(None, description="pen -u: after binding the listen addresses, run as this user "
+                             "(and its primary group, no other groups)")
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Config:
@@ -318,7 +333,17 @@ class Config(Strict):
         # front of another proxy) imports to; without a cluster a node must serve something.
         if not self.services and self.cluster is None:
             raise ValueError("services: at least one service is needed (or a cluster section)")
+        if self.user is not None and self.cluster is not None:
+            raise ValueError("user: VRRP and virtual IPs need root's CAP_NET_RAW and CAP_NET_ADMIN, which a node "
+                             "running as another user does not keep; leave `user` unset on cluster nodes")
         return self
+
+    @field_validator("user")
+    @classmethod
+    def _user_name(cls, name: str | None) -> str | None:
+        if name is not None and not name.strip():
+            raise ValueError("must name a user")
+        return name
 
     def service_timeouts(self, name: str) -> Timeouts:
         return self.services[name].timeouts or self.timeouts

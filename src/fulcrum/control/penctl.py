@@ -9,7 +9,10 @@ Commands are translated by fulcrum.importers.pen_commands and run through the on
 table, so a change made here is a configuration change the node reloads.
 
 Bound to localhost unless an address is given (control.pen_port carries it). The
-protocol has no authentication, as pen's; keep it on loopback or behind a firewall."""
+protocol has no authentication, as pen's; keep it on loopback or behind a firewall.
+So, as pen does, `fulcrum run`/`fulcrum pen` refuse to open it as root unless they run
+as another `user` (pen -u; cli/process.py), and the files it can write (`write`,
+`web_stats`) are confined to control.pen_dir (control/confine.py)."""
 
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.control.commands import CommandError, execute
+from fulcrum.control.confine import confined_path
 from fulcrum.control.status import render_pen_html
 from fulcrum.importers.pen import PenInvocation
 from fulcrum.importers.pen_commands import (
@@ -58,6 +63,13 @@ class PenProcess:
         return cls(exit_enabled=invocation.exit_enabled, config_file=invocation.config_file,
                    debug=invocation.debug, logfile=invocation.logfile)
 
+    def writable_dir(self, configured: str | None) -> str | None:
+        """Where the port may write: control.pen_dir, else (fulcrum pen -F) beside the -F
+        file, which is `write`'s default target."""
+        if configured:
+            return configured
+        return os.path.dirname(os.path.abspath(self.config_file)) if self.config_file else None
+
     def exit(self) -> None:
         """pen's `exit` quits cleanly, as on SIGTERM; fulcrum's runner handles SIGTERM."""
         if self.on_exit is not None:
@@ -67,10 +79,10 @@ class PenProcess:
 
 
 async def serve_penctl(node: Any, host: str, port: int, *, invocation: PenInvocation | None = None,
-                       process: PenProcess | None = None) -> asyncio.Server:
-    """Start pen's control port. `invocation` (from `fulcrum pen`) enables `exit` (-X)
-    and gives `write` its default file (-F); the node may also carry it as
-    `node.pen_invocation`."""
+                       process: PenProcess | None = None, sock: socket.socket | None = None) -> asyncio.Server:
+    """Start pen's control port (on `sock` when the node bound it already). `invocation`
+    (from `fulcrum pen`) enables `exit` (-X) and gives `write` its default file (-F); the
+    node may also carry it as `node.pen_invocation`."""
     if process is None:
         process = PenProcess.from_invocation(invocation or getattr(node, "pen_invocation", None))
 
@@ -89,6 +101,8 @@ async def serve_penctl(node: Any, host: str, port: int, *, invocation: PenInvoca
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
 
+    if sock is not None:
+        return await asyncio.start_server(handle, sock=sock, limit=LINE_LIMIT)
     return await asyncio.start_server(handle, host, port, limit=LINE_LIMIT)
 
 
@@ -99,6 +113,10 @@ async def respond(node: Any, line: str, process: PenProcess | None = None) -> st
     try:
         action = translate_pen_command(words, node.config.model_dump())
         for name, args in action.calls:
+            if name == "control.status_file" and args.get("path") \
+                    and args["path"] != node.config.control.status_file:
+                args = {**args, "path": confined_path(process.writable_dir(node.config.control.pen_dir),
+                                                     args["path"], "web_stats")}
             await execute(node, name, args)
         return await _finish(node, action, process)
     except PenRefused as err:
@@ -128,6 +146,7 @@ async def _process_verb(node: Any, verb: str, arg: str | None, process: PenProce
         target = arg or process.config_file
         if not target:
             return "write: no file (give one, or start with -F)\n"
+        target = confined_path(process.writable_dir(node.config.control.pen_dir), target, "write")
         await execute(node, "config.write", {"path": target, "format": "pen"})
         return ""
     if verb in ("debug", "log") and arg is not None:

@@ -152,7 +152,7 @@ def parse_pen_argv(argv: list[str]) -> PenInvocation:
         elif option == "-X":
             invocation.exit_enabled = True
         elif option == "-u":
-            invocation.user = value
+            invocation.user = data["user"] = value
         elif option == "-F":
             invocation.config_file = value
         elif option == "-p":

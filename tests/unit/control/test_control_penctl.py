@@ -17,8 +17,10 @@ from fulcrum.importers.pen import parse_pen_argv
 IO_TIMEOUT = 10.0
 
 
-def pen_node(line: str = "-C 8888 8080 127.0.0.1:9001:10:20:3:1 [::1]:9002") -> FakeNode:
-    return FakeNode(parse_pen_argv(line.split()).config)
+def pen_node(line: str = "-C 8888 8080 127.0.0.1:9001:10:20:3:1 [::1]:9002", pen_dir: Path | None = None) -> FakeNode:
+    config = parse_pen_argv(line.split()).config
+    config.control.pen_dir = str(pen_dir) if pen_dir else None
+    return FakeNode(config)
 
 
 def say(node: Any, line: str, process: PenProcess | None = None) -> str:
@@ -105,7 +107,7 @@ def test_write_produces_a_file_fulcrum_pen_reads_back(tmp_path: Path) -> None:
     say(node, "server 1 weight 4")
     target = tmp_path / "pen.cfg"
     assert say(node, "write") == "write: no file (give one, or start with -F)\n"
-    assert say(node, f"write {target}") == ""
+    assert say(node, f"write {target}", PenProcess(config_file=str(tmp_path / "started-with.cfg"))) == ""
     assert parse_pen_argv(["-F", str(target), "8080"]).config == node.config
     say(node, "server 1 weight 5")
     assert say(node, "write", PenProcess(config_file=str(target))) == ""
@@ -193,5 +195,47 @@ def test_debians_penctl_talks_to_fulcrum() -> None:
 
 
 def test_file_errors_are_replies_not_crashes(tmp_path: Path) -> None:
-    reply = say(pen_node(), f"write {tmp_path}/missing-dir/pen.cfg")
+    reply = say(pen_node(pen_dir=tmp_path), f"write {tmp_path}/missing-dir/pen.cfg")
     assert reply.startswith("error: ") and "No such file or directory" in reply
+
+
+@pytest.mark.parametrize("target", ["/etc/fulcrum-test-owned", "../outside.cfg", "sub/../../outside.cfg",
+                                    "escape/passwd", "link.cfg"])
+def test_write_and_web_stats_stay_inside_pen_dir(tmp_path: Path, target: str) -> None:
+    # issue 7 item 2: any local user reaches this port; it must not write outside control.pen_dir
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    (allowed / "escape").symlink_to(outside)  # a directory on the way leads out
+    (allowed / "link.cfg").symlink_to(outside / "victim")  # the file itself leads out
+    node = pen_node(pen_dir=allowed)
+    reply = say(node, f"write {target}")
+    assert reply.startswith("error: write: ") and ("outside" in reply or "'..'" in reply), reply
+    reply = say(node, f"web_stats {target}")
+    assert reply.startswith("error: web_stats: "), reply
+    assert node.config.control.status_file is None and node.reloads == []
+    assert list(outside.iterdir()) == [] and not Path("/etc/fulcrum-test-owned").exists()
+
+
+def test_without_pen_dir_the_port_writes_no_file(tmp_path: Path) -> None:
+    node = pen_node()
+    assert say(node, f"write {tmp_path}/pen.cfg").startswith("error: write: this control port may not write files")
+    assert say(node, f"web_stats {tmp_path}/s.html").startswith("error: web_stats: this control port may not write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inside_pen_dir_relative_and_absolute_names_work(tmp_path: Path) -> None:
+    node = pen_node(pen_dir=tmp_path)
+    assert say(node, "write pen.cfg") == "" and (tmp_path / "pen.cfg").exists()
+    assert say(node, f"web_stats {tmp_path}/status.html") == f"{tmp_path}/status.html\n"
+    assert say(node, "no web_stats") == "" and node.config.control.status_file is None
+
+
+@pytest.mark.parametrize(("given", "bound"), [(8888, "127.0.0.1:8888"), ("8888", "127.0.0.1:8888"),
+                                              (":8888", "127.0.0.1:8888"), ("0.0.0.0:8888", "0.0.0.0:8888")])
+def test_a_bare_pen_port_in_a_configuration_binds_loopback(given: object, bound: str) -> None:
+    from fulcrum.config.load import load_dict
+
+    config = load_dict({"services": {"s": {"listen": [":8080"], "pool": "p"}},
+                        "pools": {"p": {"servers": ["127.0.0.1:9001"]}}, "control": {"pen_port": given}})
+    assert str(config.control.pen_port) == bound
