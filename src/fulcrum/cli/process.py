@@ -179,15 +179,13 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
             if pidfile:
                 write_pidfile(pidfile)  # the daemon's own pid
     except OSError as err:
-        print(f"fulcrum: cannot write pidfile {pidfile}: {err.strerror or err}", file=sys.stderr)
-        return 1
+        return _fail_start(f"cannot write pidfile {pidfile}: {err.strerror or err}")
     if account is not None:
         try:
             preload_modules()
             drop_privileges(account)
         except OSError as err:
-            print(f"fulcrum: cannot run as user {user!r}: {err}", file=sys.stderr)
-            return 1
+            return _fail_start(f"cannot run as user {user!r}: {err}")
     try:
         if config.workers > 1:
             from fulcrum.cli.workers import supervise
@@ -200,6 +198,15 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
                 Path(pidfile).unlink(missing_ok=True)
             except OSError as err:  # written as root, now another user: leave it, say so
                 log.warning("cannot remove pidfile %s: %s", pidfile, err.strerror)
+
+
+def _fail_start(reason: str) -> int:
+    """One line on standard error, or to the waiting parent once detached; exit status 1."""
+    if _ready_fd is not None:
+        report_ready(reason)
+    else:
+        print(f"fulcrum: {reason}", file=sys.stderr)
+    return 1
 
 
 def serve(node: Node, reload_config: Loader | None) -> int:
