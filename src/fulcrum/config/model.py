@@ -336,6 +336,9 @@ class Config(Strict):
         if self.user is not None and self.cluster is not None:
             raise ValueError("user: VRRP and virtual IPs need root's CAP_NET_RAW and CAP_NET_ADMIN, which a node "
                              "running as another user does not keep; leave `user` unset on cluster nodes")
+        if self.user is not None and any(s.topology != "proxy" for s in self.services.values()):
+            raise ValueError("user: kernel topologies (nat, fullnat, dsr) need root's CAP_NET_ADMIN for nftables; "
+                             "leave `user` unset")
         return self
 
     @field_validator("user")
