@@ -13,7 +13,11 @@ from tests.integration.test_http_support import Client
 
 
 def dead_ports(count: int) -> list[int]:
-    return [free_port() for _ in range(count)]
+    """Ports nobody listens on, all different (free_port may hand out one twice)."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
 
 
 def test_unbounded_work_tcp_connection_tries_at_most_one_plus_retries_servers() -> None:
