@@ -187,7 +187,8 @@ def start_fulcrum(lab: Lab, toml: str) -> subprocess.Popen[bytes]:
     config = lab.workdir / "lb0.toml"
     config.write_text(toml)
     process = lab["lb0"].popen(str(FULCRUM), "run", "-c", str(config), log=lab.workdir / "lb0.log")
-    wait_for(lambda: table_exists(lab["lb0"], lab.prefix) or process.poll() is not None, 20,
+    wait_for(lambda: table_exists(lab["lb0"], lab.prefix) or table_exists(lab["lb0"], lab.prefix, "netdev")
+             or process.poll() is not None, 20,
              what="fulcrum's nftables table on lb0")
     assert process.poll() is None, (lab.workdir / "lb0.log").read_text()
     return process

@@ -11,6 +11,7 @@ import click
 
 from fulcrum import __version__
 from fulcrum.cli.ctl import ctl, reload_command
+from fulcrum.cli.realserver import realserver
 from fulcrum.cluster.sync_cli import sync_group
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
@@ -189,6 +190,7 @@ def schema() -> None:
 
 main.add_command(sync_group)
 main.add_command(ctl)
+main.add_command(realserver)
 main.add_command(reload_command)
 
 if __name__ == "__main__":
