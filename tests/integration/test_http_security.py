@@ -266,3 +266,45 @@ def test_graceful_stop_closes_idle_keepalive_at_once_and_answers_in_flight_with_
         await asyncio.wait_for(stop, 10)
 
     run(config([backend.port]), scenario)
+
+
+# -- issue 7 item 12: parsing, both ways ---------------------------------------------------------
+
+
+def test_parsing_invalid_host_values_get_400(backend: BackendProcess) -> None:
+    """RFC 9112 §3.2: Host is uri-host [":" port]: userinfo, whitespace or a list is a 400."""
+
+    async def scenario(port: int, node: Node) -> None:
+        for host in (b"a@b", b"a b", b"a, b", b"a:b:c", b"[::1"):
+            c = await Client.connect(port)
+            c.send(b"GET /name HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            assert await c.closed()
+            assert c.raw.startswith(b"HTTP/1.1 400 "), host
+        for host in (b"www.example", b"www.example:8080", b"[::1]:80", b"10.0.0.1", b"xn--d1a.example"):
+            c = await Client.connect(port)
+            assert (await c.get("/name", host=host.decode())).status == 200, host
+            c.close()
+
+    run(config([backend.port]), scenario)
+
+
+def test_parsing_absolute_form_target_is_routed_and_sent_by_its_authority() -> None:
+    """RFC 9112 §3.2.2: `GET http://other.example/x` is routed by other.example (the received
+    Host is ignored) and reaches the server as `GET /x` with `Host: other.example`."""
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        r = await c.get("http://other.example:8080/headers?q=1", host="www.example")
+        assert r.status == 200 and r.header(b"x-backend") == b"c"  # the route of the authority
+        assert b"Host: other.example:8080\r\n" in r.body and b"www.example" not in r.body
+        assert b"X-Forwarded-Host: other.example:8080\r\n" in r.body
+        r = await c.get("HTTP://www.example?x", host="other.example")
+        assert r.status == 200 and r.header(b"x-backend") == b"b"
+        log = (await c.get("/log")).body + await seen_by(procs["c"])
+        assert b"GET /headers?q=1" in log and b"GET /?x" in log and b"http:" not in log.lower()
+        c.close()
+
+    with running("bc") as procs:
+        data = config([procs["b"].port], http={"routes": [{"host": "other.example", "pool": "other"}]},
+                      extra_pools={"other": {"servers": [f"127.0.0.1:{procs['c'].port}"], "health": {"kind": "none"}}})
+        run(data, scenario)

@@ -4,6 +4,7 @@ Names arrive as the client or server spelled them; comparisons use lower-cased c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 Headers = list[tuple[bytes, bytes]]
@@ -39,6 +40,49 @@ def rewrite_url(value: bytes, server_origins: Iterable[bytes], public_origin: by
         if lowered.startswith(origin) and (len(value) == len(origin) or value[len(origin)] in b"/?#"):
             return public_origin + value[len(origin):]
     return value
+
+
+# -- Host and the request target (RFC 9112 §3.2, §3.2.2) ---------------------------------------
+
+# Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2-3): an IP literal in brackets, or
+# a reg-name of unreserved characters, sub-delims and %XX. No userinfo (`a@b`), no whitespace
+# (`a b`), no list (`a, b`): a value a server or a cache could read differently from us.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+\]"
+    rb"|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?")
+
+
+def valid_host(value: bytes) -> bool:
+    return _HOST.fullmatch(value) is not None
+
+
+class TargetError(ValueError):
+    """A request target this proxy cannot route (answered 400)."""
+
+
+def absolute_form(target: bytes) -> tuple[bytes, bytes] | None:
+    """(authority, origin-form target) of an absolute-form request target (RFC 9112 §3.2.2);
+    None for any other form. The authority replaces Host, and the server is sent the
+    origin-form, as it would be from a client that addressed it directly."""
+    scheme_end = target.find(b"://")
+    if scheme_end <= 0 or target[:1] == b"/":
+        return None
+    scheme = target[:scheme_end].lower()
+    if scheme not in (b"http", b"https"):
+        raise TargetError(f"request target scheme {scheme.decode('latin-1')!r} is not http(s)")
+    rest = target[scheme_end + 3:]
+    cut = len(rest)
+    for stop in (b"/", b"?", b"#"):
+        at = rest.find(stop)
+        if 0 <= at < cut:
+            cut = at
+    authority, path = rest[:cut], rest[cut:]
+    # RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid; §4.2.4: no userinfo
+    if not authority or authority.startswith(b":") or not valid_host(authority):
+        raise TargetError("request target authority is invalid")
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return authority, path
 
 
 # -- the hot path: one pass over the fields, straight to bytes ---------------------------------

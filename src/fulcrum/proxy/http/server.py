@@ -251,9 +251,29 @@ class HttpConnection(Dispatcher, Responder):
         ex.upgrade = bool(parser.should_upgrade()) or ex.method == b"CONNECT"
         if ex.method == b"CONNECT":
             raise RequestError(405, "CONNECT is not proxied")
+        if ex.target[:1] != b"/":
+            self._absolute_target(ex)
+        elif ex.host is not None and not hdr.valid_host(ex.host):
+            raise RequestError(400, "invalid Host")  # RFC 9112 §3.2 (issue 7 item 12)
         self._arm("body" if ex.has_body else "none", self.opts.body_timeout)
         if self.queue[0] is ex:
             self.dispatch(ex)
+
+    def _absolute_target(self, ex: Exchange) -> None:
+        """RFC 9112 §3.2.2: a request in absolute-form (`GET http://h/x`) is routed and sent by
+        its authority, which replaces Host (the received Host is ignored), in origin-form."""
+        if ex.target == b"*" and ex.method == b"OPTIONS":  # asterisk-form, RFC 9112 §3.2.4
+            return
+        try:
+            found = hdr.absolute_form(ex.target)
+        except hdr.TargetError as err:
+            raise RequestError(400, str(err)) from None
+        if found is None:
+            raise RequestError(400, "request target is not in origin or absolute form")
+        authority, ex.target = found
+        ex.host = authority
+        ex.headers = [(n, v) for n, v in ex.headers if n.lower() != b"host"]
+        ex.headers.append((b"Host", authority))
 
     def on_body(self, body: bytes) -> None:
         ex = self.receiving
