@@ -20,7 +20,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_the_examples_are_found() -> None:
     names = {path.name for path in FILES}
-    assert {"demo.toml", "http.toml", "cluster-lb0.toml", "cluster-lb1.toml"} <= names
+    assert {"demo.toml", "http.toml", "cluster-lb0.toml", "cluster-lb1.toml", "kernel-nat.toml",
+            "kernel-fullnat.toml", "kernel-dsr.toml"} <= names
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)

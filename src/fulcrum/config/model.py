@@ -275,7 +275,7 @@ class Service(Strict):
     log: ServiceLog | None = Field(None, description="this service's access log, if not as in [log]")
     # kernel topologies (nat, fullnat, dsr): fulcrum/kernel/config.py checks these
     protocol: Literal["tcp", "udp"] = Field("tcp", description="udp only with a kernel topology (pen -U, IPVS -u)")
-    persistence: Duration = Field(0.0, description="kernel topologies: a client keeps its server this long after its first connection (IPVS -p); 0 = off")
+    persistence: Duration = Field(0.0, description="kernel topologies: a client keeps its server until it has opened no new connection for this long (IPVS -p); 0 = off")
     snat: list[IPText] = Field(default_factory=list, description="fullnat: source addresses towards the servers; empty = the balancer's own address on that side")
 
 

@@ -1,0 +1,120 @@
+"""Kernel-plane features beyond the topologies themselves: IPVS persistence, Maglev in
+the kernel, the counters `kernel_stats` reads, and `fulcrum realserver` undoing exactly
+what it did."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections import Counter
+
+from conftest import VIP4, VIP6, Lab, wait_for
+from kernel_lab import (
+    FULCRUM,
+    SERVERS,
+    ask,
+    ctl,
+    kernel_toml,
+    prepare_balancer,
+    route_replies_via_balancer,
+    start_fulcrum,
+    start_servers,
+)
+
+
+def nat_lab(lab: Lab) -> None:
+    start_servers(lab)
+    prepare_balancer(lab)
+    route_replies_via_balancer(lab)
+
+
+def servers_of(answers: list[str]) -> Counter[str]:
+    return Counter(a.split()[0] for a in answers)
+
+
+def test_persistence_keeps_a_client_on_its_server_until_it_is_disabled(lab: Lab) -> None:
+    nat_lab(lab)
+    start_fulcrum(lab, kernel_toml(lab, "nat", scheduler="rr", weights=(1, 1), extra_service='persistence = "5m"'))
+    first = servers_of(ask(lab["client"], VIP4, 10))
+    assert len(first) == 1  # rr would alternate; persistence keeps the client on one server
+    [chosen] = first
+    other = "rs2" if chosen == "rs1" else "rs1"
+    ctl(lab, "server.drain", f"{lab[chosen].v4}:80")
+    assert servers_of(ask(lab["client"], VIP4, 4)) == {chosen: 4}  # a draining server keeps its clients
+    ctl(lab, "server.disable", f"{lab[chosen].v4}:80")
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 4)) == {other: 4}, 10,
+             what="the client to move off the disabled server")
+
+
+def test_mh_in_the_kernel_hashes_the_client_and_moves_only_a_dead_servers_clients(lab: Lab) -> None:
+    nat_lab(lab)
+    start_fulcrum(lab, kernel_toml(lab, "nat", scheduler="mh", weights=(1, 1)))
+    first = servers_of(ask(lab["client"], VIP4, 8))
+    assert len(first) == 1  # one client address, one Maglev slot
+    [chosen] = first
+    other = "rs2" if chosen == "rs1" else "rs1"
+    for process in lab[chosen].processes:
+        os.kill(process.pid, signal.SIGKILL)
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 4)) == {other: 4}, 10,
+             what="the client's slot to walk on to the live server")
+
+
+STATS = """
+import json, sys
+from fulcrum.config.load import load_file
+from fulcrum.kernel.plane import kernel_stats
+print(json.dumps(kernel_stats(load_file(sys.argv[1]))))
+"""
+
+
+def test_kernel_stats_reads_the_counters_per_server(lab: Lab) -> None:
+    nat_lab(lab)
+    start_fulcrum(lab, kernel_toml(lab, "nat", weights=(3, 1)))
+    assert servers_of(ask(lab["client"], VIP4, 8)) == {"rs1": 6, "rs2": 2}
+    result = lab["lb0"].run(sys.executable, "-c", STATS, str(lab.workdir / "lb0.toml"))
+    stats = {(s["service"], s["family"]): s for s in json.loads(result.stdout)}
+    v4 = {s["server"]: s for s in stats[("web", 4)]["servers"]}
+    assert {k: s["connections"] for k, s in v4.items()} == {f"{lab['rs1'].v4}:80": 6, f"{lab['rs2'].v4}:80": 2}
+    assert all(s["forward"] == "Masq" and s["in_packets"] > 0 and s["out_bytes"] > 0 for s in v4.values())
+    assert [s["connections"] for s in stats[("web", 6)]["servers"]] == [0, 0]
+
+
+def sysctl(lab: Lab, node: str, name: str) -> str:
+    return lab[node].run("sysctl", "-n", name).stdout.strip()
+
+
+def test_realserver_setup_is_idempotent_and_teardown_undoes_exactly_it(lab: Lab) -> None:
+    rs = lab["rs1"]
+    state = str(lab.workdir / "realserver.json")
+    rs.run("ip", "addr", "add", f"{VIP6}/128", "dev", "lo")  # the operator's own, before setup
+    before = {name: sysctl(lab, "rs1", name) for name in ("net.ipv4.conf.all.arp_ignore",
+                                                          "net.ipv4.conf.all.arp_announce")}
+    setup = [str(FULCRUM), "realserver", "setup", "--vip", VIP4, "--vip", VIP6, "--state", state]
+    rs.run(*setup)
+    assert VIP4 in rs.addresses("lo") and VIP6 in rs.addresses("lo")
+    assert sysctl(lab, "rs1", "net.ipv4.conf.all.arp_ignore") == "1"
+    assert sysctl(lab, "rs1", "net.ipv4.conf.all.arp_announce") == "2"
+    recorded = json.loads((lab.workdir / "realserver.json").read_text())
+    assert recorded["addresses"] == [f"{VIP4}/32"]  # not the operator's VIP6
+    assert "already set up" in rs.run(*setup).stdout  # idempotent
+    rs.run(str(FULCRUM), "realserver", "teardown", "--state", state)
+    assert VIP4 not in rs.addresses("lo") and VIP6 in rs.addresses("lo")
+    assert {name: sysctl(lab, "rs1", name) for name in before} == before
+    assert not (lab.workdir / "realserver.json").exists()
+    bad = rs.run(str(FULCRUM), "realserver", "setup", "--vip", "not-an-ip", "--state", state, check=False)
+    assert bad.returncode == 1 and "not an IP address" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dsr_servers_do_not_answer_arp_or_nd_for_the_vips(lab: Lab) -> None:
+    start_servers(lab)
+    prepare_balancer(lab)
+    for rs in SERVERS:
+        lab[rs].run(str(FULCRUM), "realserver", "setup", "--vip", VIP4, "--vip", VIP6,
+                    "--state", str(lab.workdir / f"{rs}.json"))
+    lb_mac = lab["lb0"].run("cat", "/sys/class/net/eth0/address").stdout.strip()
+    for vip in (VIP4, VIP6):
+        lab["client"].run("ping", "-c", "1", "-W", "2", vip)
+        neighbours = lab["client"].run("ip", "neigh", "show", "to", vip).stdout
+        assert lb_mac in neighbours, neighbours  # only the balancer claims the VIP
