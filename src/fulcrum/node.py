@@ -53,6 +53,8 @@ class Node:
         self.loader: Callable[[], Config] | None = None  # reads the source again (reload.py)
         self.source_config = config  # the source as last read: runtime changes are the difference
         self.default_control_socket = False  # `fulcrum run` sets it: control.socket unset = default place
+        self.admin: Any = None  # AdminPlane when the config has an admin section (admin/plane.py)
+        self.started_at = time.time()  # for status: uptime
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
 
@@ -117,6 +119,7 @@ class Node:
         await self._apply_cluster(self.config)
         self._schedule_sweeps()
         await self._apply_sync()
+        await self._apply_admin()
         log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
 
     def _build_pools(self, config: Config) -> None:
@@ -233,6 +236,7 @@ class Node:
                     return
                 # without its engine this node would hold no VIP: restarted, with backoff
                 self.cluster.supervise(loop.time())
+                self.cluster.read_reports()
                 self.cluster.report_pools(self.pools)
                 self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
 
@@ -256,6 +260,13 @@ class Node:
             from fulcrum.cluster.sync import sync_applied
 
             await sync_applied(self)
+
+    async def _apply_admin(self) -> None:
+        """The admin plane (its own process) follows every applied configuration."""
+        if self.config.admin is not None or self.admin is not None:
+            from fulcrum.admin.plane import admin_applied
+
+            await admin_applied(self)
 
     # -- reload --------------------------------------------------------------------
 
@@ -282,6 +293,7 @@ class Node:
         await self._apply_cluster(config)
         self._schedule_sweeps()
         await self._apply_sync()
+        await self._apply_admin()
         log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
 
     async def reload_from_source(self) -> dict[str, Any]:
@@ -297,6 +309,10 @@ class Node:
         self._stopping = True
         for handle in self._sweepers:
             handle.cancel()
+        if self.admin is not None:
+            from fulcrum.admin.plane import admin_stop
+
+            await admin_stop(self)
         if self.sync is not None:
             from fulcrum.cluster.sync import sync_stop
 

@@ -1,12 +1,15 @@
 """`fulcrum ctl`: run a command of the one command table on a running node, through its
-control socket (control.socket).
+control socket (control.socket), or through a node's admin REST API (--url).
 
     fulcrum ctl -c /etc/fulcrum/fulcrum.toml server.drain 10.0.0.11:8080
     fulcrum ctl -s /run/fulcrum/control.sock server.weight server=10.0.0.11:8080 weight=3
     fulcrum ctl status          (a table; --json for the data)
+    FULCRUM_TOKEN=... fulcrum ctl --url https://lb1:3636 server.drain 10.0.0.11:8080
     fulcrum ctl help
 
-Arguments are given in the command's order, or as name=value."""
+Arguments are given in the command's order, or as name=value. Credentials for --url:
+FULCRUM_TOKEN (bearer), or FULCRUM_USER and FULCRUM_PASSWORD (Basic), or a file given
+with --credentials holding `user:password` or a token on its first line."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -91,10 +95,69 @@ def resolve_socket(socket_path: str | None, config_path: str | None, who: str = 
     return found
 
 
-def call(path: str, command: str, args: dict[str, Any], who: str = "fulcrum ctl") -> Any:
+@dataclass(frozen=True)
+class Remote:
+    """A node's admin API (--url) in place of a control socket."""
+
+    url: str
+    authorization: str
+    cafile: str | None
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def credentials_header(path: str | None) -> str:
+    """The Authorization header for --url, from a file or the environment."""
+    import base64
+
+    if path is not None:
+        try:
+            with open(path) as handle:
+                line = handle.readline().strip()
+        except OSError as err:
+            raise CommandError(f"credentials file {path}: {err.strerror}") from err
+    elif os.environ.get("FULCRUM_TOKEN"):
+        line = os.environ["FULCRUM_TOKEN"]
+    elif os.environ.get("FULCRUM_USER"):
+        line = f"{os.environ['FULCRUM_USER']}:{os.environ.get('FULCRUM_PASSWORD', '')}"
+    else:
+        raise CommandError("--url needs credentials: FULCRUM_TOKEN, FULCRUM_USER and "
+                           "FULCRUM_PASSWORD, or --credentials FILE")
+    if ":" in line:
+        return "Basic " + base64.b64encode(line.encode()).decode()
+    return f"Bearer {line}"
+
+
+def send_http(remote: Remote, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """POST /api/v1/commands/NAME; the answer in the control socket's shape."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        remote.url.rstrip("/") + f"/api/v1/commands/{name}", method="POST",
+        data=json.dumps({"args": args}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": remote.authorization})
+    context = ssl.create_default_context(cafile=remote.cafile) if remote.url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
+            return {"ok": True, "result": json.loads(response.read()).get("result")}
+    except urllib.error.HTTPError as err:
+        try:
+            body = json.loads(err.read())
+        except ValueError:
+            body = {"error": err.reason}
+        message = str(body.get("error", err.reason))
+        for item in body.get("problems") or []:
+            message += f"; {item.get('path')}: {item.get('reason')}"
+        return {"ok": False, "error": f"{err.code}: {message}"}
+
+
+def call(path: str | Remote, command: str, args: dict[str, Any], who: str = "fulcrum ctl") -> Any:
     """Run one command on the node; a refusal or an unreachable node exits 1 with the reason."""
     try:
-        answer = send(path, command, args)
+        answer = send_http(path, command, args) if isinstance(path, Remote) else send(path, command, args)
     except FileNotFoundError:
         click.echo(f"{who}: {path}: no control socket there (is the node running? "
                    "give -s PATH or -c FILE)", err=True)
@@ -117,16 +180,23 @@ def call(path: str, command: str, args: dict[str, Any], who: str = "fulcrum ctl"
 @click.option("--json", "as_json", is_flag=True, help="status: print the JSON instead of the table")
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0, 60),
               help="status: seconds between the two samples rates are measured over (0 = no rates)")
+@click.option("--url", help="a node's admin API instead of the socket, e.g. https://lb1:3636")
+@click.option("--credentials", "credentials_path", type=click.Path(dir_okay=False),
+              help="--url: file with user:password or a token (default: FULCRUM_TOKEN, "
+                   "or FULCRUM_USER and FULCRUM_PASSWORD)")
+@click.option("--cacert", type=click.Path(dir_okay=False), help="--url: CA certificate of an https node")
 @click.argument("command")
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 def ctl(socket_path: str | None, config_path: str | None, as_json: bool, interval: float,
+        url: str | None, credentials_path: str | None, cacert: str | None,
         command: str, words: tuple[str, ...]) -> None:
     """Run COMMAND on a running node (`fulcrum ctl help` lists them); `status` prints a table."""
     if command == "help":
         print_help()
         return
-    path = resolve_socket(socket_path, config_path)
     try:
+        path: str | Remote = (Remote(url, credentials_header(credentials_path), cacert) if url
+                              else resolve_socket(socket_path, config_path))
         args = bind_args(command, words)
     except CommandError as err:
         click.echo(f"fulcrum ctl: {err}", err=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import click
 
 from fulcrum import __version__
+from fulcrum.cli.admin import admin_group
 from fulcrum.cli.ctl import ctl, reload_command
 from fulcrum.cli.realserver import realserver
 from fulcrum.cluster.sync_cli import sync_group
@@ -192,6 +193,7 @@ main.add_command(sync_group)
 main.add_command(ctl)
 main.add_command(realserver)
 main.add_command(reload_command)
+main.add_command(admin_group)
 
 if __name__ == "__main__":
     main()

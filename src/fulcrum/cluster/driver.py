@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,6 +79,8 @@ class RouterDriver:
         self.fault = False
         self._mismatched: set[IPAddress] = set()
         self._discarded: set[tuple[IPAddress, str]] = set()  # (sender, reason) logged once
+        self.transitions = 0  # state changes, for status and metrics
+        self.peer: tuple[IPAddress, int, float] | None = None  # last advert: source, priority, wall time
 
     @classmethod
     async def open(cls, name: str, config: VirtualRouter) -> RouterDriver:
@@ -176,6 +179,7 @@ class RouterDriver:
         before = self.machine.state
         actions = self.machine.handle(event, self.loop.time())
         if self.machine.state is not before:
+            self.transitions += 1
             log.info("%s: %s -> %s", self.name, before.value, self.machine.state.value)
         for action in actions:
             self._apply(action)
@@ -308,6 +312,7 @@ class RouterDriver:
                     log.warning("%s: ignoring adverts from %s: %s", self.name, received.source, reason)
                 continue
             self._check_addresses(advert, received.source)
+            self.peer = (received.source, advert.priority, time.time())
             self._handle(fsm.AdvertReceived(advert.priority, advert.max_advert_centis, received.source))
 
     def _discard_reason(self, advert: Advert) -> str | None:
@@ -333,4 +338,9 @@ class RouterDriver:
             "state": self.machine.state.value, "fault": self.fault, "priority": self.machine.priority,
             "master_adver_interval": self.machine.master_adver_centis / 100,
             "failed": list(self.tracking.verdict().reasons), "dropped_packets": self.dropped,
+            "vrid": self.config.vrid, "interface": self.config.interface,
+            "vips": [str(vip) for vip in self.config.vips], "transitions": self.transitions,
+            # the other router we last heard (in Backup: the master); priority 0 = it left
+            "peer": None if self.peer is None else {
+                "address": str(self.peer[0]), "priority": self.peer[1], "heard_at": self.peer[2]},
         }

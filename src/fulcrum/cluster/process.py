@@ -72,11 +72,12 @@ class EngineProcess:
         self.backoff = RestartBackoff()
         self.started_at = 0.0
         self.restart_at: float | None = None  # when a dead engine is started again
+        self.routers: dict[str, dict[str, object]] = {}  # the engine's last report, per router
 
     def start(self, now: float = 0.0) -> None:
         # spawn, not fork: the node's event loop must not be copied into the engine
         context = multiprocessing.get_context("spawn")
-        engine_end, node_end = context.Pipe(duplex=False)
+        engine_end, node_end = context.Pipe()  # pool health one way, router states back
         self.process = context.Process(target=engine_main,
                                        args=(self.cluster, engine_end, self.logging_settings),
                                        name="fulcrum-vrrp", daemon=True)
@@ -123,6 +124,18 @@ class EngineProcess:
                     self.channel.send((name, healthy))
                 except OSError as err:
                     log.error("VRRP engine unreachable: %s", err)
+
+    def read_reports(self) -> None:
+        """Take the engine's router reports that have arrived (never waits)."""
+        if self.channel is None:
+            return
+        try:
+            while self.channel.poll():
+                kind, body = self.channel.recv()
+                if kind == "routers":
+                    self.routers = body
+        except (EOFError, OSError, ValueError):
+            pass  # the engine died: the node's report timer notices and restarts it
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import signal
 import sys
 import threading
@@ -166,9 +167,10 @@ def serve(cluster: Cluster, pool_health: Connection | None = None) -> None:
     "spawn" so that the child holds no copy of the node's end of the pipe:
 
         spawn = multiprocessing.get_context("spawn")
-        engine_end, node_end = spawn.Pipe(duplex=False)
+        engine_end, node_end = spawn.Pipe()
         spawn.Process(target=serve, args=(config.cluster, engine_end)).start()
         node_end.send(("web", False))  # pool "web" has no healthy server here
+        node_end.recv()  # ("routers", {name: status}) when a router's status changed
 
     When the node's end closes (the node exited or crashed), the engine stops too."""
     if not logging.getLogger().handlers:
@@ -186,9 +188,37 @@ async def _serve(cluster: Cluster, pool_health: Connection | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     engine = ClusterEngine(cluster)
+    reporter = None
     if pool_health is not None:
         loop.add_reader(pool_health.fileno(), _read_pool_health, pool_health, engine, stop)
-    await engine.run(stop)
+        reporter = loop.create_task(_report_routers(engine, pool_health))
+    try:
+        await engine.run(stop)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+
+
+REPORT_INTERVAL = 0.5  # at most this often the node hears of changed router states
+
+
+async def _report_routers(engine: ClusterEngine, channel: Connection) -> None:
+    """Tell the node each router's status (state, priority, the peer heard) when it changed,
+    for the status page and metrics. A send happens only when the pipe has room: a node
+    that does not read must never block the engine's loop (adverts come first)."""
+    last: object = None
+    while True:
+        await asyncio.sleep(REPORT_INTERVAL)
+        report = engine.status()
+        if report == last:
+            continue
+        if not select.select([], [channel.fileno()], [], 0)[1]:
+            continue  # full: try again next time
+        try:
+            channel.send(("routers", report))
+        except OSError:
+            return
+        last = report
 
 
 def _read_pool_health(connection: Connection, engine: ClusterEngine, stop: asyncio.Event) -> None:

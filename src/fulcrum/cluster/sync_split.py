@@ -5,7 +5,8 @@ the pen control port, and each virtual router's VRID, VIPs, timers, preempt, tra
 pools and notify hooks). Node-local: what names this machine's hardware or files,
 or ranks it against its peers:
 
-- `log`, `workers`, `sync` (the whole section: each node lists its own peers), `user`,
+- `log`, `workers`, `sync` (the whole section: each node lists its own peers), `user`, `admin`
+  (each node's own listener, certificate and users),
 - `control.pidfile`, `control.status_file`, `control.socket`, `control.pen_dir` (paths on
   this machine),
 - per virtual router: `interface`, `priority`, `unicast_src`, `unicast_peers`
@@ -25,7 +26,7 @@ from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 
-LOCAL_TOP = ("log", "workers", "sync", "user")
+LOCAL_TOP = ("log", "workers", "sync", "user", "admin")
 LOCAL_CONTROL = ("pidfile", "status_file", "socket", "pen_dir")
 LOCAL_ROUTER = ("interface", "priority", "unicast_src", "unicast_peers")
 LOCAL_TRACK = ("interfaces", "ping")

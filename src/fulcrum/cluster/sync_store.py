@@ -44,8 +44,8 @@ def atomic_write(path: Path, body: bytes, mode: int = 0o600) -> None:
 
 
 class SyncStore:
-    def __init__(self, state_dir: str | Path, secret: bytes, keep: int = 20):
-        self.path = Path(state_dir) / "sync"
+    def __init__(self, state_dir: str | Path, secret: bytes, keep: int = 20, subdir: str = "sync"):
+        self.path = Path(state_dir) / subdir
         self.secret = secret
         self.keep = keep
 

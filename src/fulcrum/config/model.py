@@ -326,6 +326,7 @@ class Config(Strict):
     kernel: KernelSettings = Field(default_factory=KernelSettings, description="nftables tables of the kernel topologies")
     user: str | None = Field(None, description="pen -u: after binding the listen addresses, run as this user "
                              "(and its primary group, no other groups)")
+    admin: Admin | None = Field(None, description="web UI, REST API and /metrics (off without this section)")
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Config:
@@ -354,6 +355,7 @@ class Config(Strict):
 
 # The cluster section lives beside the VRRP code that uses it; it builds on `Strict`
 # above, so it can only be imported once this module has defined it.
+from fulcrum.admin.config import Admin  # noqa: E402, I001
 from fulcrum.cluster.config import Cluster  # noqa: E402
 from fulcrum.cluster.sync_config import SyncSettings  # noqa: E402
 

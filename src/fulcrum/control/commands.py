@@ -88,6 +88,7 @@ class Command:
     args: tuple[Arg, ...]
     func: Callable[..., Any]
     edits_config: bool
+    reads_only: bool = False  # shows state, changes nothing (not logged as a change)
 
     def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
         known = {arg.name for arg in self.args}
@@ -112,11 +113,12 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def _register(name: str, help: str, args: tuple[Arg, ...], edits_config: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _register(name: str, help: str, args: tuple[Arg, ...], edits_config: bool,
+              reads_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         if name in COMMANDS:
             raise ValueError(f"command {name!r} is defined twice")
-        COMMANDS[name] = Command(name, help, args, func, edits_config)
+        COMMANDS[name] = Command(name, help, args, func, edits_config, reads_only)
         return func
     return decorate
 
@@ -126,9 +128,10 @@ def config_command(name: str, help: str, *args: Arg) -> Callable[[Callable[..., 
     return _register(name, help, args, edits_config=True)
 
 
-def runtime_command(name: str, help: str, *args: Arg) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def runtime_command(name: str, help: str, *args: Arg,
+                    reads_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """func(node, **args) acts on the live node; may be a coroutine function."""
-    return _register(name, help, args, edits_config=False)
+    return _register(name, help, args, edits_config=False, reads_only=reads_only)
 
 
 def lookup(name: str) -> Command:
@@ -140,7 +143,7 @@ def lookup(name: str) -> Command:
 
 def describe() -> list[dict[str, Any]]:
     """The table as data, for `fulcrum ctl help`, the API's index and the web UI."""
-    return [{"name": c.name, "help": c.help, "changes_config": c.edits_config,
+    return [{"name": c.name, "help": c.help, "changes_config": c.edits_config, "reads_only": c.reads_only,
              "args": [{"name": a.name, "help": a.help, "required": a.required} for a in c.args]}
             for c in sorted(COMMANDS.values(), key=lambda c: c.name)]
 
@@ -470,14 +473,14 @@ def control_status_file(draft: Draft, path: str | None) -> str | None:
 
 # -- runtime: status, files, reload ---------------------------------------------------
 
-@runtime_command("status", "Services, pools and servers with their live state.")
+@runtime_command("status", "Services, pools and servers with their live state.", reads_only=True)
 def show_status(node: Any) -> dict[str, Any]:
     from fulcrum.control.status import status
 
     return status(node)
 
 
-@runtime_command("servers", "Every server with its index, limits, weight and counters.", POOL)
+@runtime_command("servers", "Every server with its index, limits, weight and counters.", POOL, reads_only=True)
 def list_servers(node: Any, pool: str | None) -> list[dict[str, Any]]:
     from fulcrum.control.status import status
 
@@ -532,6 +535,61 @@ async def reload(node: Any, config: Any) -> Any:
     new_config = config if isinstance(config, Config) else load_dict(dict(config))
     await _settle(node.reload(new_config))
     return "reloaded"
+
+
+# -- whole configurations: apply, versions, rollback (control/versions.py) -----------------
+
+def _whole_config(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("must be a whole configuration (a JSON object)")
+    return load_dict(value)  # ConfigError: every problem with its key path
+
+
+@runtime_command("config.show", "The running configuration (JSON, defaults filled in).", reads_only=True)
+def config_show(node: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = node.config.model_dump(mode="json")
+    return shown
+
+
+@runtime_command("config.apply", "Run a whole new configuration: validated, applied hitlessly, written "
+                 "to the configuration file, synced to the peers and kept as a version.",
+                 Arg("config", _whole_config, "a full configuration (JSON object)"),
+                 Arg("why", text, "what the change is, for the file's header", required=False))
+async def config_apply(node: Any, config: Config, why: str | None) -> dict[str, Any]:
+    from fulcrum.control.versions import apply_config, current_version
+
+    async with _edit_lock(node):
+        result = await apply_config(node, config, why or "applied through the command table")
+    return {"result": result, "version": current_version(node)}
+
+
+@runtime_command("config.versions", "The kept versions of the configuration, oldest first.", reads_only=True)
+def config_versions(node: Any) -> list[dict[str, Any]]:
+    from fulcrum.control.versions import list_versions
+
+    return list_versions(node)
+
+
+@runtime_command("config.version", "One kept version as this node would run it (JSON).",
+                 Arg("version", count, "version number"), reads_only=True)
+def config_version(node: Any, version: int) -> dict[str, Any]:
+    from fulcrum.control.versions import version_config
+
+    shown: dict[str, Any] = version_config(node, version).model_dump(mode="json")
+    return shown
+
+
+@runtime_command("config.rollback", "Go back to a kept version: applied as a new change (synced, versioned).",
+                 Arg("version", count, "version number"))
+async def config_rollback(node: Any, version: int) -> dict[str, Any]:
+    from fulcrum.control.versions import apply_config, current_version, version_config
+
+    async with _edit_lock(node):
+        config = version_config(node, version)
+        result = await apply_config(node, config, f"rollback to version {version}")
+    return {"result": result, "version": current_version(node), "rolled_back_to": version}
 
 
 __all__ = ["COMMANDS", "Arg", "Command", "CommandError", "ConfigError", "Draft", "describe",

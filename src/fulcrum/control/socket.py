@@ -5,7 +5,11 @@ change the node: the file system is the authentication. One JSON request per
 connection, as pen's control port takes one command:
 
     {"command": "server.drain", "args": {"server": "10.0.0.11:8080"}}
-    -> {"ok": true, "result": {...}}   or   {"ok": false, "error": "..."}
+    -> {"ok": true, "result": {...}}   or   {"ok": false, "error": "...", "problems": [...]}
+
+`problems` lists (key path, reason) pairs when a configuration was invalid. The admin
+plane's process reaches the node through a socket like this one (in a private 0700
+directory) and adds `"by": "user from address"` so the node's log names who acted.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 from typing import Any
 
 from fulcrum.config.errors import ConfigError
-from fulcrum.control.commands import CommandError, execute
+from fulcrum.control.commands import CommandError, execute, lookup
 
 log = logging.getLogger("fulcrum.control")
 
@@ -105,13 +109,18 @@ async def _answer(node: Any, line: bytes) -> dict[str, Any]:
     try:
         request = json.loads(line)
         name, args = request["command"], request.get("args") or {}
-        if not isinstance(name, str) or not isinstance(args, dict):
+        by = request.get("by")
+        if not isinstance(name, str) or not isinstance(args, dict) or not isinstance(by, str | None):
             raise TypeError
     except (ValueError, KeyError, TypeError):
         return {"ok": False, "error": 'expected one JSON line: {"command": NAME, "args": {...}}'}
     try:
         result = await execute(node, name, args)
-    except (CommandError, ConfigError) as err:
+    except ConfigError as err:
+        return {"ok": False, "error": str(err), "problems": err.problems}
+    except CommandError as err:
         return {"ok": False, "error": str(err)}
-    log.info("control: %s %s", name, json.dumps(args, default=str))
+    if not lookup(name).reads_only:
+        shown = {k: ("(a configuration)" if k == "config" else v) for k, v in args.items()}
+        log.info("control: %s %s%s", name, json.dumps(shown, default=str), f" by {by}" if by else "")
     return {"ok": True, "result": result}

@@ -1,17 +1,22 @@
-"""What a node is doing, as one dict (for the API, the CLI, the web UI, penctl and SIGUSR1),
-and pen's HTML status page (pen -w)."""
+"""What a node is doing, as one plain dict: the `status` command of the command table
+(so the REST API's /api/v1/status, `fulcrum ctl status`, the web UI's status page, the
+Prometheus exporter and penctl), the SIGUSR1 log dump; and pen's HTML status page (pen -w)."""
 
 from __future__ import annotations
 
 import html
 import os
+import socket
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fulcrum import __version__
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.observe import Observer, Totals
 
 
 def server_state(pool: PoolRuntime, backend: Backend, now: float) -> str:
@@ -29,7 +34,8 @@ def server_state(pool: PoolRuntime, backend: Backend, now: float) -> str:
     return "up"
 
 
-def _server(pool: PoolRuntime, index: int | None, backend: Backend, now: float) -> dict[str, Any]:
+def _server(pool: PoolRuntime, index: int | None, backend: Backend, now: float,
+            check: dict[str, Any] | None, totals: Totals) -> dict[str, Any]:
     return {
         "index": index,
         "key": backend.key,
@@ -45,37 +51,101 @@ def _server(pool: PoolRuntime, index: int | None, backend: Backend, now: float) 
         "priority": backend.priority,
         "backup": backend.backup,
         "active": backend.active,
-        "total": backend.total,
+        "total": backend.total,  # the scheduler's own count (pen's page shows it)
         "traffic": backend.traffic,
-        "failures": backend.failures,
+        "failures": backend.failures,  # failed connects (passive health, pen's blacklist)
+        "check": _check(check, now),
+        **_totals(totals),
     }
 
 
+def _check(check: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    """The last health result: kind, ok, reason, seconds since it and since the last up/down change."""
+    if check is None:
+        return None
+    last, change = check.get("last_check"), check.get("last_change")
+    return {
+        "kind": check["kind"], "ok": check.get("last_ok"), "reason": check["last_reason"],
+        "ago": None if last is None else round(now - last, 3),
+        "since_change": None if change is None else round(now - change, 3),
+        "duration": check.get("last_duration"),
+        "counter": check["counter"], "counter_max": check["counter_max"],
+        "rise": check["rise"], "fall": check["fall"],
+    }
+
+
+def _totals(totals: Totals) -> dict[str, Any]:
+    """What the observer counted of finished requests and connections (observe.py)."""
+    counted = totals.as_dict()
+    return {"requests": counted["requests"], "connections": counted["connections"],
+            "bytes_in": counted["bytes_in"], "bytes_out": counted["bytes_out"],
+            "statuses": counted["statuses"], "errors": counted["errors"],
+            "terminations": counted["terminations"]}
+
+
+def node_name(node: Any) -> str:
+    sync = getattr(node.config, "sync", None)
+    return sync.node_id() if sync is not None else socket.gethostname()
+
+
 def status(node: Any) -> dict[str, Any]:
+    """The node, every service, pool and server, and every VRRP router, as plain data.
+
+    Running totals (requests, connections, bytes, status classes) come from the node's
+    observer only; active connections, health and weights are the pools' live state.
+    With several worker processes this is the state of the process asked (the first
+    worker for the control socket and the admin plane): see docs/admin.md."""
+    from fulcrum.control.versions import current_version
+
     config = node.config
     now = node.now()
+    # getattr: pen's control port and tests drive this with nodes that have only pools
+    health = getattr(node, "health", None)
+    checks = health.status() if health is not None else {}
+    observer = getattr(node, "observer", None) or Observer()
     pools: dict[str, Any] = {}
     for name, pool in node.pools.items():
         clients = pool.clients
+        pool_checks = checks.get(name, {})
         pools[name] = {
             "scheduler": pool.config.scheduler,
             "sticky": pool.config.sticky.mode,
             "stubborn": pool.config.stubborn,
+            "health_kind": pool.config.health.kind,
             "clients": len(clients) if clients is not None else 0,
             "clients_max": pool.config.sticky.table_size,
-            "servers": [_server(pool, i, b, now) for i, b in enumerate(pool.backends)],
-            "emergency": _server(pool, None, pool.emergency, now) if pool.emergency else None,
+            "servers": [_server(pool, i, b, now, pool_checks.get(b.key), observer.server_totals(name, b.key))
+                        for i, b in enumerate(pool.backends)],
+            "emergency": _server(pool, None, pool.emergency, now,
+                                 pool_checks.get(f"{pool.emergency.key} (emergency)"),
+                                 observer.server_totals(name, pool.emergency.key))
+            if pool.emergency else None,
         }
-    services = {
-        name: {"listen": [str(e) for e in service.listen], "pool": service.pool,
-               "mode": service.mode, "topology": service.topology}
-        for name, service in config.services.items()
-    }
+    services = {}
+    for name, service in config.services.items():
+        ctx = getattr(node, "contexts", {}).get(name)
+        services[name] = {
+            "listen": [str(e) for e in service.listen], "pool": service.pool,
+            "mode": service.mode, "topology": service.topology,
+            "active": ctx.connections.current if ctx is not None else 0,
+            "max_connections": service.max_connections,
+            **_totals(observer.service_totals(name)),
+        }
+    cluster = getattr(node, "cluster", None)
+    started = getattr(node, "started_at", time.time())
     return {
+        "node": node_name(node),
+        "version": __version__,
+        "pid": os.getpid(),
+        "started": started,
+        "uptime": round(time.time() - started, 3),
+        "config_version": current_version(node),
+        "workers": config.workers,
         "connections": node.connections,
         "max_connections": config.max_connections,
         "services": services,
         "pools": pools,
+        "routers": dict(cluster.routers) if cluster is not None else {},
     }
 
 

@@ -54,6 +54,9 @@ class _Watch:
     counter: HealthCounter
     last_reason: str = ""
     last_check: float | None = None
+    last_ok: bool | None = None  # the last result, None before any
+    last_duration: float | None = None  # seconds the last active probe took
+    last_change: float | None = None  # loop time of the last up/down flip (or of the watch's start)
     task: asyncio.Task[None] | None = None
     readmit: asyncio.TimerHandle | None = None
 
@@ -104,7 +107,8 @@ class HealthMonitor:
                 watch = previous.pop((pool_name, label), None)
                 if watch is None:
                     counter = HealthCounter(check.rise, check.fall, self._initial)
-                    watch = _Watch(pool_name, label, pool, backend, check, counter)
+                    watch = _Watch(pool_name, label, pool, backend, check, counter,
+                                   last_change=self._now())
                 else:
                     if (watch.counter.rise, watch.counter.fall) != (check.rise, check.fall):
                         watch.counter = watch.counter.resized(check.rise, check.fall)
@@ -142,8 +146,9 @@ class HealthMonitor:
     # -- status ----------------------------------------------------------------------
 
     def status(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """pool -> server -> {up, counter, counter_max, rise, fall, kind, last_reason, last_check}.
-        `last_check` is on the event loop's clock (loop.time()), None before any result."""
+        """pool -> server -> {up, counter, counter_max, rise, fall, kind, last_reason, last_check,
+        last_ok, last_duration, last_change}. Times are on the event loop's clock (loop.time()),
+        None before any result (`last_change`: the last flip, or when the watch began)."""
         report: dict[str, dict[str, dict[str, Any]]] = {}
         for watch in self._watches.values():
             counter = watch.counter
@@ -151,6 +156,8 @@ class HealthMonitor:
                 "up": counter.up, "counter": counter.health, "counter_max": counter.top,
                 "rise": counter.rise, "fall": counter.fall, "kind": watch.check.kind,
                 "last_reason": watch.last_reason, "last_check": watch.last_check,
+                "last_ok": watch.last_ok, "last_duration": watch.last_duration,
+                "last_change": watch.last_change,
             }
         return report
 
@@ -187,6 +194,7 @@ class HealthMonitor:
             except Exception as exc:  # a bug in a probe must not end the checks
                 log.exception("pool %s server %s: probe error", watch.pool_name, watch.label)
                 ok, reason = False, f"probe error: {exc}"
+            watch.last_duration = loop.time() - started
             self._record(watch, ok, reason)
             wait = check.interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
             await asyncio.sleep(max(0.0, started + wait - loop.time()))
@@ -194,6 +202,7 @@ class HealthMonitor:
     def _record(self, watch: _Watch, ok: bool, reason: str) -> None:
         watch.last_reason = reason
         watch.last_check = self._now()
+        watch.last_ok = ok
         transition = watch.counter.record(ok, reason)
         if transition is not None:
             self._flip(watch, transition)
@@ -208,6 +217,7 @@ class HealthMonitor:
 
     def _flip(self, watch: _Watch, transition: Transition) -> None:
         up = transition.new is State.UP
+        watch.last_change = self._now()
         watch.pool.set_healthy(watch.backend, up)
         log.log(logging.INFO if up else logging.WARNING, "pool %s server %s is %s (%s, %s)",
                 watch.pool_name, watch.label, "UP" if up else "DOWN",

@@ -23,8 +23,10 @@ def test_status_reports_live_server_state() -> None:
     node.connections = 1
     info = status(node)
     assert info["connections"] == 1 and info["max_connections"] == 10000
-    assert info["services"]["web"] == {"listen": ["127.0.0.1:8080"], "pool": "web", "mode": "tcp",
-                                       "topology": "proxy"}
+    web_service = info["services"]["web"]
+    assert {k: web_service[k] for k in ("listen", "pool", "mode", "topology", "active", "requests")} == {
+        "listen": ["127.0.0.1:8080"], "pool": "web", "mode": "tcp", "topology": "proxy",
+        "active": 0, "requests": 0}
     web = info["pools"]["web"]
     assert (web["scheduler"], web["sticky"], web["clients"], web["clients_max"]) == ("rr", "source", 1, 64)
     rows = [(s["index"], s["status"], s["health"], s["active"], s["total"], s["traffic"]) for s in web["servers"]]
@@ -62,3 +64,33 @@ def test_status_file_is_replaced_atomically(tmp_path: Path) -> None:
     write_status_file(node, target)
     assert target.read_text().startswith("<html>")
     assert [p.name for p in tmp_path.iterdir()] == ["pen.html"]
+
+
+def test_status_totals_come_from_the_observer_and_checks_from_the_monitor() -> None:
+    from fulcrum.observe import Observation, Observer
+
+    node = FakeNode(make_config())
+    node.observer = Observer()
+    key = node.pools["web"].backends[0].key
+    node.observer.record(Observation("http", "web", pool="web", server=key, status=503,
+                                     bytes_in=100, bytes_out=2000))
+    node.observer.record(Observation("http", "web", pool="web", server=key, status=200, bytes_out=10))
+
+    class Monitor:
+        def status(self) -> dict[str, dict[str, dict[str, object]]]:
+            return {"web": {key: {"kind": "tcp", "last_ok": False, "last_reason": "connect refused",
+                                  "last_check": node.clock - 1, "last_change": node.clock - 30,
+                                  "last_duration": 0.002, "counter": 0, "counter_max": 4,
+                                  "rise": 2, "fall": 3}}}
+
+    node.health = Monitor()
+    info = status(node)
+    service = info["services"]["web"]
+    assert (service["requests"], service["bytes_in"], service["bytes_out"]) == (2, 100, 2010)
+    assert service["statuses"]["5xx"] == 1 and service["statuses"]["2xx"] == 1
+    first = info["pools"]["web"]["servers"][0]
+    assert first["requests"] == 2 and first["statuses"]["5xx"] == 1
+    assert first["check"]["reason"] == "connect refused" and first["check"]["ok"] is False
+    assert first["check"]["since_change"] == 30 and first["check"]["ago"] == 1
+    assert info["pools"]["web"]["servers"][1]["requests"] == 0
+    assert info["version"] and info["node"] and info["routers"] == {}

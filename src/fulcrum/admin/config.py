@@ -1,0 +1,95 @@
+"""The `admin` section: where the admin listener answers, who may log in, and how.
+
+The whole section is node-local (never synced, like `sync`): each node names its own
+listen addresses and certificate, and a synced user list would let one node's operator
+lock every other node's out. Passwords are stored as scrypt hashes made by
+`fulcrum admin passwd USER` (auth.py); bearer tokens as SHA-256 digests made by
+`fulcrum admin token NAME` (a random 32-byte token needs no slow hash)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from fulcrum.config.strict import Strict
+from fulcrum.config.types import Duration
+
+DEFAULT_PORT = 3636  # Piranha's port
+
+
+def _endpoint_type() -> type:
+    from fulcrum.config.model import Endpoint
+
+    return Endpoint
+
+
+class AdminTls(Strict):
+    """The admin listener over HTTPS (TLS 1.2 and 1.3), keys as in `http.tls`."""
+
+    cert: str = Field(description="PEM certificate chain")
+    key: str = Field(description="PEM private key")
+
+
+class Admin(Strict):
+    listen: list[str] = Field(
+        default_factory=lambda: [f"127.0.0.1:{DEFAULT_PORT}"], min_length=1,
+        description="addresses of the admin web UI, REST API and /metrics (v4 and/or v6; port 3636 by default)")
+    tls: AdminTls | None = Field(None, description="serve HTTPS (then session cookies are Secure)")
+    users: dict[str, str] = Field(
+        default_factory=dict,
+        description="user name -> password hash, made by `fulcrum admin passwd USER`")
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="token name -> token digest, made by `fulcrum admin token NAME` (bearer auth for scripts)")
+    metrics_public: bool = Field(False, description="answer /metrics without credentials")
+    session_timeout: Duration = Field(3600.0, gt=0, description="a browser session ends after this long idle")
+    login_failures: int = Field(5, ge=1, description="failed logins allowed per client address within login_window")
+    login_window: Duration = Field(300.0, gt=0, description="after login_failures failures, that address waits this long")
+    state_dir: str = Field(
+        "/var/lib/fulcrum",
+        description="without a sync section, versions for rollback are kept in STATE_DIR/versions")
+    keep: int = Field(20, ge=2, le=10000, description="versions kept for rollback (without a sync section)")
+
+    @field_validator("listen")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        endpoint = _endpoint_type()
+        out = []
+        for value in values:
+            text = str(value)
+            if text.isdigit():
+                text = f"127.0.0.1:{text}"
+            out.append(str(endpoint.model_validate(text)))
+        if len(set(out)) != len(out):
+            raise ValueError("an address is listed twice")
+        return out
+
+    @field_validator("users")
+    @classmethod
+    def _hashes(cls, users: dict[str, str]) -> dict[str, str]:
+        from fulcrum.admin.auth import check_hash_format
+
+        for name, value in users.items():
+            if not name or ":" in name:
+                raise ValueError(f"user name {name!r}: must be non-empty and have no ':'")
+            problem = check_hash_format(value)
+            if problem:
+                raise ValueError(f"user {name!r}: {problem} (make one with `fulcrum admin passwd {name}`)")
+        return users
+
+    @field_validator("tokens")
+    @classmethod
+    def _digests(cls, tokens: dict[str, str]) -> dict[str, str]:
+        from fulcrum.admin.auth import check_token_format
+
+        for name, value in tokens.items():
+            problem = check_token_format(value)
+            if problem:
+                raise ValueError(f"token {name!r}: {problem} (make one with `fulcrum admin token {name}`)")
+        return tokens
+
+    @model_validator(mode="after")
+    def _someone(self) -> Admin:
+        if not self.users and not self.tokens:
+            raise ValueError("users: give at least one user (`fulcrum admin passwd USER`) or token;"
+                             " nothing answers without credentials")
+        return self
