@@ -155,6 +155,9 @@ async def apply_config(node: Any, config: Config, why: str) -> str:
         if not same:
             try:
                 write_config_file(path, config, why)
+                same = True
             except OSError as err:
                 log.error("%s not rewritten (a restart would start from it): %s", path, err)
+        if same:
+            node.source_config = config  # the file says this now: nothing of it is a runtime change
     return "applied"
