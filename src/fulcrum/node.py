@@ -47,6 +47,8 @@ class Node:
         self.cluster: Any = None  # EngineProcess when the config has a cluster section
         self.kernel = KernelPart()  # nat, fullnat and dsr services (first worker only)
         self.first_worker = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
+        self.shared: Any = None  # fulcrum.shared.SharedState with workers > 1 (counters, client table, commands)
+        self._commands: Any = None  # in workers after the first: where control commands arrive
         self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
         self.sync: Any = None  # ConfigSync when the config has a sync section
         self.config_path: str | None = None  # the file a synced change is written to
@@ -130,7 +132,7 @@ class Node:
             if name in self.pools:
                 self.pools[name].apply(pool)
             else:
-                self.pools[name] = PoolRuntime(name, pool)
+                self.pools[name] = PoolRuntime(name, pool, self.shared)
 
     def _start_health(self) -> None:
         from fulcrum.health.monitor import HealthMonitor
@@ -201,6 +203,10 @@ class Node:
             await self.kernel.apply(config, self.pools)
 
     async def _start_control(self) -> None:
+        if self.shared is not None and not self.first_worker and self._commands is None:
+            from fulcrum.shared.commands import listen
+
+            self._commands = listen(self)  # the first worker carries control commands here
         path = self.config.control.socket
         if path != "off" and self.control_socket is None and self.first_worker:
             from fulcrum.control.socket import serve_control_socket, serve_default_control_socket
@@ -210,7 +216,7 @@ class Node:
             elif self.default_control_socket:  # `fulcrum run`: on by default
                 self.control_socket = await serve_default_control_socket(self)
         endpoint = self.config.control.pen_port
-        if endpoint is not None and self.penctl is None:
+        if endpoint is not None and self.penctl is None and self.first_worker:
             from fulcrum.control.penctl import serve_penctl
 
             sock, self._penctl_sock = self._penctl_sock, None

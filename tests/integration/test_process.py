@@ -223,11 +223,13 @@ def test_workers_share_the_listen_address_and_stop_together(tmp_path: Path) -> N
     assert output.count("fulcrum stopped") == 2
 
 
-def test_workers_refuse_per_process_scheduling_state(tmp_path: Path) -> None:
+def test_workers_accept_node_wide_scheduling_state(tmp_path: Path) -> None:
+    # shared counters and client table (fulcrum/shared/): no longer refused with workers > 1
     data = service_config(["127.0.0.1:8080"], [9001])
     data["workers"] = 2
     data["pools"]["p"]["scheduler"] = "lc"
+    data["pools"]["p"]["sticky"] = {"mode": "source"}
+    data["control"] = {"pen_port": "127.0.0.1:10999"}
     cfg = write_config(tmp_path / "f.toml", data)
     result = subprocess.run([FULCRUM, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "pools.p.scheduler: 'lc' needs connection counts shared by all workers" in result.stderr
+    assert result.returncode == 0, result.stderr

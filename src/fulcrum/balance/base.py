@@ -36,6 +36,7 @@ class Backend:
     total: int = 0  # connections (or requests) ever sent
     traffic: int = 0  # bytes relayed, both directions
     failures: int = 0  # failed connects
+    slot: int = -1  # its counters in shared memory with workers > 1 (fulcrum/shared/counters.py)
 
 
 @dataclass(slots=True)  # built once per new connection: slots, not frozen, is the cheap kind

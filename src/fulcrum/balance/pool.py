@@ -11,6 +11,7 @@ Order of choice for a new connection:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from fulcrum.balance.base import Backend, PickContext
 from fulcrum.balance.registry import make_scheduler
@@ -34,12 +35,20 @@ _CONFIGURED = ("weight", "max_connections", "hard_limit", "priority", "backup", 
                "route", "state")
 
 
+# schedulers that read live counts: with workers > 1 they read the node-wide ones
+COUNT_BASED = frozenset({"lc", "wlc", "sed", "nq", "ovf", "lblc", "lblcr", "bybusyness", "weight",
+                         "random2", "prio"})
+
+
 class PoolRuntime:
-    def __init__(self, name: str, config: Pool):
+    def __init__(self, name: str, config: Pool, shared: Any = None):
         self.name = name
         self.backends: list[Backend] = []
         self.emergency: Backend | None = None
-        self.clients: ClientTable | None = None
+        self.clients: Any = None  # ClientTable, or shared.clients.PoolClients with workers > 1
+        # fulcrum.shared.SharedState with workers > 1: counters and the client table
+        # live in memory every worker reads, so each makes the choice one process would.
+        self.shared = shared
         self.apply(config)
 
     # -- configuration -------------------------------------------------------------
@@ -58,6 +67,7 @@ class PoolRuntime:
                 fresh = kept
             backends.append(fresh)
         self.config = config
+        before = self.all_backends()
         self.backends = backends
         if config.emergency is None:
             self.emergency = None
@@ -66,15 +76,53 @@ class PoolRuntime:
         sticky = config.sticky
         if sticky.mode == "source":
             if self.clients is None:
-                self.clients = ClientTable(sticky.table_size, sticky.expiry)
+                self.clients = (ClientTable(sticky.table_size, sticky.expiry) if self.shared is None
+                                else self.shared.clients.view(self.name, sticky.expiry))
             else:
                 self.clients.resize(sticky.table_size)
                 self.clients.expiry = sticky.expiry
         else:
             self.clients = None
+        if self.shared is not None:
+            self._claim_slots(before)
+        self.count_fields = self._shared_fields(config.scheduler)
         self.scheduler = make_scheduler(config.scheduler, self.backends, config.options)
         self.wants_client = self.clients is not None or config.scheduler in CLIENT_KEYED
         self._tiers = self._compute_tiers()
+
+    def _claim_slots(self, before: list[Backend]) -> None:
+        counters = self.shared.counters
+        current = self.all_backends()
+        for backend in current:
+            if backend.slot < 0:
+                backend.slot = counters.claim(self.name, backend.key)
+        kept = {id(b) for b in current}
+        for backend in before:
+            if id(backend) not in kept:
+                counters.release(backend.slot)
+        if self.clients is not None:
+            self.clients.keys = {b.slot: b.key for b in current}
+            self.clients.slots = {b.key: b.slot for b in current}
+
+    def _shared_fields(self, scheduler: str) -> tuple[int, ...]:
+        """Which node-wide counts a pick must see first: active connections for the
+        count-based schedulers and the connection limits, bytes for bytraffic."""
+        if self.shared is None:
+            return ()
+        from fulcrum.shared.counters import ACTIVE, TRAFFIC
+
+        limits = any(b.max_connections or b.hard_limit for b in self.backends)
+        return ((ACTIVE,) if scheduler in COUNT_BASED or limits else ()) + (
+            (TRAFFIC,) if scheduler == "bytraffic" else ())
+
+    def sync_counters(self) -> None:
+        """Copy the node-wide counts into every Backend (status, admin); a no-op with
+        one worker, whose Backends hold the counts themselves."""
+        if self.shared is None:
+            return
+        for backend in self.all_backends():
+            backend.active, backend.total, backend.traffic, backend.failures = \
+                self.shared.counters.read(backend.slot)
 
     def _compute_tiers(self) -> list[frozenset[int]]:
         tiers: dict[tuple[bool, int], set[int]] = {}
@@ -117,6 +165,14 @@ class PoolRuntime:
 
     def pick(self, now: float, client: str | None = None, key: str | None = None,
              exclude: Iterable[Backend] = ()) -> Backend | None:
+        if self.count_fields:
+            get = self.shared.counters.get
+            if self.count_fields[0] == 0:
+                for backend in self.backends:
+                    backend.active = get(backend.slot, 0)
+            if self.count_fields[-1] == 2:
+                for backend in self.backends:
+                    backend.traffic = get(backend.slot, 2)
         excluded = {id(b) for b in exclude}
         chosen = self.remembered(client, now)
         if chosen is not None and (id(chosen) in excluded or not self.usable(chosen, now, sticky=True)):
@@ -150,18 +206,26 @@ class PoolRuntime:
     def taken(self, backend: Backend) -> None:
         backend.active += 1
         backend.total += 1
+        if self.shared is not None:
+            self.shared.counters.add(backend.slot, 0, 1)
+            self.shared.counters.add(backend.slot, 1, 1)
         if backend is not self.emergency:
             self.scheduler.taken(backend)
 
     def released(self, backend: Backend, traffic: int = 0) -> None:
         backend.active -= 1
         backend.traffic += traffic
+        if self.shared is not None:
+            self.shared.counters.add(backend.slot, 0, -1)
+            self.shared.counters.add(backend.slot, 2, traffic)
         if backend is not self.emergency:
             self.scheduler.released(backend)
 
     def connect_failed(self, backend: Backend, now: float) -> None:
         """pen -b: a server that refused a connection is skipped for `blacklist` seconds."""
         backend.failures += 1
+        if self.shared is not None:
+            self.shared.counters.add(backend.slot, 3, 1)
         if self.config.blacklist:
             backend.blacklisted_until = now + self.config.blacklist
 

@@ -5,7 +5,11 @@ The supervisor (the process that was started) binds first, so a port in use fail
 before anything forks; worker 0 serves those sockets, the others bind their own in
 the same SO_REUSEPORT group. Signals to the supervisor go to every worker: SIGHUP
 (each worker reloads the file), SIGTERM/SIGINT (each drains and stops), SIGUSR1.
-A worker that dies unexpectedly is started again."""
+A worker that dies unexpectedly is started again.
+
+State that must be node-wide (connection counts, pen's client table) lives in shared
+memory made here before the first fork, and control commands reach every worker
+(fulcrum/shared/)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from fulcrum.node import Node
+from fulcrum.shared import SharedState
 
 log = logging.getLogger("fulcrum.workers")
 
@@ -28,6 +33,9 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
     count = node.config.workers
     workers: dict[int, int] = {}  # pid -> worker index
     stopping = False
+    sticky = [p.sticky.table_size for p in node.config.pools.values() if p.sticky.mode == "source"]
+    shared = SharedState.create(count, max(1024, sum(sticky)))
+    node.shared = shared
 
     def start(index: int, inherit: bool) -> None:
         """Fork worker `index`; with `inherit` it serves the supervisor's sockets."""
@@ -48,6 +56,8 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
                     worker = Node(config, reuse_port=True)  # type: ignore[arg-type]
                     worker.bind_all()
                 worker.first_worker = index == 0
+                worker.shared = shared
+                shared.bind_worker(index)
                 code = serve(worker)
             except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor
                 log.exception("worker %d failed", index)
@@ -74,6 +84,13 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
     for sig in (signal.SIGTERM, signal.SIGINT, *FORWARDED):
         signal.signal(sig, forward)
 
+    try:
+        return _wait(workers, start, lambda: stopping)
+    finally:
+        shared.close()
+
+
+def _wait(workers: dict[int, int], start: Callable[[int, bool], None], stopping: Callable[[], bool]) -> int:
     status = 0
     while workers:
         try:
@@ -84,11 +101,11 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
         if index is None:
             continue
         code = os.waitstatus_to_exitcode(wait_status)
-        if stopping:
+        if stopping():
             status = status or (code if code > 0 else 0)
             continue
         log.error("worker %d (pid %d) exited with %d; starting it again", index, pid, code)
         time.sleep(RESTART_DELAY)
-        if not stopping:
-            start(index, inherit=False)
+        if not stopping():
+            start(index, False)
     return status

@@ -55,8 +55,6 @@ def check_references(config: Config) -> None:
                              f"{pool.sticky.mode!r} needs HTTP, but tcp service {name!r} uses this pool; use 'source' or 'none'"))
     for name, pool in config.pools.items():
         problems.extend(_scheduler_options(name, pool))
-    if config.workers > 1:
-        problems.extend(_per_process_state(config))
     if config.cluster is not None:
         from fulcrum.cluster.config import reference_problems
 
@@ -106,28 +104,3 @@ def _scheduler_options(name: str, pool: Pool) -> list[tuple[str, str]]:
     except (ValueError, TypeError) as err:
         return [(f"pools.{name}.options", str(err))]
     return []
-
-
-# Schedulers whose choice depends on live connection counts, which each worker
-# process keeps for itself: with several workers they would balance on a fraction
-# of the truth, so such combinations are refused rather than silently skewed.
-COUNT_BASED = frozenset({"lc", "wlc", "sed", "nq", "ovf", "lblc", "lblcr", "bybusyness", "weight"})
-
-
-def _per_process_state(config: Config) -> list[tuple[str, str]]:
-    problems = []
-    for name, pool in config.pools.items():
-        if pool.scheduler in COUNT_BASED:
-            problems.append((f"pools.{name}.scheduler",
-                             f"{pool.scheduler!r} needs connection counts shared by all workers, "
-                             "which fulcrum does not share yet; use workers = 1 or a scheduler "
-                             "such as rr, wrr, sh, mh or random2"))
-        if pool.sticky.mode == "source":
-            problems.append((f"pools.{name}.sticky.mode",
-                             "the client table is kept per worker process; use workers = 1, or sh/mh "
-                             "for stateless source affinity"))
-    if config.control.pen_port is not None:
-        problems.append(("control.pen_port", "the pen control port needs workers = 1"))
-    if config.control.socket is not None:
-        problems.append(("control.socket", "runtime commands reach one process; the control socket needs workers = 1"))
-    return problems

@@ -150,8 +150,12 @@ def describe() -> list[dict[str, Any]]:
 
 # -- running commands -------------------------------------------------------------
 
-async def execute(node: Any, name: str, args: Mapping[str, Any] | None = None) -> Any:
-    """Run one command against a live node. Config commands end in `node.reload`."""
+async def execute(node: Any, name: str, args: Mapping[str, Any] | None = None, carry: bool = True) -> Any:
+    """Run one command against a live node. Config commands end in `node.reload`. With
+    workers > 1 a change made here is then carried to every other worker (`carry`:
+    fulcrum/shared/commands.py), so a command acts on the whole node."""
+    from fulcrum.shared.commands import carry as carry_to_workers
+
     command = lookup(name)
     bound = command.bind(args or {})
     if command.edits_config:
@@ -162,8 +166,17 @@ async def execute(node: Any, name: str, args: Mapping[str, Any] | None = None) -
             result = command.func(Draft(data), **bound)
             new_config = load_dict(data)
             await _settle(node.reload(new_config))
+            if carry:
+                carry_to_workers(node, name, {}, config=new_config)
         return result
-    return await _settle(command.func(node, **bound))
+    result = await _settle(command.func(node, **bound))
+    if carry:
+        given = dict(args or {})
+        if name == "reload" and given.get("config") is not None:
+            carry_to_workers(node, name, {}, config=node.config)
+        else:
+            carry_to_workers(node, name, given)
+    return result
 
 
 _locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()

@@ -105,6 +105,7 @@ def status(node: Any) -> dict[str, Any]:
     observer = getattr(node, "observer", None) or Observer()
     pools: dict[str, Any] = {}
     for name, pool in node.pools.items():
+        pool.sync_counters()  # node-wide counts with workers > 1
         clients = pool.clients
         pool_checks = checks.get(name, {})
         pools[name] = {

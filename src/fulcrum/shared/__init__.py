@@ -1,0 +1,37 @@
+"""State the worker processes of one node share (`workers > 1`), so that every worker
+makes the choices one process would: connection counters per server (counters.py), pen's
+client table (clients.py), and control commands carried from the first worker to the
+others (commands.py). Created by the supervisor before it forks (cli/workers.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+from fulcrum.shared.clients import SharedClientTable
+from fulcrum.shared.counters import SharedCounters
+
+
+@dataclass
+class SharedState:
+    counters: SharedCounters
+    clients: SharedClientTable
+    workers: int
+    directory: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fulcrum-workers-"))  # 0700
+    index: int = 0  # this process's worker index, set after fork
+
+    @classmethod
+    def create(cls, workers: int, client_capacity: int) -> SharedState:
+        lock = multiprocessing.get_context("fork").Lock()
+        return cls(SharedCounters(workers, lock), SharedClientTable(client_capacity, lock), workers)
+
+    def bind_worker(self, index: int) -> None:
+        """In a freshly forked worker: counts left by a previous worker of this index
+        died with its connections."""
+        self.index = index
+        self.counters.bind_worker(index)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,160 @@
+"""`workers = 2` makes the choices one worker would: least-connection over node-wide
+counts, pen's client table shared, control commands reaching every worker, pen's
+control port served once. Real `fulcrum run` processes on loopback; SO_REUSEPORT
+spreads the connections over both workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import tomli_w
+
+from tests.integration.helpers import FULCRUM, Backends, FulcrumProcess, free_port, service_config
+
+CONNECTIONS = 12  # 2 * 0.5^12: the chance that SO_REUSEPORT gives them all to one worker
+
+
+def start(tmp_path: Path, data: dict) -> tuple[FulcrumProcess, int]:  # type: ignore[type-arg]
+    data["workers"] = 2
+    port = int(data["services"]["svc"]["listen"][0].rsplit(":", 1)[1])
+    config = tmp_path / "f.toml"
+    config.write_text(tomli_w.dumps(data))
+    node = FulcrumProcess(["run", "-c", str(config)], tmp_path / "node.log")
+    return node, port
+
+
+async def wait_serving(node: FulcrumProcess, backends: Backends, port: int) -> None:
+    for _ in range(200):
+        assert node.proc.poll() is None, node.output()
+        if node.output().count("fulcrum started") == 2:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(node.output())
+    backends.hits.clear()
+
+
+async def hold(port: int, source: str = "127.0.0.1") -> asyncio.StreamWriter:
+    """A long-lived connection through the balancer (echo backends answer at EOF only)."""
+    _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), 5)
+    writer.write(b"x")
+    await writer.drain()
+    return writer
+
+
+async def settle(backends: Backends, total: int) -> None:
+    for _ in range(200):
+        if sum(backends.hits.values()) >= total:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{dict(backends.hits)} after {total} connections")
+
+
+async def ctl(sock: str, *words: str) -> str:
+    process = await asyncio.create_subprocess_exec(FULCRUM, "ctl", "-s", sock, *words,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+def test_lc_over_two_workers_spreads_long_lived_connections_evenly(tmp_path: Path) -> None:
+    sock = str(tmp_path / "control.sock")
+
+    async def scenario() -> None:
+        backends = Backends()
+        ports = [await backends.start(name, echo=True) for name in ("a", "b", "c")]
+        data = service_config([f"127.0.0.1:{free_port()}"], ports)
+        data["pools"]["p"]["scheduler"] = "lc"
+        data["control"] = {"socket": sock}
+        node, port = start(tmp_path, data)
+        held = []
+        try:
+            await wait_serving(node, backends, port)
+            for _ in range(CONNECTIONS):
+                held.append(await hold(port))
+                await settle(backends, len(held))  # each pick sees the one before
+            # one worker's lc: never more than one apart, whichever worker accepted
+            assert sorted(backends.hits.values()) == [CONNECTIONS // 3] * 3, dict(backends.hits)
+            # the first worker answers with node-wide counts: every open connection
+            servers = json.loads(await ctl(sock, "servers"))
+            assert sum(s["active"] for s in servers) == CONNECTIONS, servers
+        finally:
+            for writer in held:
+                writer.close()
+            node.stop()
+            await backends.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_client_table_is_one_for_both_workers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backends = Backends()
+        ports = [await backends.start(name, echo=True) for name in ("a", "b")]
+        data = service_config([f"127.0.0.1:{free_port()}"], ports)
+        data["pools"]["p"].update(scheduler="lc", sticky={"mode": "source", "expiry": "5m"})
+        node, port = start(tmp_path, data)
+        held = []
+        try:
+            await wait_serving(node, backends, port)
+            held.append(await hold(port, "127.0.0.2"))  # a: the least loaded, then remembered
+            await settle(backends, 1)
+            held.append(await hold(port, "127.0.0.3"))  # b: lc over node-wide counts
+            await settle(backends, 2)
+            assert dict(backends.hits) == {"a": 1, "b": 1}
+            for _ in range(CONNECTIONS):  # through either worker, each client to its server
+                held.append(await hold(port, "127.0.0.2"))
+                held.append(await hold(port, "127.0.0.3"))
+            await settle(backends, 2 + 2 * CONNECTIONS)
+            assert dict(backends.hits) == {"a": 1 + CONNECTIONS, "b": 1 + CONNECTIONS}
+        finally:
+            for writer in held:
+                writer.close()
+            node.stop()
+            await backends.close()
+
+    asyncio.run(scenario())
+
+
+def test_ctl_commands_act_on_every_worker_and_the_pen_port_is_served_once(tmp_path: Path) -> None:
+    sock = str(tmp_path / "control.sock")
+
+    async def scenario() -> None:
+        backends = Backends()
+        ports = [await backends.start(name, echo=True) for name in ("a", "b")]
+        data = service_config([f"127.0.0.1:{free_port()}"], ports)
+        pen_port = free_port()
+        data["control"] = {"socket": sock, "pen_port": f"127.0.0.1:{pen_port}"}
+        node, port = start(tmp_path, data)
+        held = []
+        try:
+            await wait_serving(node, backends, port)
+            # pen's control port, served once for the node: quiesce a (pen numbers from 0)
+            reader, writer = await asyncio.open_connection("127.0.0.1", pen_port)
+            writer.write(b"server 0 weight 0\n")
+            writer.write_eof()
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            for _ in range(CONNECTIONS):
+                held.append(await hold(port))
+            await settle(backends, CONNECTIONS)
+            assert dict(backends.hits) == {"b": CONNECTIONS}  # no worker sends to a
+            # fulcrum ctl: a back, b out; both workers follow
+            await ctl(sock, "server.weight", f"127.0.0.1:{ports[0]}", "1")
+            await ctl(sock, "server.disable", f"127.0.0.1:{ports[1]}")
+            backends.hits.clear()
+            for _ in range(CONNECTIONS):
+                held.append(await hold(port))
+            await settle(backends, CONNECTIONS)
+            assert dict(backends.hits) == {"a": CONNECTIONS}
+            assert "address already in use" not in node.output()
+        finally:
+            for writer in held:
+                writer.close()
+            node.stop()
+            await backends.close()
+
+    asyncio.run(scenario())
