@@ -171,14 +171,15 @@ class AdminLab:
             data[key] = value
         return data
 
-    def start(self, **extra: Any) -> AdminLab:
+    def start(self, wait: bool = True, **extra: Any) -> AdminLab:
         for backend in self.backends:
             if backend.server is None:
                 backend.start()
         self.path.write_text(tomli_w.dumps(self.config(**extra)))
         self.process = subprocess.Popen([FULCRUM, "run", "-c", str(self.path)], stdout=self.log.open("ab"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._admin_up, START_TIMEOUT)
+        if wait:
+            wait_for(self._admin_up, START_TIMEOUT)
         return self
 
     def _admin_up(self) -> bool:

@@ -36,6 +36,7 @@ class Node:
     value: Any = None
     optional: bool = False
     choices: list[str] = field(default_factory=list)
+    options: list[Any] = field(default_factory=list)  # choice: the Literal's own values (2, not "2")
     children: list[Node] = field(default_factory=list)  # group: fields; rows/entries: one group each
     present: bool = True  # optional group: set or not
     key: str | int | None = None  # rows: the index; entries: the name; None for the blank one
@@ -106,7 +107,8 @@ def _field(annotation: Any, value: Any, path: Path, label: str, help: str) -> No
     if kind is bool:
         return Node("bool", path, label, help, bool(value), optional)
     if get_origin(kind) is Literal:
-        return Node("choice", path, label, help, value, optional, [str(c) for c in get_args(kind)])
+        options = list(get_args(kind))
+        return Node("choice", path, label, help, value, optional, [str(c) for c in options], options=options)
     if _is_section(kind):
         node = Node("group", path, label, help, optional=optional, present=value is not None)
         node.children = walk(kind, value if isinstance(value, dict) else None, path)
@@ -178,7 +180,8 @@ def _read(node: Node, form: Mapping[str, str], old: Any) -> Any:
         given = given.strip()
         if given == "":
             return None if node.optional else _ABSENT  # absent: the default, or "required"
-        return given
+        # a Literal compares values: the choice "3" means the option 3
+        return next((option for option in node.options if str(option) == given), given)
     if node.kind == "lines":
         given = form.get(node.name)
         if given is None:

@@ -152,6 +152,8 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if path == "/login" or path.startswith("/static/"):
         return await handler(request)
+    if path == "/favicon.ico":
+        return web.Response(status=204)  # browsers ask; there is none
     if path == "/metrics" and state.settings.metrics_public:
         return await handler(request)
     now = time.monotonic()

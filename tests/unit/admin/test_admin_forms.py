@@ -84,3 +84,23 @@ def test_unplaceable_errors_are_returned_for_the_top_of_the_form() -> None:
     nodes = forms.walk(Pool, running()["pools"]["web"], ["pools", "web"])
     assert forms.place_errors(nodes, [("services.web.pool", "no pool named 'x'")]) == [
         ("services.web.pool", "no pool named 'x'")]
+
+
+def test_every_section_form_renders_and_reads_back_unchanged_with_a_cluster() -> None:
+    from fulcrum.admin import ui
+
+    data = load_dict({**BASE, "cluster": {"virtual_routers": {"vip1": {
+        "vrid": 51, "interface": "eth0", "priority": 150, "vips": ["198.18.0.10/24"],
+        "unicast_peers": ["198.18.0.3"], "track": {"pools": [{"pool": "web", "weight": -60}]}}}}}).model_dump(mode="json")
+    for section in ("global", "cluster", "service:web", "pool:web", "new-service", "new-pool"):
+        title, nodes = ui._form(section, data)
+        html = ui.ENV.get_template("edit.html").render(title=title, nodes=nodes, section=section, csrf="t",
+                                                       is_new=section.startswith("new-"), problems=[],
+                                                       new_name="", path="/config", user="u", flash="")
+        assert "<form" in html and title in html
+        if not section.startswith("new-"):
+            back, _ = ui._read_section(section, nodes, form_of(nodes), data)
+            assert load_dict(back) == load_dict(data), section
+    _, nodes = ui._form("cluster", data)
+    vips = by_label(nodes, "cluster", "virtual_routers", "vip1", "vips")
+    assert vips.kind == "lines" and vips.value == "198.18.0.10/24"
