@@ -113,7 +113,7 @@ class Sampler:
 
     def __init__(self, fraction: float) -> None:
         self.fraction = fraction
-        self._credit = 1.0  # the first one is written
+        self._credit = 1.0 - fraction  # the first one is written, then one in 1/fraction
 
     def keep(self, obs: Observation) -> bool:
         if self.fraction >= 1 or obs.termination or obs.status >= 500:

@@ -14,7 +14,7 @@ from typing import Any
 import tomli_w
 
 from tests.integration.helpers import FULCRUM, FulcrumProcess, free_port, service_config
-from tests.integration.test_process import BackendThread
+from tests.integration.test_process import BackendThread, ask_sync
 
 
 def write(path: Path, data: dict[str, Any]) -> None:
@@ -115,4 +115,65 @@ def test_daemon_with_relative_paths_serves_and_reloads(tmp_path: Path) -> None:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and (tmp_path / "fulcrum.pid").exists():
                 time.sleep(0.05)
+        backends.close()
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_access_log_lines_reopen_on_sighup_and_the_status_table(tmp_path: Path) -> None:
+    backends = BackendThread(["a"])
+    cfg = tmp_path / "f.toml"
+    access = tmp_path / "access.log"
+    port = free_port()
+    data = service_config([f"127.0.0.1:{port}"], backends.ports)
+    data["log"] = {"access": str(access), "level": "info"}
+    data["control"] = {"socket": str(tmp_path / "control.sock")}
+    write(cfg, data)
+    proc = FulcrumProcess(["run", "-c", str(cfg)], tmp_path / "out.log")
+    try:
+        proc.wait_listening(port)
+        assert ask_sync(port) == "a"
+        wait_for(lambda: access.exists() and access.read_text().count("\n") >= 2)  # the probe above too
+        line = access.read_text().splitlines()[-1].split()
+        assert line[1].startswith("127.0.0.1:") and line[2] == "svc"
+        assert line[3] == f"p/127.0.0.1:{backends.ports[0]}" and line[-1] == "-"  # a normal end
+
+        access.rename(tmp_path / "access.log.1")  # logrotate without copytruncate
+        proc.signal(signal.SIGHUP)
+        wait_for(lambda: access.exists())
+        assert ask_sync(port) == "a"
+        wait_for(lambda: access.read_text().count("\n") == 1)
+        rotated = (tmp_path / "access.log.1").read_text().count("\n")
+
+        table = fulcrum("ctl", "-c", str(cfg), "--interval", "0.2", "status")
+        assert table.returncode == 0, table.stderr
+        assert table.stdout.startswith("fulcrum ")
+        assert "svc tcp 127.0.0.1:" in table.stdout and f"-> 127.0.0.1:{backends.ports[0]}" in table.stdout
+        as_json = fulcrum("ctl", "-c", str(cfg), "status", "--json")
+        assert as_json.returncode == 0 and '"pools"' in as_json.stdout
+        assert (tmp_path / "access.log.1").read_text().count("\n") == rotated  # nothing more went there
+    finally:
+        proc.stop()
+        backends.close()
+
+
+def test_pen_l_writes_the_access_log(tmp_path: Path) -> None:
+    backends = BackendThread(["a"])
+    port = free_port()
+    log = tmp_path / "pen.log"
+    proc = FulcrumProcess(["pen", "-f", "-l", str(log), f"127.0.0.1:{port}", f"127.0.0.1:{backends.ports[0]}"],
+                          tmp_path / "out.log")
+    try:
+        proc.wait_listening(port)
+        assert ask_sync(port) == "a"
+        wait_for(lambda: log.exists() and f"127.0.0.1:{backends.ports[0]}" in log.read_text())
+    finally:
+        proc.stop()
         backends.close()

@@ -53,16 +53,29 @@ def run(path: str, daemon: bool, pidfile: str | None) -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False))
-def check(path: str) -> None:
-    """Validate a configuration and print the effective configuration (defaults filled in)."""
+@click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False),
+              help="configuration file (TOML)")
+@click.option("-q", "--quiet", is_flag=True, help="print only problems and warnings, not the effective configuration")
+def check(path: str, quiet: bool) -> None:
+    """Validate a configuration (and the certificates and files it names), warn about likely
+    mistakes, and print the effective configuration (defaults filled in, secrets redacted).
+    Exit 2 when invalid."""
     import tomli_w
+
+    from fulcrum.config.advice import redacted, warnings
+    from fulcrum.reload import check_files
 
     try:
         config = load_file(path)
     except ConfigError as err:
         fail_config(err)
-    click.echo(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)), nl=False)
+    problems = check_files(config)
+    if problems:
+        fail_config(ConfigError(problems))
+    for where, advice in warnings(config):
+        click.echo(f"warning: {where}: {advice}", err=True)
+    if not quiet:
+        click.echo(tomli_w.dumps(redacted(config.model_dump(mode="json", exclude_none=True))), nl=False)
     from fulcrum.kernel.config import notes
 
     for note in notes(config):
@@ -86,8 +99,6 @@ def pen(argv: tuple[str, ...]) -> None:
     for notice in invocation.notices:
         click.echo(f"fulcrum pen: {notice}", err=True)
     config = invocation.config
-    if invocation.logfile:
-        config.log.file = invocation.logfile
     setup_logging(config.log, debug=bool(invocation.debug))
 
     def reload_config() -> Config:

@@ -30,8 +30,12 @@ MAX_REQUEST = 64 * 1024
 
 
 def default_socket_path() -> str | None:
-    """Where the control socket is when control.socket is not set: /run/fulcrum as root,
+    """Where the control socket is when control.socket is not set: systemd's
+    $RUNTIME_DIRECTORY (/run/fulcrum with the shipped unit), /run/fulcrum as root,
     $XDG_RUNTIME_DIR/fulcrum otherwise (None when there is no such directory)."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY")  # systemd's RuntimeDirectory=fulcrum
+    if runtime:
+        return os.path.join(runtime.split(":")[0], "control.sock")
     if os.geteuid() == 0:
         return "/run/fulcrum/control.sock"
     runtime = os.environ.get("XDG_RUNTIME_DIR")

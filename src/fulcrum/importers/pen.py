@@ -10,6 +10,7 @@ port, so each setting has one meaning. docs/pen.md lists every option."""
 from __future__ import annotations
 
 import getopt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,8 @@ def parse_pen_argv(argv: list[str]) -> PenInvocation:
     if invocation.debug:
         data["log"]["level"] = "debug"
     if invocation.logfile:
-        data["log"]["file"] = invocation.logfile
+        # pen -l logs each connection (client, server, bytes): fulcrum's access log, not the daemon log
+        data["log"]["access"] = os.path.abspath(invocation.logfile)
     _check_complete(data)
     _weights_as_pen_reads_them(pool, invocation)
     invocation.config = load_dict(data)

@@ -120,7 +120,7 @@ def test_process_and_control_options() -> None:
     config = inv.config
     assert str(config.control.pen_port) == "127.0.0.1:8888"  # localhost unless an address is given
     assert config.control.status_file == "/tmp/status.html" and config.control.pidfile == "/tmp/p.pid"
-    assert inv.user == "nobody" and inv.logfile == "/tmp/pen.log" and config.log.file == "/tmp/pen.log"
+    assert inv.user == "nobody" and inv.logfile == "/tmp/pen.log" and config.log.access == "/tmp/pen.log"  # pen's per-connection log is the access log
     assert config.pools["pen"].emergency is not None and config.pools["pen"].emergency.key == "10.0.0.9:8080"
     assert config.services["pen"].backlog == 100
     assert str(pen("-C 0.0.0.0:8888 8080 h1").config.control.pen_port) == "0.0.0.0:8888"

@@ -1,0 +1,82 @@
+"""`fulcrum check`: secrets redacted, -q, warnings about likely mistakes; the man page is current."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import tomli_w
+
+from fulcrum.config.advice import REDACTED, redacted, warnings
+from fulcrum.config.load import load_dict
+
+FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def config(**extra: object) -> dict:  # type: ignore[type-arg]
+    data = {
+        "services": {"web": {"listen": ["203.0.113.9:80", "127.0.0.1:8080", "0.0.0.0:81"], "pool": "p",
+                             "mode": "http"}},
+        "pools": {"p": {"servers": ["127.0.0.1:9000"], "health": {"kind": "none"},
+                        "sticky": {"mode": "insert"}},
+                  "q": {"servers": ["127.0.0.1:9000", "127.0.0.1:9001"],
+                        "sticky": {"mode": "insert", "secret": "hunter2"}}},
+    }
+    data.update(extra)
+    return data
+
+
+def test_redaction_hides_every_secret_and_keeps_file_names() -> None:
+    dump = {"pools": {"q": {"sticky": {"secret": "hunter2", "cookie": "ROUTEID"}}},
+            "sync": {"secret": "k", "secret_file": "/etc/fulcrum/sync.key"},
+            "admin": {"users": [{"name": "ops", "password_hash": "scrypt$..."}], "api_tokens": ["t0k"]},
+            "cluster": {"virtual_routers": {"v": {"authentication": {"type": "pass", "password": "pw"}}}}}
+    out = redacted(dump)
+    assert out["pools"]["q"]["sticky"] == {"secret": REDACTED, "cookie": "ROUTEID"}
+    assert out["sync"] == {"secret": REDACTED, "secret_file": "/etc/fulcrum/sync.key"}
+    assert out["admin"]["users"][0]["password_hash"] == REDACTED and out["admin"]["api_tokens"] == REDACTED
+    assert out["cluster"]["virtual_routers"]["v"]["authentication"]["password"] == REDACTED
+
+
+def test_warnings_name_the_setting() -> None:
+    found = dict(warnings(load_dict(config()), is_local=lambda host: host == "127.0.0.1"))
+    assert "services.web.listen[0]" in found  # 203.0.113.9: not here, not a VIP
+    assert "services.web.listen[1]" not in found and "services.web.listen[2]" not in found
+    assert "pools.p.sticky.secret" in found and "pools.q.sticky.secret" not in found
+    assert "pools.p" in found and "pools.q" not in found  # one server, no health check
+    # a VIP of this node's cluster section is fine though not (yet) local
+    data = config(cluster={"virtual_routers": {"v": {"vrid": 1, "interface": "eth0", "priority": 100,
+                                                     "vips": ["203.0.113.9/24"]}}})
+    assert "services.web.listen[0]" not in dict(warnings(load_dict(data), is_local=lambda host: False))
+
+
+def test_check_cli_redacts_warns_and_is_quiet_with_q(tmp_path: Path) -> None:
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(tomli_w.dumps(config()))
+    result = subprocess.run([FULCRUM, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and f'secret = "{REDACTED}"' in result.stdout
+    assert "warning: pools.p.sticky.secret:" in result.stderr
+    quiet = subprocess.run([FULCRUM, "check", "-q", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert quiet.returncode == 0 and quiet.stdout == "" and "warning: pools.p:" in quiet.stderr
+
+
+def test_check_refuses_a_certificate_that_does_not_load(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_text("nope\n")
+    data = config()
+    data["services"]["web"]["http"] = {"tls": {"certificates": [{"cert": str(bad), "key": str(bad)}]}}
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(tomli_w.dumps(data))
+    result = subprocess.run([FULCRUM, "check", "-q", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "services.web.http.tls.certificates[0]" in result.stderr and "bad.crt" in result.stderr
+
+
+def test_man_page_is_generated_from_the_current_cli() -> None:
+    fresh = subprocess.run([sys.executable, "-m", "fulcrum.cli.manpage"], capture_output=True, text=True,
+                           timeout=30, check=True).stdout
+    assert fresh == (ROOT / "packaging" / "man" / "fulcrum.1").read_text(), "run `make man`"
+    assert ".SS reload" in fresh and ".SS ctl" in fresh and "json" in fresh
