@@ -210,8 +210,12 @@ def read_unit() -> configparser.ConfigParser:
 
 def test_unit_runs_reloads_and_stops_fulcrum_as_designed() -> None:
     service = read_unit()["Service"]
-    assert service["ExecStart"] == "/usr/local/bin/fulcrum run -c /etc/fulcrum/fulcrum.toml"
-    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert service["ExecStart"] == "/opt/fulcrum/bin/fulcrum run -c /etc/fulcrum/fulcrum.toml"  # venv, the .deb
+    assert service["ExecStartPre"] == "/opt/fulcrum/bin/fulcrum check -q -c /etc/fulcrum/fulcrum.toml"
+    # checks the file, then waits for the node's answer (a refused reload fails the unit's reload)
+    assert service["ExecReload"] == "/opt/fulcrum/bin/fulcrum reload -c /etc/fulcrum/fulcrum.toml"
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "all"
+    assert service["RuntimeDirectory"] == "fulcrum"  # where the control socket is
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure"
     assert set(service["AmbientCapabilities"].split()) == {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"}
     # the default drain (10 s) and one notify hook's timeout (10 s) fit in the stop timeout
@@ -224,10 +228,10 @@ def test_unit_runs_reloads_and_stops_fulcrum_as_designed() -> None:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     unit = tmp_path / "fulcrum.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/fulcrum", FULCRUM))
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    unit.write_text(UNIT.read_text().replace("/opt/fulcrum/bin/fulcrum", FULCRUM))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "fulcrum.service" not in result.stderr, result.stderr
     # the same check fails for a unit whose program is missing: it is really checking
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/fulcrum", str(tmp_path / "missing")))
-    broken = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    unit.write_text(UNIT.read_text().replace("/opt/fulcrum/bin/fulcrum", str(tmp_path / "missing")))
+    broken = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
     assert broken.returncode != 0 or "missing" in broken.stderr
