@@ -193,7 +193,7 @@ class Node:
             ctx = self.contexts[name]
             listener = self.listeners[key]  # bound by bind_all or reload
             factory = _protocol_factory(ctx)
-            if listener.server is None:
+            if listener.factory is None:  # never started (a paused one keeps its factory)
                 await listener.start(factory, ctx.config.backlog)
             else:
                 listener.swap(factory)

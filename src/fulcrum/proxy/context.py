@@ -13,6 +13,7 @@ from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Service, Timeouts
 from fulcrum.observe import Observer
+from fulcrum.proxy.resources import GATE
 
 
 class PassiveHealth(Protocol):
@@ -57,6 +58,7 @@ class ServiceContext:
     def release(self) -> None:
         self.node_connections.current -= 1
         self.connections.current -= 1
+        GATE.released()  # descriptors freed: accept again if a shortage paused accepting
 
     def passive_failure(self, backend: Backend, reason: str) -> None:
         if self.health is not None:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 
 from fulcrum.config.model import Endpoint
+from fulcrum.proxy.resources import GATE, watch_accept_errors
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
@@ -48,22 +49,41 @@ def bind(endpoint: Endpoint, backlog: int, reuse_port: bool = False) -> socket.s
 
 
 class Listener:
-    """One bound socket serving whichever protocol factory is current."""
+    """One bound socket serving whichever protocol factory is current.
+
+    The event loop serves a duplicate of the socket, so accepting can be paused (the
+    loop's server closed; the bound socket stays open and the kernel keeps queueing
+    clients in its backlog) and resumed with a fresh duplicate: proxy/resources.py pauses
+    every listener when the process runs out of descriptors."""
 
     def __init__(self, endpoint: Endpoint, sock: socket.socket):
         self.endpoint = endpoint
         self.sock = sock
         self.server: asyncio.Server | None = None
         self.factory: Callable[[], asyncio.Protocol] | None = None
+        self.backlog = 511
+        self.paused = False
+        self.closed = False
 
     async def start(self, factory: Callable[[], asyncio.Protocol], backlog: int) -> None:
-        self.factory = factory
+        self.factory, self.backlog = factory, backlog
+        watch_accept_errors(asyncio.get_running_loop())
+        self.server = await self._serve(self.sock.dup())
+        GATE.register(self)
+
+    async def _serve(self, sock: socket.socket) -> asyncio.Server:
+        assert self.factory is not None
         loop = asyncio.get_running_loop()
         # an http service with TLS hands its context over with its factory (proxy/http/tls.py)
-        tls = {k: getattr(factory, k) for k in ("ssl_context", "ssl_handshake_timeout") if hasattr(factory, k)}
-        self.server = await loop.create_server(self._make_protocol, sock=self.sock, backlog=backlog,
-                                               ssl=tls.get("ssl_context"),
-                                               ssl_handshake_timeout=tls.get("ssl_handshake_timeout"))
+        tls = {k: getattr(self.factory, k) for k in ("ssl_context", "ssl_handshake_timeout")
+               if hasattr(self.factory, k)}
+        try:
+            return await loop.create_server(self._make_protocol, sock=sock, backlog=self.backlog,
+                                            ssl=tls.get("ssl_context"),
+                                            ssl_handshake_timeout=tls.get("ssl_handshake_timeout"))
+        except BaseException:
+            sock.close()
+            raise
 
     def _make_protocol(self) -> asyncio.Protocol:
         assert self.factory is not None
@@ -72,8 +92,38 @@ class Listener:
     def swap(self, factory: Callable[[], asyncio.Protocol]) -> None:
         self.factory = factory
 
+    def pause_accepting(self) -> None:
+        """Stop accepting; clients queue in the kernel's backlog meanwhile."""
+        if self.server is not None and not self.paused:
+            self.paused = True
+            self.server.close()  # closes the loop's duplicate only; established connections stay
+            self.server = None
+
+    def resume_accepting(self) -> bool:
+        """Accept again; False when even the duplicate descriptor cannot be had yet."""
+        if not self.paused or self.closed:
+            return True
+        try:
+            sock = self.sock.dup()
+        except OSError:
+            return False
+        self.paused = False
+        task = asyncio.get_running_loop().create_task(self._serve(sock))
+        task.add_done_callback(self._resumed)
+        return True
+
+    def _resumed(self, task: asyncio.Task[asyncio.Server]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.paused = True  # try again at the gate's next attempt
+            return
+        self.server = task.result()
+        if self.closed:
+            self.server.close()
+
     def close(self) -> None:
+        self.closed = True
+        GATE.unregister(self)
         if self.server is not None:
             self.server.close()
-        else:
-            self.sock.close()
+            self.server = None
+        self.sock.close()

@@ -25,11 +25,14 @@ from fulcrum.observe import (
     Observation,
 )
 from fulcrum.proxy.context import ServiceContext
+from fulcrum.proxy.resources import GATE, local_exhaustion
 
 log = logging.getLogger("fulcrum.proxy")
 
 # What a client may send before its server connection is up; then we stop reading.
 PENDING_LIMIT = 256 * 1024
+# When this process is out of descriptors, a client's connect is tried again after this long.
+SHORTAGE_RETRY = 0.1
 
 
 class ClientSide(asyncio.Protocol):
@@ -39,7 +42,7 @@ class ClientSide(asyncio.Protocol):
                  "client_eof", "server_eof", "connecting", "closed", "connect_timer", "touched", "idle_ticks",
                  "bytes_in", "bytes_out", "rewrite", "pending", "pending_bytes",
                  "client_port", "started", "connect_started", "connect_time", "termination",
-                 "served_by")
+                 "served_by", "first_attempt")
 
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -66,6 +69,7 @@ class ClientSide(asyncio.Protocol):
         self.connect_time: float | None = None
         self.termination = ""  # why the connection ended early; "" = normally (observe.py)
         self.served_by: str | None = None  # key of the server that was connected, for the record
+        self.first_attempt: float | None = None  # set when a local shortage delayed the connect
 
     # -- client events -------------------------------------------------------------
 
@@ -168,7 +172,28 @@ class ClientSide(asyncio.Protocol):
         if task.cancelled():
             self._connect_failed(backend, f"connect timeout after {self.ctx.timeouts.connect:g}s")
         elif (err := task.exception()) is not None:
-            self._connect_failed(backend, describe_error(err, backend.address))
+            shortage = local_exhaustion(err)
+            if shortage is not None:
+                self._short_of_resources(backend, shortage)
+            else:
+                self._connect_failed(backend, describe_error(err, backend.address))
+
+    def _short_of_resources(self, backend: Backend, reason: str) -> None:
+        """Our own shortage (issue 7 item 7): not the server's fault, so no health failure,
+        no blacklist, no other server. Stop accepting; this client waits and tries the same
+        pick again shortly, until the connect timeout since its first attempt."""
+        ctx = self.ctx
+        ctx.pool.released(backend)
+        self.backend = None
+        GATE.exhausted(reason, f"connecting to {backend.key} for service {ctx.name}")
+        if self.first_attempt is None:
+            self.first_attempt = self.connect_started
+        waited = ctx.loop.time() - self.first_attempt
+        if ctx.timeouts.connect and waited + SHORTAGE_RETRY > ctx.timeouts.connect:
+            self.termination = LIMIT
+            self.close()
+            return
+        self.connect_timer = ctx.loop.call_later(SHORTAGE_RETRY, self._connect_next)
 
     def _connect_failed(self, backend: Backend, reason: str) -> None:
         ctx = self.ctx
