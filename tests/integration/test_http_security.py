@@ -308,3 +308,72 @@ def test_parsing_absolute_form_target_is_routed_and_sent_by_its_authority() -> N
         data = config([procs["b"].port], http={"routes": [{"host": "other.example", "pool": "other"}]},
                       extra_pools={"other": {"servers": [f"127.0.0.1:{procs['c'].port}"], "health": {"kind": "none"}}})
         run(data, scenario)
+
+
+# -- issue 7 item 9: transfer codings -----------------------------------------------------------
+
+
+def test_transfer_codings_request_gzip_chunked_is_forwarded_with_its_codings(backend: BackendProcess) -> None:
+    """RFC 9112 §6.1: the proxy re-frames the chunks but keeps the codings before chunked."""
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"POST /headers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        (r,) = await c.responses(1)
+        assert r.status == 200 and b"Transfer-Encoding: gzip, chunked\r\n" in r.body
+        c.close()
+
+    run(config([backend.port]), scenario)
+
+
+def test_transfer_codings_response_gzip_kept_for_http11_and_decoded_for_http10(backend: BackendProcess) -> None:
+    """A response `Transfer-Encoding: gzip, chunked` (or close-delimited `gzip`) reaches an
+    HTTP/1.1 client with its gzip coding; an HTTP/1.0 client, which cannot be sent transfer
+    codings (RFC 9112 §6.1), gets the decoded body, delimited by the close."""
+    import gzip
+
+    plain = b"hello " * 1000
+
+    async def scenario(port: int, node: Node) -> None:
+        for te in ("gzip, chunked", "gzip"):
+            c = await Client.connect(port)
+            r = await c.get("/coded?te=" + te.replace(" ", "%20"))
+            assert r.status == 200 and r.header(b"transfer-encoding") == b"gzip, chunked"
+            assert gzip.decompress(r.body) == plain  # the client's parser took the chunks off
+            c.close()
+            c = await Client.connect(port)
+            c.send(b"GET /coded?te=" + te.replace(" ", "%20").encode() + b" HTTP/1.0\r\n\r\n")
+            assert await c.closed()
+            head, _, body = c.raw.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 200 ") and b"transfer-encoding" not in head.lower()
+            assert body == plain
+        c = await Client.connect(port)  # a coding zlib cannot undo cannot reach an HTTP/1.0 client
+        c.send(b"GET /coded?te=compress,%20chunked HTTP/1.0\r\n\r\n")
+        assert await c.closed() and c.raw.startswith(b"HTTP/1.1 502 ")
+
+    run(config([backend.port]), scenario)
+
+
+async def _ends_with_reset(c: Client) -> bool:
+    """Read to the end: True if the connection was reset, False on a clean close."""
+    try:
+        async with asyncio.timeout(10):
+            while await c.reader.read(1 << 20):
+                pass
+    except ConnectionResetError:
+        return True
+    return False
+
+
+def test_transfer_codings_server_dying_mid_body_with_known_length_is_an_abort(backend: BackendProcess) -> None:
+    """The client must be able to tell a cut body from a whole one: with a known length it is
+    reset, for HTTP/1.1 and HTTP/1.0 clients alike."""
+
+    async def scenario(port: int, node: Node) -> None:
+        for version in (b"1.1", b"1.0"):
+            c = await Client.connect(port)
+            c.send(b"GET /truncated?n=4000000 HTTP/" + version + b"\r\nHost: t\r\n\r\n")
+            assert await _ends_with_reset(c), version
+            c.close()
+
+    run(config([backend.port]), scenario)

@@ -11,6 +11,8 @@ The backend's behaviour is chosen by path, so one process serves every scenario:
   /hugehead        a response head that never ends      /sink        reads the body 1.5 s late, answers its size
   /session         sets JSESSIONID=<id>.<route>     /log         every request line seen so far
   /extra?n=         "ok", then n bytes of an unasked-for response in the same write
+  /coded?te=       gzip'd body with `Transfer-Encoding: te` (chunked last, or close-delimited)
+  /truncated?n=    Content-Length n, n/2 bytes, then the connection closed
   /noupgrade       an Upgrade request answered 200 (declined), later bytes read as HTTP
 Expect: 100-continue is answered with 100 before the body is read.
 """
@@ -139,6 +141,22 @@ class BackendProtocol(asyncio.Protocol):
             extra.append((b"Set-Cookie", b"JSESSIONID=s%d.%s; Path=/" % (self.port, self.route.encode())))
         elif path == "/hugehead":  # a response head that never ends
             t.write(b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 3_000_000)
+            return
+        elif path == "/coded":  # a body with transfer codings (gzip before chunked, or close-delimited)
+            import gzip
+
+            codings = query.get("te", "gzip, chunked")
+            data = gzip.compress(b"hello " * 1000)
+            if codings.endswith("chunked"):
+                data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (data[:100], data[100:])) + b"0\r\n\r\n"
+            t.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + codings.encode() + b"\r\n\r\n" + data)
+            if not codings.endswith("chunked"):
+                t.close()
+            return
+        elif path == "/truncated":  # dies mid-body: promises n bytes, sends half, closes
+            n = int(query.get("n", "1000000"))
+            t.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + b"t" * (n // 2))
+            t.close()
             return
         elif path == "/extra":  # a broken server: more bytes after a complete response
             sneaky = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsneaky"

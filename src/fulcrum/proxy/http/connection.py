@@ -11,6 +11,8 @@ here, in one `__slots__`, because only one base of a slotted class may lay out s
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -22,6 +24,20 @@ from fulcrum.proxy.http.upstream import Upstream
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def reset_on_close(transport: Any) -> None:
+    """Make closing the connection send a TCP reset, not a FIN. A cut response must look cut:
+    after a FIN, a client reading a body delimited by the close (an HTTP/1.0 client), or one
+    not checking Content-Length, would take a truncated body for a whole one (issue 7 item 9;
+    RFC 9112 §8: an incomplete message must be seen as incomplete)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        except OSError:
+            pass  # already closed: nothing to reset
 
 
 class ConnectionBase(asyncio.Protocol):

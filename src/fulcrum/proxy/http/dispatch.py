@@ -57,7 +57,8 @@ class Dispatcher(ConnectionBase):
         ex.attempts += 1
         pool.taken(backend)
         ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
-                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
+                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked,
+                                      ex.codings)
         up = None if fresh else svc.idle.get(backend, now, self._owner(pool))
         if up is not None:
             self._attach(ex, up)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.proxy.http.codings import Decoder
 from fulcrum.proxy.http.headers import Headers
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ class Exchange:
                  "finished", "head_bytes", "up_out", "options", "cookies",
                  # for its Observation (observe.py, built by record.py)
                  "rule", "server_key", "attempts", "termination", "t_begin", "wait_request",
-                 "connect_time", "t_sent", "t_response", "head_in", "body_in", "out_mark")
+                 "connect_time", "t_sent", "t_response", "head_in", "body_in", "out_mark",
+                 "codings", "decoder")
 
     def __init__(self, conn: HttpConnection):
         self.conn = conn
@@ -76,3 +78,5 @@ class Exchange:
         self.head_in = 0  # bytes of its head (request line and fields)
         self.body_in = 0  # body bytes (decoded from chunks), or tunnelled bytes after a 101
         self.out_mark = -1  # the connection's bytes_out when its response began (-1: none)
+        self.codings: bytes | None = None  # the request's Transfer-Encoding, if more than chunked
+        self.decoder: Decoder | None = None  # undoes the response's transfer codings (HTTP/1.0 client)

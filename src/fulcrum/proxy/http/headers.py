@@ -109,7 +109,9 @@ class RequestEdit:
 
     def head(self, method: bytes, target: bytes, headers: Headers, client_ip: bytes,
              host: bytes | None, server_hostport: bytes, options: set[bytes] | None,
-             upgrade: bool, chunked: bool) -> bytes:
+             upgrade: bool, chunked: bool, codings: bytes | None = None) -> bytes:
+        """`codings`: the client's Transfer-Encoding list when it names more than chunked
+        (kept, RFC 9112 §6.1: only the chunks are re-framed); None = plain chunked."""
         drop = self.drop
         if options:
             drop = drop | options
@@ -146,7 +148,7 @@ class RequestEdit:
             forwarded.append(element)
             parts += (b"Forwarded: ", b", ".join(forwarded), b"\r\n")
         if chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            parts += (b"Transfer-Encoding: ", codings or b"chunked", b"\r\n")
         if upgrade:
             parts.append(b"Connection: upgrade\r\n")
         parts.append(b"\r\n")
@@ -157,20 +159,21 @@ COMMON_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close",
 
 
 def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
-                    public_origin: bytes | None) -> tuple[list[bytes], bool, bool]:
+                    public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
     """The server's fields as byte pieces for the client, in one pass: hop-by-hop dropped,
     URLs in Location/Content-Location/URI rewritten (public_origin None: no rewriting).
-    Returns (pieces to join, has Content-Length, had Transfer-Encoding)."""
+    Returns (pieces to join, has Content-Length, its Transfer-Encoding list or None)."""
     options: set[bytes] | None = None
     parts: list[bytes] = []
-    has_length = has_te = False
+    has_length = False
+    codings: bytes | None = None
     for name, value in headers:
         lower = name.lower()
         if lower in HOP_BY_HOP:
             if lower == b"connection" and value not in COMMON_CONNECTION:
                 options = (options or set()) | named_options(value)
             elif lower == b"transfer-encoding":
-                has_te = True
+                codings = value if codings is None else codings + b", " + value
             continue
         if lower == b"content-length":
             has_length = True
@@ -182,4 +185,4 @@ def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
         drop = options | {b"connection"}
         kept = [(n, v) for n, v in headers if n.lower() not in drop]
         return response_fields(kept, origins, public_origin)
-    return parts, has_length, has_te
+    return parts, has_length, codings

@@ -12,6 +12,8 @@ import logging
 
 from fulcrum.observe import REJECTED, TIMEOUT, Observation
 from fulcrum.proxy.http import headers as hdr
+from fulcrum.proxy.http.codings import decoder_for
+from fulcrum.proxy.http.codings import split as split_codings
 from fulcrum.proxy.http.connection import ConnectionBase
 from fulcrum.proxy.http.exchange import Exchange, RequestError
 from fulcrum.proxy.http.record import observe, request_bytes_out
@@ -37,7 +39,7 @@ class Responder(ConnectionBase):
         public = svc.public_origins.get(ex.host) if rewrite is not None else None
         if rewrite is not None and public is None:
             public = svc.public_origin(ex.host)
-        lines, framed_by_length, had_te = hdr.response_fields(headers, rewrite, public)  # pieces
+        lines, framed_by_length, codings = hdr.response_fields(headers, rewrite, public)  # pieces
         if 100 <= status < 200:
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
                 self._to_client(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
@@ -47,17 +49,29 @@ class Responder(ConnectionBase):
         if ex.set_cookie is not None:
             lines.append(b"Set-Cookie: " + ex.set_cookie + b"\r\n")
         no_body = ex.method == b"HEAD" or status in (204, 304)
-        ex.resp_framed = framed_by_length or had_te
+        # RFC 9112 §6.3: chunked as the final coding frames the body; any other coding list
+        # means the body ends with the connection. Codings before chunked stay (§6.1).
+        kept: list[bytes] = []
+        chunked = False
+        if codings is not None:
+            kept, chunked = split_codings(codings)
+        ex.resp_framed = chunked or (framed_by_length and codings is None)
         if no_body:
             ex.resp_mode = "none"
-        elif framed_by_length:
+        elif framed_by_length and codings is None:
             ex.resp_mode = "length"
         elif ex.version == b"1.1":
             ex.resp_mode = "chunk"
-            lines.append(b"Transfer-Encoding: chunked\r\n")
+            lines.append(b"Transfer-Encoding: " + b", ".join([*kept, b"chunked"]) + b"\r\n")
         else:
             ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
             ex.keep_alive = False
+            if kept:  # it cannot be sent transfer codings (RFC 9112 §6.1): they are undone here
+                ex.decoder = decoder_for(kept)
+                if ex.decoder is None:  # nothing was written yet: a 502 can still be sent
+                    ex.sent_head = False
+                    self.server_failed(ex, "transfer coding an HTTP/1.0 client cannot take")
+                    return
         if self.stopping and self.queue[-1] is ex:
             ex.keep_alive = False  # the node is stopping and no later request has begun
         if not ex.keep_alive:
@@ -76,6 +90,12 @@ class Responder(ConnectionBase):
         if ex.resp_mode == "chunk":
             self._to_client(b"%x\r\n%s\r\n" % (len(body), body))
         elif ex.resp_mode != "none":
+            if ex.decoder is not None:
+                try:
+                    body = ex.decoder.feed(body)
+                except ValueError as err:
+                    self.server_failed(ex, str(err))
+                    return
             self._to_client(body)
 
     def response_complete(self, ex: Exchange, reusable: bool = True) -> None:
@@ -83,6 +103,12 @@ class Responder(ConnectionBase):
             return  # an interim (1xx) response ended, or a 101 made this a tunnel
         if ex.resp_mode == "chunk":
             self._to_client(b"0\r\n\r\n")
+        elif ex.decoder is not None:
+            try:
+                self._to_client(ex.decoder.flush())
+            except ValueError as err:
+                self.server_failed(ex, str(err))
+                return
         up = ex.upstream
         keep = (reusable and up is not None and ex.request_done and up.parser.should_keep_alive()
                 and not ex.upgrade)

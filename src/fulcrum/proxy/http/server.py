@@ -28,7 +28,7 @@ import httptools
 from fulcrum.observe import CLIENT_ABORT
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
-from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
+from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER, reset_on_close
 from fulcrum.proxy.http.dispatch import Dispatcher
 from fulcrum.proxy.http.exchange import Exchange, RequestError
 from fulcrum.proxy.http.response import Responder
@@ -240,6 +240,8 @@ class HttpConnection(Dispatcher, Responder):
                 ex.host = value
             elif lower == b"transfer-encoding":
                 ex.chunked = ex.has_body = True  # llhttp already required chunked to be final
+                if value.lower() != b"chunked":  # codings before chunked are kept (RFC 9112 §6.1)
+                    ex.codings = value if ex.codings is None else ex.codings + b", " + value
             elif lower == b"content-length":
                 ex.has_body = value != b"0"
             elif lower == b"connection":
@@ -380,4 +382,6 @@ class HttpConnection(Dispatcher, Responder):
             if ex.upstream is not None:
                 ex.upstream.abort()
                 ex.upstream = None
+        if not self.closed and self.transport is not None:
+            reset_on_close(self.transport)
         self.close(abort=True, reason=reason)
