@@ -14,6 +14,7 @@ from typing import Any
 
 from fulcrum.balance.base import Backend
 from fulcrum.health.probes import describe_error
+from fulcrum.logs import throttle
 from fulcrum.observe import (
     CLIENT_ABORT,
     CONNECT_FAILED,
@@ -76,8 +77,8 @@ class ClientSide(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         if not self.ctx.admit():
-            log.warning("service %s: connection limit reached, refusing %s",
-                        self.ctx.name, transport.get_extra_info("peername"))
+            throttle.log(log, logging.WARNING, f"limit {self.ctx.name}",
+                         "service %s: connection limit reached, refusing %s", self.ctx.name, peer_text(transport))
             self.closed = True
             transport.abort()
             self._observe(LIMIT)
@@ -92,6 +93,12 @@ class ClientSide(asyncio.Protocol):
 
             self.rewrite = ForwardedInjector(self.client_ip or "unknown", "http")
         self._connect_next()
+
+    def client_text(self) -> str:
+        """The client's address for a log line (read now if nothing needed it before)."""
+        if self.client_ip is not None:
+            return f"{self.client_ip}:{self.client_port}"
+        return peer_text(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.touched = True
@@ -142,7 +149,8 @@ class ClientSide(asyncio.Protocol):
         now = ctx.loop.time()
         backend = ctx.pool.pick(now, client=self.client_ip, exclude=self.tried)
         if backend is None:
-            log.warning("service %s: no server available for %s", ctx.name, self.client_ip)
+            throttle.log(log, logging.WARNING, f"no server {ctx.name}", "service %s: no server available for %s",
+                         ctx.name, self.client_text())
             self.termination = CONNECT_FAILED if self.tried else NO_SERVER
             self.close()
             return
@@ -201,7 +209,8 @@ class ClientSide(asyncio.Protocol):
         self.backend = None
         ctx.pool.connect_failed(backend, ctx.loop.time())
         ctx.passive_failure(backend, reason)
-        log.info("service %s: connect to %s failed (%s)", ctx.name, backend.key, reason)
+        throttle.log(log, logging.INFO, f"connect {ctx.name} {backend.key}",
+                     "service %s: connect to %s failed (%s) for %s", ctx.name, backend.key, reason, self.client_text())
         if self.closed:
             return
         self.tried.append(backend)
@@ -327,6 +336,14 @@ class ServerSide(asyncio.Protocol):
             client.transport.resume_reading()
 
 
+def peer_text(transport: Any) -> str:
+    """`host:port` of a transport's peer, for log lines; "unknown" when it is gone."""
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if not peer:
+        return "unknown"
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+
+
 def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
     """Called every idle_timeout/4: close relays with no traffic for that many ticks.
 
@@ -339,5 +356,6 @@ def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
         else:
             relay.idle_ticks += 1
             if relay.idle_ticks >= ticks_allowed:
-                log.info("service %s: closing idle connection from %s", ctx.name, relay.client_ip)
+                log.info("service %s: closing idle connection from %s", ctx.name,
+                         relay.client_ip or peer_text(relay.transport))
                 relay.abort(TIMEOUT)

@@ -12,6 +12,7 @@ import logging
 
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.logs import throttle
 from fulcrum.observe import CONNECT_FAILED, NO_SERVER, SERVER_ABORT, TIMEOUT
 from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER, ConnectionBase
@@ -112,7 +113,8 @@ class Dispatcher(ConnectionBase):
         pool.connect_failed(backend, self.ctx.loop.time())
         if self.ctx.health is not None:
             self.ctx.health.passive_failure(pool.name, backend, reason)
-        log.info("service %s: connect to %s failed (%s)", self.ctx.name, backend.key, reason)
+        throttle.log(log, logging.INFO, f"connect {self.ctx.name} {backend.key}",  # one per request in an outage
+                     "service %s: connect to %s failed (%s) for %s", self.ctx.name, backend.key, reason, self.client_ip)
         if self.closed or ex.finished:
             return
         ex.tried.append(backend)  # nothing was sent: any request may go elsewhere

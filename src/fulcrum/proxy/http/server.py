@@ -46,7 +46,11 @@ class HttpConnection(Dispatcher, Responder):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         if not self.ctx.admit():
-            log.warning("service %s: connection limit reached", self.ctx.name)
+            from fulcrum.logs import throttle
+            from fulcrum.proxy.tcp import peer_text
+
+            throttle.log(log, logging.WARNING, f"limit {self.ctx.name}",
+                         "service %s: connection limit reached, refusing %s", self.ctx.name, peer_text(transport))
             self.closed = True
             self.transport.abort()
             return
@@ -126,7 +130,7 @@ class HttpConnection(Dispatcher, Responder):
         if self.tunnel is not None and self.tunnel.transport is not None:
             if self.tunnel.transport.can_write_eof():
                 self.tunnel.transport.write_eof()
-            return True
+            return not self.svc.tls  # TLS cannot half-close: asyncio would ignore True and warn on stderr
         # a client that half-closes after its requests still gets the answers
         self.client_eof = True
         ex = self.receiving
@@ -139,7 +143,7 @@ class HttpConnection(Dispatcher, Responder):
             self._drop(ex)
         if not self.queue:
             self.close()
-        return True
+        return not self.svc.tls  # (see above: no stray "eof_received" line per TLS connection)
 
     def _drop(self, ex: Exchange) -> None:
         """Forget an incomplete request; a server that got part of it is out of step with us
