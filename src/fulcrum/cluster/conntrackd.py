@@ -215,9 +215,11 @@ class ConntrackDaemon:
             except ConntrackError as err:
                 log.error("%s", err)
                 return
-        for argv in switch_commands(self.sync, state):
+        commands = switch_commands(self.sync, state)
+        for argv in commands:
             await self.run(argv)
-        log.info("conntrackd switched for %s", state)
+        if commands:
+            log.info("conntrackd switched for %s", state)
 
     async def stop(self) -> None:
         process, self.process = self.process, None
