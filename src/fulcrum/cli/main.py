@@ -12,6 +12,7 @@ import click
 from fulcrum import __version__
 from fulcrum.cli.admin import admin_group
 from fulcrum.cli.ctl import ctl, reload_command
+from fulcrum.cli.ipvsadm import ipvsadm
 from fulcrum.cli.realserver import realserver
 from fulcrum.cluster.sync_cli import sync_group
 from fulcrum.config.errors import ConfigError
@@ -192,6 +193,27 @@ def import_heartbeat(ha_cf: str, haresources: str, output: str, node: str, inter
                                              resource_dirs=list(resource_dirs) or None))
 
 
+@import_.command("ipvsadm")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="TOML file to write")
+def import_ipvsadm(path: str, output: str) -> None:
+    """IPVS rules as `ipvsadm -S -n` (ipvsadm-save) writes them."""
+    from fulcrum.importers.ipvsadm import convert_file
+
+    run_import(output, lambda: convert_file(path))
+
+
+@import_.command("piranha")
+@click.argument("lvs_cf", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="TOML file to write")
+@click.option("--node", required=True, help="the node this configuration is for: primary, backup or its address")
+def import_piranha(lvs_cf: str, output: str, node: str) -> None:
+    """Pulse/Piranha's lvs.cf, for one of its two nodes."""
+    from fulcrum.importers.piranha import convert_file
+
+    run_import(output, lambda: convert_file(lvs_cf, node))
+
+
 @main.command("schema")
 def schema() -> None:
     """Print the JSON schema of the configuration."""
@@ -205,6 +227,7 @@ main.add_command(ctl)
 main.add_command(realserver)
 main.add_command(reload_command)
 main.add_command(admin_group)
+main.add_command(ipvsadm)
 
 if __name__ == "__main__":
     main()

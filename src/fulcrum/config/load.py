@@ -70,16 +70,19 @@ def _listen_overlaps(config: Config) -> list[tuple[str, str]]:
     """Two listen addresses on one port that `run` could not both bind: the same address, or
     a wildcard (0.0.0.0, ::) and any address of its family. IPv6 listeners are IPV6_V6ONLY
     (proxy/listener.py), so `0.0.0.0:P` and `[::]:P` do not overlap. The pen control port
-    is a listener too."""
-    bound: list[tuple[str, Endpoint, str]] = []  # (key path, endpoint, owner)
+    is a listener too. TCP and UDP ports are apart: IPVS users run `-t` and `-u` services on
+    one VIP:port (DNS on 53)."""
+    bound: list[tuple[str, Endpoint, str, str]] = []  # (key path, endpoint, owner, protocol)
     for name, service in config.services.items():
-        bound += [(f"services.{name}.listen[{i}]", e, f"service {name!r}") for i, e in enumerate(service.listen)]
+        bound += [(f"services.{name}.listen[{i}]", e, f"service {name!r}", service.protocol)
+                  for i, e in enumerate(service.listen)]
     if config.control.pen_port is not None:
-        bound.append(("control.pen_port", config.control.pen_port, "the pen control port"))
+        bound.append(("control.pen_port", config.control.pen_port, "the pen control port", "tcp"))
     problems = []
-    for index, (where, endpoint, _) in enumerate(bound):
-        for _, earlier, owner in bound[:index]:
-            if earlier.port != endpoint.port or is_ipv6(earlier.host) != is_ipv6(endpoint.host):
+    for index, (where, endpoint, _, protocol) in enumerate(bound):
+        for _, earlier, owner, earlier_protocol in bound[:index]:
+            if earlier.port != endpoint.port or is_ipv6(earlier.host) != is_ipv6(endpoint.host) \
+                    or earlier_protocol != protocol:
                 continue
             if earlier.host == endpoint.host:
                 problems.append((where, f"{endpoint} is already used by {owner}"))

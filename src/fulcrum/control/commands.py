@@ -535,6 +535,18 @@ def config_write(node: Any, path: str, format: str | None) -> str:
     return path
 
 
+@runtime_command("kernel.list", "Kernel services (nat, fullnat, dsr): servers, weights, nftables counters "
+                 "and the conntrack table (what `fulcrum ipvsadm -L` prints).")
+async def kernel_list(node: Any) -> dict[str, Any]:
+    from fulcrum.kernel.ipvsadm_view import read_conntrack
+
+    plane = getattr(getattr(node, "kernel", None), "plane", None)  # node.kernel: kernel/part.py
+    stats = await asyncio.to_thread(plane.stats) if plane is not None else []
+    conntrack, error = await read_conntrack() if stats else ("", None)
+    return {"size": node.config.kernel.flow_table_size, "services": stats, "conntrack": conntrack,
+            "conntrack_error": error}
+
+
 @runtime_command("reload", "Apply a new configuration hitlessly: the given one, or re-read the node's source.",
                  Arg("config", lambda value: value, "a full configuration (dict)", required=False))
 async def reload(node: Any, config: Any) -> Any:

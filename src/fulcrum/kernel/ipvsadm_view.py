@@ -134,18 +134,28 @@ def _title(columns: tuple[str, ...]) -> str:
     return f"{'Prot LocalAddress:Port':<33}" + "".join(f" {c:>8}" for c in columns) + "\n  -> RemoteAddress:Port\n"
 
 
-def list_stats(services: Iterable[VirtualService], size: int) -> str:
-    """`ipvsadm -L -n --stats`: totals since the rules were installed."""
-    out = [header(size), _title(("Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"))]
+def _largenums(c: Counters) -> str:
+    return "".join(largenum(v) for v in (c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes))
+
+
+def _counter_listing(services: Iterable[VirtualService], size: int, columns: tuple[str, ...],
+                     rates: bool) -> str:
+    out = [header(size), _title(columns)]
     for service in _sorted(services):
-        c = service.counters
-        out.append(f"{_service_name(service):<33}" + "".join(
-            largenum(v) for v in (c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes)) + "\n")
+        out.append(f"{_service_name(service):<33}{_largenums(service.counters)}\n")
         for server in _servers(service):
             c = server.counters
-            out.append(f"  -> {_server_name(server):<28}" + "".join(
-                largenum(v) for v in (c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes)) + "\n")
+            if rates:  # ipvsadm prints a server's CPS and PPS with %8u, its BPS as large numbers
+                out.append(f"  -> {_server_name(server):<28} {c.conns:8d} {c.inpkts:8d} {c.outpkts:8d}"
+                           f"{largenum(c.inbytes)}{largenum(c.outbytes)}\n")
+            else:
+                out.append(f"  -> {_server_name(server):<28}{_largenums(c)}\n")
     return "".join(out)
+
+
+def list_stats(services: Iterable[VirtualService], size: int) -> str:
+    """`ipvsadm -L -n --stats`: totals since the rules were installed."""
+    return _counter_listing(services, size, ("Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"), rates=False)
 
 
 def rate(before: Counters, after: Counters, seconds: float) -> Counters:
@@ -159,16 +169,7 @@ def rate(before: Counters, after: Counters, seconds: float) -> Counters:
 
 def list_rate(services: Iterable[VirtualService], size: int) -> str:
     """`ipvsadm -L -n --rate`; each Counters here holds rates (see `rate`)."""
-    out = [header(size), _title(("CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"))]
-    for service in _sorted(services):
-        c = service.counters
-        out.append(f"{_service_name(service):<33}" + "".join(
-            largenum(v) for v in (c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes)) + "\n")
-        for server in _servers(service):
-            c = server.counters
-            out.append(f"  -> {_server_name(server):<28} {c.conns:8d} {c.inpkts:8d} {c.outpkts:8d}"
-                       + largenum(c.inbytes) + largenum(c.outbytes) + "\n")
-    return "".join(out)
+    return _counter_listing(services, size, ("CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"), rates=True)
 
 
 def list_connections(flows: Iterable[Flow]) -> str:
