@@ -377,3 +377,59 @@ def test_transfer_codings_server_dying_mid_body_with_known_length_is_an_abort(ba
             c.close()
 
     run(config([backend.port]), scenario)
+
+
+# -- issue 7 item 14: the response timeout starts when the request has been sent -----------------
+
+
+class SlowReader(asyncio.Protocol):
+    """Reads an upload steadily but slowly (16 KiB every 10 ms through a small receive
+    buffer), then answers with the size it read."""
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.body = 0
+        self.length = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.length < 0:
+            self.head += data
+            if b"\r\n\r\n" not in self.head:
+                return
+            head, data = self.head.split(b"\r\n\r\n", 1)
+            self.length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        self.body += len(data)
+        if self.body >= self.length:
+            answer = b"%d" % self.body
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer)
+            return
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(0.01, self.transport.resume_reading)
+
+
+def test_response_timeout_starts_when_the_request_has_been_sent() -> None:
+    """A server that keeps reading a large upload, slowly, for longer than response_timeout
+    (1 s here) is not late: its response is due only once the request is all sent."""
+    import socket
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        size = 3_000_000
+        c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size + b"u" * size)
+        (r,) = await c.responses(1, timeout=30)
+        assert (r.status, r.body) == (200, b"%d" % size)
+        c.close()
+
+    async def with_server(port: int, node: Node) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # inherited by accepted sockets
+        sock.bind(("127.0.0.1", server_port))
+        server = await asyncio.get_running_loop().create_server(SlowReader, sock=sock)
+        async with server:
+            await scenario(port, node)
+
+    server_port = free_port()
+    run(config([server_port], http={"response_timeout": "1s"}), with_server)

@@ -11,8 +11,10 @@ here, in one `__slots__`, because only one base of a slotted class may lay out s
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
 import struct
+import termios
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -25,6 +27,18 @@ from fulcrum.proxy.http.upstream import Upstream
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def kernel_unsent(transport: Any) -> int:
+    """Bytes still in the kernel's send queue of the transport's socket, not yet acknowledged
+    by the peer (SIOCOUTQ, which Linux numbers as TIOCOUTQ); 0 when it cannot be told."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return 0
 
 
 def reset_on_close(transport: Any) -> None:

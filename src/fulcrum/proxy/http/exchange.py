@@ -35,7 +35,7 @@ class Exchange:
                  # for its Observation (observe.py, built by record.py)
                  "rule", "server_key", "attempts", "termination", "t_begin", "wait_request",
                  "connect_time", "t_sent", "t_response", "head_in", "body_in", "out_mark",
-                 "codings", "decoder")
+                 "codings", "decoder", "unsent")
 
     def __init__(self, conn: HttpConnection):
         self.conn = conn
@@ -80,3 +80,4 @@ class Exchange:
         self.out_mark = -1  # the connection's bytes_out when its response began (-1: none)
         self.codings: bytes | None = None  # the request's Transfer-Encoding, if more than chunked
         self.decoder: Decoder | None = None  # undoes the response's transfer codings (HTTP/1.0 client)
+        self.unsent = -1  # request bytes not yet taken by the server at the last sweep; 0 = all sent

@@ -28,7 +28,12 @@ import httptools
 from fulcrum.observe import CLIENT_ABORT
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
-from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER, reset_on_close
+from fulcrum.proxy.http.connection import (
+    WRITE_HIGH_WATER,
+    WRITE_LOW_WATER,
+    kernel_unsent,
+    reset_on_close,
+)
 from fulcrum.proxy.http.dispatch import Dispatcher
 from fulcrum.proxy.http.exchange import Exchange, RequestError
 from fulcrum.proxy.http.response import Responder
@@ -319,7 +324,9 @@ class HttpConnection(Dispatcher, Responder):
             return
         if self.write_paused and self.resp_deadline:
             self.resp_deadline = now + self.opts.response_timeout  # the client is slow, not the server
-        elif self.resp_deadline and now >= self.resp_deadline and self.queue:
+        elif self.resp_deadline and self.queue and self.queue[0].unsent != 0:
+            self._request_progress(self.queue[0], now)
+        if self.resp_deadline and now >= self.resp_deadline and self.queue:
             ex = self.queue[0]
             log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
             self.resp_deadline = 0.0
@@ -335,6 +342,20 @@ class HttpConnection(Dispatcher, Responder):
                 self.close()
             else:
                 self.reject(RequestError(408, f"request {kind} not received in time"))
+
+    def _request_progress(self, ex: Exchange, now: float) -> None:
+        """The response timeout measures a server that does nothing while a response is due.
+        While the request is still on its way (its body still coming, or bytes waiting in our
+        buffer or in the kernel's send queue), every byte the server takes restarts it; it
+        runs from when the request has been sent whole (issue 7 item 14: a server reading a
+        large upload slowly was given a 504 although it was reading all along)."""
+        up = ex.upstream
+        if up is None or up.transport is None:
+            return
+        pending = up.transport.get_write_buffer_size() + kernel_unsent(up.transport)
+        if pending != ex.unsent:
+            self.resp_deadline = now + self.opts.response_timeout
+        ex.unsent = pending if pending or not ex.request_done else 0
 
     # -- teardown ------------------------------------------------------------------------
 
