@@ -433,3 +433,39 @@ def test_response_timeout_starts_when_the_request_has_been_sent() -> None:
 
     server_port = free_port()
     run(config([server_port], http={"response_timeout": "1s"}), with_server)
+
+
+# -- issue 7 item 7 (HTTP side): our own EMFILE on connect blames no server -----------------------
+
+
+def test_out_of_descriptors_on_an_http_connect_blames_no_server(backend: BackendProcess) -> None:
+    """EMFILE while connecting to a server is fulcrum's shortage: no connect failure counted,
+    no other server tried; the request is dispatched again shortly and served."""
+    import errno
+
+    from fulcrum.config.load import load_dict
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+        failures = [2]
+
+        async def short_of_descriptors(*args: object, **kwargs: object) -> object:
+            if failures[0]:
+                failures[0] -= 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        node = Node(load_dict(config([backend.port])))
+        await node.start()
+        try:
+            c = await Client.connect(node.config.services["web"].listen[0].port)
+            loop.create_connection = short_of_descriptors  # type: ignore[method-assign]
+            r = await c.get("/name")
+            assert (r.status, r.body) == (200, b"a") and failures == [0]
+            assert [b.failures for b in node.pools["p"].backends] == [0]
+            c.close()
+        finally:
+            await node.stop(drain=0)
+
+    asyncio.run(main())

@@ -13,12 +13,14 @@ import logging
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.logs import throttle
-from fulcrum.observe import CONNECT_FAILED, NO_SERVER, SERVER_ABORT, TIMEOUT
+from fulcrum.observe import CONNECT_FAILED, LIMIT, NO_SERVER, SERVER_ABORT, TIMEOUT
 from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER, ConnectionBase
 from fulcrum.proxy.http.exchange import Exchange
 from fulcrum.proxy.http.responses import redirect_response
 from fulcrum.proxy.http.upstream import Upstream
+from fulcrum.proxy.resources import GATE, local_exhaustion
+from fulcrum.proxy.tcp import SHORTAGE_RETRY
 
 log = logging.getLogger("fulcrum.http")
 
@@ -91,6 +93,10 @@ class Dispatcher(ConnectionBase):
                     ssl=tls, server_hostname=name)
         except (OSError, TimeoutError) as err:  # ssl.SSLError (a failed verification) is an OSError
             ex.connecting = None
+            shortage = local_exhaustion(err)
+            if shortage is not None:
+                self._short_of_resources(ex, backend, shortage)
+                return
             reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
             self._connect_failed(ex, backend, reason)
             return
@@ -104,6 +110,34 @@ class Dispatcher(ConnectionBase):
             encode = proxyproto.encode_v1 if version == "v1" else proxyproto.encode_v2
             up.transport.write(encode(self.client_addr, self.local_addr))
         self._attach(ex, up)
+
+    def _short_of_resources(self, ex: Exchange, backend: Backend, reason: str) -> None:
+        """Our own shortage (EMFILE...; issue 7 item 7, as in tcp.py): not the server's
+        fault, so no health failure, no blacklist, no other server. Accepting pauses (GATE);
+        the request is dispatched again shortly, until the connect timeout since its first
+        attempt, then answered 503."""
+        pool = ex.pool
+        assert pool is not None
+        pool.released(backend)
+        ex.backend = None
+        ex.attempts -= 1  # not a try of that server
+        GATE.exhausted(reason, f"connecting to {backend.key} for service {self.ctx.name}")
+        now = self.ctx.loop.time()
+        if ex.first_attempt == 0.0:
+            ex.first_attempt = now
+        if self.closed or ex.finished:
+            return
+        limit = self.ctx.timeouts.connect
+        if limit and now - ex.first_attempt + SHORTAGE_RETRY > limit:
+            ex.termination = LIMIT
+            self.local_response(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+            return
+        ex.connecting = self.ctx.loop.call_later(SHORTAGE_RETRY, self._dispatch_again, ex)
+
+    def _dispatch_again(self, ex: Exchange) -> None:
+        ex.connecting = None
+        if not self.closed and not ex.finished:
+            self.dispatch(ex)
 
     def _connect_failed(self, ex: Exchange, backend: Backend, reason: str) -> None:
         pool = ex.pool

@@ -35,7 +35,7 @@ class Exchange:
                  # for its Observation (observe.py, built by record.py)
                  "rule", "server_key", "attempts", "termination", "t_begin", "wait_request",
                  "connect_time", "t_sent", "t_response", "head_in", "body_in", "out_mark",
-                 "codings", "decoder", "unsent")
+                 "codings", "decoder", "unsent", "first_attempt")
 
     def __init__(self, conn: HttpConnection):
         self.conn = conn
@@ -59,7 +59,7 @@ class Exchange:
         self.resp_framed = False  # the server framed its body (Content-Length or chunked)
         self.resp_status = 0
         self.sent_head = False  # a final response head went to the client
-        self.connecting: asyncio.Task[None] | None = None
+        self.connecting: asyncio.Task[None] | asyncio.TimerHandle | None = None  # or waiting to retry
         self.retried = False
         self.finished = False
         self.head_bytes = b""  # the request head as sent, kept for one retry
@@ -80,4 +80,5 @@ class Exchange:
         self.out_mark = -1  # the connection's bytes_out when its response began (-1: none)
         self.codings: bytes | None = None  # the request's Transfer-Encoding, if more than chunked
         self.decoder: Decoder | None = None  # undoes the response's transfer codings (HTTP/1.0 client)
+        self.first_attempt = 0.0  # loop time of a connect our own shortage delayed (0: none)
         self.unsent = -1  # request bytes not yet taken by the server at the last sweep; 0 = all sent
