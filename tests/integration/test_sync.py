@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
+import time
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -110,9 +112,11 @@ async def send(port: int, message: dict[str, Any]) -> dict[str, Any] | None:
     return json.loads(line) if line else None
 
 
-def offer(document: Document, secret: str = SECRET, envelope_secret: str = SECRET) -> dict[str, Any]:
-    body = {"type": "offer", "node": "tester", "time": 0.0,
-            "document": document.to_json(secret.encode())}
+def offer(document: Document, secret: str = SECRET, envelope_secret: str = SECRET,
+          sent: float | None = None) -> dict[str, Any]:
+    """A signed offer as a peer sends it: its time (now unless `sent`) and a fresh nonce."""
+    body = {"type": "offer", "node": "tester", "time": time.time() if sent is None else sent,
+            "nonce": secrets.token_hex(16), "document": document.to_json(secret.encode())}
     return signed(body, envelope_secret.encode())
 
 

@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import ssl
 import time
@@ -43,9 +44,11 @@ from typing import Any
 from fulcrum.cluster.sync_config import SyncSettings
 from fulcrum.cluster.sync_split import merge, shared_part
 from fulcrum.cluster.sync_state import (
+    NONCE_BYTES,
     Adopt,
     Apply,
     Document,
+    Freshness,
     Ignore,
     Offer,
     Publish,
@@ -80,6 +83,8 @@ class ConfigSync:
         self._receiving = asyncio.Lock()
         self._unreachable: set[str] = set()
         self._rejected: set[tuple[int, str]] = set()
+        self.freshness = Freshness(settings.max_clock_skew, time.time())
+        self._stale_from: set[str] = set()  # peers whose stale messages were logged
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -252,7 +257,8 @@ class ConfigSync:
     async def _request(self, peer: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Send one signed request line and read one signed reply line; None on failure."""
         host, port = split_host_port(peer)
-        message = signed({**body, "node": self.node_id, "time": time.time()}, self.secret)
+        nonce = secrets.token_hex(NONCE_BYTES)
+        message = signed({**body, "node": self.node_id, "time": time.time(), "nonce": nonce}, self.secret)
         try:
             async with asyncio.timeout(self.settings.timeout):
                 reader, writer = await asyncio.open_connection(
@@ -275,6 +281,13 @@ class ConfigSync:
         reply = _verified_line(line, self.secret)
         if reply is None:
             log.warning("sync: reply from %s is not signed with our secret; ignored", peer)
+            return None
+        if reply.get("re") != nonce or not isinstance(reply.get("time"), int | float) \
+                or abs(time.time() - reply["time"]) > self.settings.max_clock_skew:
+            # a reply to another request, or an old one: a replay, or clocks out of step
+            log.warning("sync: reply from %s is not an answer to this request (%s); ignored", peer,
+                        reply.get("reason") or "wrong nonce or time")
+            return None
         return reply
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -286,15 +299,26 @@ class ConfigSync:
             if request is None:
                 log.warning("sync: request from %s is not signed with our secret; dropped", source)
                 return
-            reply = await self._answer(request, source)
-            writer.write(canonical(signed({**reply, "node": self.node_id, "time": time.time()},
-                                          self.secret)) + b"\n")
+            stale = self.freshness.refuse(request, time.time())
+            if stale is not None:
+                self._log_stale(source, stale)
+                reply: dict[str, Any] = {"type": "error", "reason": f"stale message: {stale}"}
+            else:
+                reply = await self._answer(request, source)
+            writer.write(canonical(signed({**reply, "node": self.node_id, "time": time.time(),
+                                           "re": request.get("nonce")}, self.secret)) + b"\n")
             async with asyncio.timeout(self.settings.timeout):
                 await writer.drain()
         except (OSError, TimeoutError, ValueError) as err:
             log.info("sync: request from %s failed: %s", source, err or type(err).__name__)
         finally:
             writer.close()
+
+    def _log_stale(self, source: str, reason: str) -> None:
+        host = source.rsplit(":", 1)[0]
+        level = logging.DEBUG if host in self._stale_from else logging.WARNING
+        self._stale_from.add(host)
+        log.log(level, "sync: request from %s refused: %s", source, reason)
 
     async def _answer(self, request: dict[str, Any], source: str) -> dict[str, Any]:
         kind = request.get("type")

@@ -1,9 +1,11 @@
 """The `sync` section: how this node shares its configuration with its peers.
 
-Every message is signed with the shared secret (HMAC-SHA256), which proves it comes
-from a cluster node but does not hide it: the configuration (sticky-cookie keys, say)
-crosses the network readable. Give tls_cert/tls_key/tls_ca to also encrypt it, with
-each side's certificate checked against the cluster's own CA (mutual TLS).
+Every message is signed with the shared secret (HMAC-SHA256) and carries its time and a
+nonce (sync_state.Freshness), which proves it comes from a cluster node and is fresh but
+does not hide it. Give tls_cert/tls_key/tls_ca to also encrypt it, with each side's
+certificate checked against the cluster's own CA (mutual TLS). A configuration whose
+shared part holds a secret (a sticky-cookie key) is refused without TLS
+(sync_split.shared_secrets, checked by config/load.py).
 
 The whole section is node-local (each node lists its own address and the others'),
 so it is never itself synced: a synced secret change would lock the peers out."""
@@ -41,6 +43,8 @@ class SyncSettings(Strict):
     keep: int = Field(20, ge=2, le=10000, description="versions kept for rollback")
     interval: Duration = Field(5.0, gt=0, description="exchange latest versions with the peers this often (catch-up)")
     timeout: Duration = Field(3.0, gt=0, description="limit of every connect, TLS handshake and read")
+    max_clock_skew: Duration = Field(60.0, gt=0, description="messages sent longer ago (or later) than this are refused "
+                                     "as replays: keep the nodes' clocks in step (NTP)")
     tls_cert: str | None = Field(None, description="PEM certificate of this node: sync over mutual TLS")
     tls_key: str | None = Field(None, description="its private key")
     tls_ca: str | None = Field(None, description="PEM CA that signs every node's certificate (a private CA)")

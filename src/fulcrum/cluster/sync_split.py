@@ -99,3 +99,28 @@ def _routers(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {}
     routers: dict[str, dict[str, Any]] = cluster.get("virtual_routers") or {}
     return routers
+
+
+# Keys whose values are keys: they must not cross the network readable. (A VRRP PASS
+# password is not one: RFC 3768 sends it in clear in every advertisement anyway.)
+SECRET_KEYS = frozenset({"secret"})
+
+
+def shared_secrets(config: Config) -> list[str]:
+    """Key paths of secrets in the shared part, e.g. ['pools.app.sticky.secret']."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if key in SECRET_KEYS and item:
+                    found.append(where)
+                else:
+                    walk(item, where)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{path}[{i}]")
+
+    walk(shared_part(config), "")
+    return found

@@ -13,8 +13,13 @@ Authentication. The document's HMAC-SHA256 (RFC 2104) covers its canonical JSON
 proven to come from a holder of the shared secret. Each message on the wire is
 signed the same way (sync.py).
 
-Replay. A replayed offer carries a version that is not newer than what the node
-has, and is ignored; a replayed hello only makes nodes compare versions again.
+Replay. Every message carries its sending time and a random nonce under the HMAC
+(Freshness below): a message older or newer than `max_clock_skew`, one sent before
+this node started, or one already received is refused. So a captured message is good
+for nothing once the window has passed, and nothing captured before a restart is ever
+accepted, even with a wiped state directory (the start time is the floor, so no disk
+state is needed for this). A reply must echo its request's nonce. A replayed offer
+that got through would still carry a version not newer than the node's, and be ignored.
 
 Loops. A node that applies a peer's document gets, through the node's reload hook,
 a "local change" whose shared part equals that document: no new version is made,
@@ -179,3 +184,37 @@ class SyncState:
     def _set(self, document: Document) -> None:
         self.latest = document
         self.seen(document.version)
+
+
+# -- freshness of messages ---------------------------------------------------------------
+
+NONCE_BYTES = 16
+
+
+class Freshness:
+    """Which signed messages are fresh: sent within `window` seconds of `now`, not before
+    this node started (`started`), and not seen before (nonces are remembered for as long
+    as their message could still be inside the window)."""
+
+    def __init__(self, window: float, started: float):
+        self.window = window
+        self.floor = started
+        self.seen: dict[str, float] = {}  # nonce -> message time
+
+    def refuse(self, message: dict[str, Any], now: float) -> str | None:
+        """Why `message` (already verified) is not fresh, or None when it is; remembers it."""
+        when, nonce = message.get("time"), message.get("nonce")
+        if not isinstance(when, int | float) or isinstance(when, bool) or not isinstance(nonce, str) \
+                or not 2 * NONCE_BYTES <= len(nonce) <= 128:
+            return "no time or nonce (a node older than this one, or a forged message)"
+        if abs(now - when) > self.window:
+            return (f"sent {now - when:+.0f}s from now, outside max_clock_skew ({self.window:g}s): "
+                    "a replay, or clocks out of step (use NTP)")
+        if when < self.floor:
+            return "sent before this node started: a replay"
+        for old in [n for n, t in self.seen.items() if t < now - 2 * self.window]:
+            del self.seen[old]
+        if nonce in self.seen:
+            return "already received: a replay"
+        self.seen[nonce] = when
+        return None

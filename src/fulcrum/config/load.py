@@ -55,6 +55,13 @@ def check_references(config: Config) -> None:
                              f"{pool.sticky.mode!r} needs HTTP, but tcp service {name!r} uses this pool; use 'source' or 'none'"))
     for name, pool in config.pools.items():
         problems.extend(_scheduler_options(name, pool))
+    if config.sync is not None and config.sync.tls_cert is None:
+        from fulcrum.cluster.sync_split import shared_secrets
+
+        secrets = shared_secrets(config)
+        if secrets:
+            problems.append(("sync", f"the shared configuration holds secrets ({', '.join(secrets)}) that config "
+                                     "sync would send readable: set sync.tls_cert, tls_key and tls_ca (mutual TLS)"))
     if config.cluster is not None:
         from fulcrum.cluster.config import reference_problems
 

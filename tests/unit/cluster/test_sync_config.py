@@ -42,3 +42,25 @@ def test_a_secret_file_must_be_private(tmp_path):
     key.write_text("short")
     with pytest.raises(ValueError, match="shorter than 16"):
         settings.read_secret()
+
+
+def _synced(sticky, tls=False):
+    from fulcrum.config.load import load_dict
+
+    sync = {"listen": "127.0.0.1:7000", "peers": ["127.0.0.1:7001"], "secret": "s" * 20}
+    if tls:
+        sync.update(tls_cert="/etc/fulcrum/node.pem", tls_key="/etc/fulcrum/node.key", tls_ca="/etc/fulcrum/ca.pem")
+    return load_dict({"services": {"web": {"listen": ["127.0.0.1:8080"], "pool": "app", "mode": "http"}},
+                      "pools": {"app": {"servers": ["127.0.0.1:9001"], "sticky": sticky}}, "sync": sync})
+
+
+def test_secrets_in_the_shared_configuration_need_tls_for_sync():
+    from fulcrum.config.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        _synced({"mode": "insert", "secret": "cookie-key-0123456789"})
+    assert caught.value.problems == [("sync", "the shared configuration holds secrets (pools.app.sticky.secret) "
+                                              "that config sync would send readable: set sync.tls_cert, tls_key "
+                                              "and tls_ca (mutual TLS)")]
+    _synced({"mode": "insert", "secret": "cookie-key-0123456789"}, tls=True)  # encrypted: fine
+    _synced({"mode": "insert"})  # no secret: fine

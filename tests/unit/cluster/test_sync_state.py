@@ -137,3 +137,20 @@ def test_signature_covers_the_canonical_form_not_key_order():
     assert verified({**reordered, "b": 2}, SECRET) is None
     assert verified({"a": 1}, SECRET) is None
     assert verified("not a dict", SECRET) is None
+
+
+def test_freshness_refuses_old_future_repeated_and_pre_start_messages():
+    from fulcrum.cluster.sync_state import Freshness
+
+    fresh = Freshness(window=60, started=1000.0)
+    message = {"time": 1010.0, "nonce": "a" * 32}
+    assert fresh.refuse(message, now=1020.0) is None
+    assert "already received" in fresh.refuse(dict(message), now=1021.0)
+    assert "outside max_clock_skew" in fresh.refuse({"time": 900.0, "nonce": "b" * 32}, now=1020.0)
+    assert "outside max_clock_skew" in fresh.refuse({"time": 1100.0, "nonce": "c" * 32}, now=1020.0)
+    assert "before this node started" in fresh.refuse({"time": 999.0, "nonce": "d" * 32}, now=1020.0)
+    assert "no time or nonce" in fresh.refuse({"time": 1010.0}, now=1020.0)
+    assert "no time or nonce" in fresh.refuse({"time": 1010.0, "nonce": "short"}, now=1020.0)
+    # nonces are forgotten only once their messages could no longer be inside the window
+    assert fresh.refuse({"time": 1200.0, "nonce": "e" * 32}, now=1200.0) is None
+    assert "a" * 32 not in fresh.seen and "e" * 32 in fresh.seen
