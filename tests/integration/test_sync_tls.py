@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +58,8 @@ def test_sync_over_mutual_tls_refuses_peers_without_a_cluster_certificate(tmp_pa
 
     async def answer(port: int, client: ssl.SSLContext | None) -> bytes:
         """lb1's reply to a signed hello; b"" when it refused the connection."""
-        hello = signed({"type": "hello", "node": "x", "time": 0.0, "version": 0, "vnode": ""},
+        hello = signed({"type": "hello", "node": "x", "time": time.time(), "nonce": secrets.token_hex(16),
+                        "version": 0, "vnode": ""},
                        SECRET.encode())
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
