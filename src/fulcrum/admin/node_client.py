@@ -9,6 +9,8 @@ import json
 import time
 from typing import Any
 
+from fulcrum.control.commands import COMMANDS
+
 TIMEOUT = 30.0  # a config.apply waits for the reload (binding, sync's first exchange)
 LIMIT = 64 * 1024 * 1024  # one reply: a status or a whole configuration
 STATUS_TTL = 0.5  # many pages and scrapes within this share one status from the node
@@ -53,7 +55,8 @@ class NodeClient:
             raise NodeUnreachable("the node sent no reply") from err
         if not reply.get("ok"):
             raise NodeError(str(reply.get("error")), reply.get("problems"))
-        self._status = None  # whatever changed shows at once
+        if not COMMANDS[command].reads_only:
+            self._status = None  # whatever changed shows at once
         return reply.get("result")
 
     async def status(self) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class LocalVersions:
         self.state_dir = Path(state_dir)
         self.keep = keep
         self._store: SyncStore | None = None
+        self.latest: int | None = None  # the newest version number, kept so status never reads the disk
+        self._latest_digest: str | None = None
 
     @property
     def store(self) -> SyncStore:
@@ -66,15 +68,20 @@ class LocalVersions:
     def applied(self, config: Config) -> int | None:
         """Keep `config` as a new version if it differs from the newest: its number."""
         body = config.model_dump(mode="json")
+        wanted = digest(body)
+        if self._latest_digest == wanted:
+            return self.latest
         try:
             latest = self.store.latest()
-            if latest is not None and digest(latest.config) == digest(body):
-                return latest.version
-            version = (latest.version if latest else 0) + 1
-            self.store.save(Document(version, LOCAL_NODE, time.time(), body))
+            if latest is not None and digest(latest.config) == wanted:
+                version = latest.version
+            else:
+                version = (latest.version if latest else 0) + 1
+                self.store.save(Document(version, LOCAL_NODE, time.time(), body))
         except (OSError, ValueError) as err:
             log.error("versions: not kept in %s: %s", self.state_dir, err)
             return None
+        self.latest, self._latest_digest = version, wanted
         return version
 
 
@@ -90,17 +97,15 @@ def _store(node: Any) -> SyncStore | None:
 
 
 def current_version(node: Any) -> int | None:
+    """From memory (status asks for it on the node's loop: no disk reads there)."""
     if getattr(node, "sync", None) is not None:
         version: int = node.sync.state.key[0]
         return version
-    store = _store(node)
-    if store is None:
-        return None
-    try:
-        latest = store.latest()
-    except OSError:
-        return None
-    return latest.version if latest is not None else None
+    plane = getattr(node, "admin", None)
+    if plane is not None and plane.versions is not None:
+        latest: int | None = plane.versions.latest
+        return latest
+    return None
 
 
 def list_versions(node: Any) -> list[dict[str, Any]]:
