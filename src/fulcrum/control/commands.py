@@ -1,7 +1,10 @@
 """The one command table: every runtime action, defined once.
 
-The REST API, `fulcrum ctl`, the web UI and pen's control port (penctl.py) all call
-`execute(node, name, args)`. Each command has a name, typed arguments and a help line.
+`fulcrum ctl` (control socket, control/socket.py), pen's control port (penctl.py) and the
+admin plane's REST API and web UI (admin/, a process of its own that reaches the node
+through a private control socket) all call `execute(node, name, args)`; the API's OpenAPI
+document is generated from this table. Each command has a name, typed arguments and a
+help line; `reads_only` marks the ones that change nothing (not logged as changes).
 
 Two kinds of command:
  - *config* commands change configured settings. They edit a copy of the
@@ -10,7 +13,8 @@ Two kinds of command:
    functions run offline on a dict under construction (`edit_dict`): that is how
    pen's -F files and -o options are applied before any node exists.
  - *runtime* commands act on the live node (status, blacklist a server now, write
-   the status file, reload).
+   the status file, reload, and whole configurations: config.show, config.apply,
+   config.versions, config.rollback — control/versions.py).
 
 The node interface: `config`, `pools` (name -> PoolRuntime), `now()`, `connections`,
 `reload(config)` (sync or async; raises ConfigError when invalid)."""
