@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean man deb
 
 install: $(STAMP)
 
@@ -28,5 +28,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# fulcrum(1) from the CLI itself (a test fails when it is out of date)
+man: $(STAMP)
+	$(BIN)/python -m fulcrum.cli.manpage > packaging/man/fulcrum.1
+
+# dist/fulcrum_VERSION_ARCH.deb: a venv in /opt/fulcrum, the unit, the OCF agent, docs, a
+# default /etc/fulcrum/fulcrum.toml (packaging/deb/build.sh; needs dpkg-deb, no root)
+deb:
+	packaging/deb/build.sh
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

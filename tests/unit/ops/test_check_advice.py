@@ -80,3 +80,15 @@ def test_man_page_is_generated_from_the_current_cli() -> None:
                            timeout=30, check=True).stdout
     assert fresh == (ROOT / "packaging" / "man" / "fulcrum.1").read_text(), "run `make man`"
     assert ".SS reload" in fresh and ".SS ctl" in fresh and "json" in fresh
+
+
+def test_packaging_metadata_and_shipped_files() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"  # an SPDX expression, not the deprecated table
+    assert project["project"]["license-files"] == ["LICENSE"] and "MIT License" in (ROOT / "LICENSE").read_text()
+    shipped = [f for files in project["tool"]["setuptools"]["data-files"].values() for f in files]
+    assert {"packaging/systemd/fulcrum.service", "packaging/ocf/fulcrum", "packaging/man/fulcrum.1"} <= set(shipped)
+    assert all((ROOT / f).is_file() for f in shipped)
+    assert "dist/" in (ROOT / ".gitignore").read_text().split()
