@@ -32,7 +32,8 @@ ln -s /opt/fulcrum/bin/fulcrum "$ROOT/usr/bin/fulcrum"
 install -m 644 packaging/deb/fulcrum.toml "$ROOT/etc/fulcrum/fulcrum.toml"
 install -m 644 packaging/systemd/fulcrum.service "$ROOT/lib/systemd/system/fulcrum.service"
 install -m 755 packaging/ocf/fulcrum "$ROOT/usr/lib/ocf/resource.d/fulcrum/fulcrum"
-gzip -9n < packaging/man/fulcrum.1 > "$ROOT/usr/share/man/man1/fulcrum.1.gz"
+# fulcrum(1) from the CLI as installed (the committed copy may lag a new command)
+"$ROOT/opt/fulcrum/bin/python" -m fulcrum.cli.manpage | gzip -9n > "$ROOT/usr/share/man/man1/fulcrum.1.gz"
 # click writes the completion script for the shell it is asked for
 _FULCRUM_COMPLETE=bash_source "$ROOT/opt/fulcrum/bin/python" "$ROOT/opt/fulcrum/bin/fulcrum" \
     > "$ROOT/usr/share/bash-completion/completions/fulcrum"
