@@ -208,7 +208,8 @@ class IpvsadmImport:
             raise IpvsadmError(f"{rule.where}: -A {key}: service already exists (first at {existing.where})")
         if rule.command == "-E" and existing is None:
             raise IpvsadmError(f"{rule.where}: -E {key}: no such service")
-        scheduler = rule.options.get("-s") or (existing.scheduler if existing else DEFAULT_SCHEDULER)
+        # -E, like -A, sets every attribute: what is not given takes ipvsadm's default
+        scheduler = rule.options.get("-s") or DEFAULT_SCHEDULER
         if scheduler not in IPVS_SCHEDULERS:
             raise IpvsadmError(f"{rule.where}: -s {scheduler}: not an IPVS scheduler "
                                f"({', '.join(sorted(IPVS_SCHEDULERS))})")
@@ -245,7 +246,8 @@ class IpvsadmImport:
         methods = [FORWARDING[option] for option in ("-m", "-g", "-i") if option in rule.options]
         if len(methods) > 1:
             raise IpvsadmError(f"{rule.where}: more than one forwarding method (-g, -m, -i)")
-        method = methods[0] if methods else (existing.method if existing else "dsr")  # -g is the default
+        # -e, like -a, sets every attribute: -g and weight 1 unless given (ipvsadm(8))
+        method = methods[0] if methods else "dsr"
         weight = whole(rule, "-w", 0, 65535)
         upper = whole(rule, "-x", 0, 2**31)
         lower = whole(rule, "-y", 0, 2**31)
@@ -254,9 +256,7 @@ class IpvsadmImport:
                 self.warn(rule.where, f"{option}: fulcrum has no IP-in-IP tunnel: not mapped")
         service.servers[server_key] = RealServer(
             host, port, method,
-            weight if weight is not None else (existing.weight if existing else 1),
-            upper if upper is not None else (existing.upper if existing else 0),
-            lower if lower is not None else (existing.lower if existing else 0),
+            1 if weight is None else weight, upper or 0, lower or 0,
             rule.where if existing is None else existing.where)
 
     # -- the model -------------------------------------------------------------------

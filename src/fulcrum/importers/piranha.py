@@ -356,9 +356,9 @@ class PiranhaImport:
     def health(self, block: Block, port: int) -> dict[str, Any]:
         """nanny connects every `timeout` seconds (pulse gives it as nanny's --interval), takes
         a server out at the first failure and back in after it answered for `reentry` seconds."""
-        timeout = number(block.get("timeout")) if block.get("timeout") else DEFAULT_TIMEOUT  # type: ignore[arg-type]
-        reentry = number(block.get("reentry")) if block.get("reentry") else DEFAULT_REENTRY  # type: ignore[arg-type]
-        timeout = max(timeout, 0.01)
+        timeout_entry, reentry_entry = block.get("timeout"), block.get("reentry")
+        timeout = max(number(timeout_entry), 0.01) if timeout_entry else DEFAULT_TIMEOUT
+        reentry = number(reentry_entry) if reentry_entry else DEFAULT_REENTRY
         health: dict[str, Any] = {"interval": f"{timeout:g}s", "timeout": f"{timeout:g}s", "fall": 1,
                                   "rise": min(max(1, math.ceil(reentry / timeout)), 100)}
         send, expect, program = block.get("send"), block.get("expect"), block.get("send_program")
@@ -384,9 +384,9 @@ class PiranhaImport:
                     health["expect_body"] = expect.value if regex and flag(regex) else re.escape(expect.value)
             return health
         health["kind"] = "tcp"
-        if send is not None or expect is not None:
-            where = (send or expect).where  # type: ignore[union-attr]
-            self.warn(where, "send/expect on a non-HTTP service: fulcrum checks that the server accepts a "
+        dialogue = send or expect
+        if dialogue is not None:
+            self.warn(dialogue.where, "send/expect on a non-HTTP service: fulcrum checks that the server accepts a "
                              "connection; the dialogue is not mapped (use send_program for a script)")
         return health
 

@@ -283,14 +283,14 @@ async def read_conntrack() -> tuple[str, str | None]:
     try:
         process = await asyncio.create_subprocess_exec(
             "conntrack", "-L", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as err:
-        return "", f"conntrack: {err} (install Debian's conntrack package)"
+    except OSError as failure:
+        return "", f"conntrack: {failure} (install Debian's conntrack package)"
     try:
-        out, err = await asyncio.wait_for(process.communicate(), CONNTRACK_TIMEOUT)
+        out, errors = await asyncio.wait_for(process.communicate(), CONNTRACK_TIMEOUT)
     except TimeoutError:
         process.kill()
         await process.wait()
         return "", f"conntrack -L did not answer within {CONNTRACK_TIMEOUT:g}s"
     if process.returncode != 0:
-        return "", f"conntrack -L: {err.decode(errors='replace').strip()}"
+        return "", f"conntrack -L: {errors.decode(errors='replace').strip()}"
     return out.decode(errors="replace"), None

@@ -59,6 +59,8 @@ ipvsadm -C
 -e -t 198.18.0.100:80 -r 198.18.0.22:80 -m -w 5
 -d -t 198.18.0.100:80 -r 198.18.0.21:80
 -E -t 198.18.0.100:80 -s mh -p
+-a -t 198.18.0.100:80 -r 198.18.0.23:80 -m -w 4
+-e -t 198.18.0.100:80 -r 198.18.0.23:80 -m
 --add-service --udp-service 198.18.0.100:53 --scheduler=sh
 -a -u 198.18.0.100:53 -r 198.18.0.21 -m
 -D -u 198.18.0.100:53
@@ -68,7 +70,9 @@ ipvsadm -C
     assert list(data["services"]) == ["tcp_198_18_0_100_80"]
     assert data["services"]["tcp_198_18_0_100_80"]["persistence"] == "300s"  # -p without a timeout
     assert data["pools"]["tcp_198_18_0_100_80"]["scheduler"] == "mh"
-    assert data["pools"]["tcp_198_18_0_100_80"]["servers"] == [{"address": "198.18.0.22", "port": 80, "weight": 5}]
+    # -e sets every attribute anew: without -w the weight is ipvsadm's default, 1
+    assert data["pools"]["tcp_198_18_0_100_80"]["servers"] == [{"address": "198.18.0.22", "port": 80, "weight": 5},
+                                                               {"address": "198.18.0.23", "port": 80, "weight": 1}]
 
 
 def test_forwarding_per_server_and_dsr_ports(tmp_path: Path) -> None:
