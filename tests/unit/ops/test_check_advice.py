@@ -88,7 +88,7 @@ def test_man_page_is_generated_from_the_cli() -> None:
     ctx = click.Context(main)
     for name in main.list_commands(ctx):
         assert f".SS {name}\n" in fresh
-    assert "\\fB\\-\\-json\\fR" in fresh.replace("-", "\\-") or "--json" in fresh
+    assert "--json" in fresh and "--interval" in fresh  # options of subcommands too
     committed = (ROOT / "packaging" / "man" / "fulcrum.1").read_text()
     assert committed.startswith(".TH FULCRUM 1") and ".SS reload" in committed
 
