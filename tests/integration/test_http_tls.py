@@ -172,3 +172,68 @@ def test_tls_to_servers_with_verification(tmp_path: Path) -> None:
             refused)
     finally:
         backend.stop()
+
+
+def test_tls11_is_refused_with_a_protocol_version_alert(backend: BackendProcess,
+                                                        certs: dict[str, tuple[Path, Path]]) -> None:
+    """Issue 7 item 14: the client is told why (RFC 8446 §6.2 protocol_version), not dropped."""
+
+    async def scenario(port: int, node: Node) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # offering TLS 1.1 is the point
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with pytest.raises(ssl.SSLError) as refused:
+            await Client.connect(port, ssl=ctx, server_hostname="a.test")
+        assert "PROTOCOL_VERSION" in str(refused.value).upper()
+
+    run(tls_config(backend, certs), scenario)
+
+
+async def _tls_by_hand(port: int, certs: dict[str, tuple[Path, Path]]) -> tuple[Any, Any, Any, Any, Any]:
+    """A TLS client over memory BIOs, so the test can send close_notify and keep reading."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(certs).wrap_bio(incoming, outgoing, server_hostname="a.test")
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                incoming.write(await reader.read(65536))
+    writer.write(outgoing.read())
+    return reader, writer, incoming, outgoing, tls
+
+
+def test_tls_half_close_pipelined_requests_then_close_notify_are_answered(
+        backend: BackendProcess, certs: dict[str, tuple[Path, Path]]) -> None:
+    """Issue 7 item 14: as over plain HTTP, a client that sends two pipelined requests and then
+    closes its sending side (close_notify, RFC 8446 §6.1) gets both answers."""
+
+    async def scenario(port: int, node: Node) -> None:
+        reader, writer, incoming, outgoing, tls = await _tls_by_hand(port, certs)
+        tls.write(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /name HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.unwrap()  # our close_notify goes out; theirs is not awaited
+        writer.write(outgoing.read())
+        plain = b""
+        async with asyncio.timeout(10):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                incoming.write(data)
+                try:
+                    while chunk := tls.read(65536):
+                        plain += chunk
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    pass
+        assert plain.count(b"HTTP/1.1 200 ") == 2 and plain.endswith(b"\r\n\r\na")
+        writer.close()
+
+    run(tls_config(backend, certs), scenario)

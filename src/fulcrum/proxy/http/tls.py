@@ -1,9 +1,10 @@
 """TLS offload for http services: server contexts (TLS 1.2 and 1.3 only), a certificate per SNI
 name, reloaded from the files on every reload (certificate renewal with SIGHUP).
 
-The listening server does the handshake itself (listener.py passes the factory's
-`ssl_context` to create_server): that is uvloop's fast TLS path, and it avoids start_tls on
-accepted sockets, where uvloop hands the ClientHello to the old protocol."""
+The listener accepts plain TCP and each connection's protocol does the TLS itself over memory
+BIOs (tlsside.py), not the event loop's TLS transport: so a client's close_notify is a
+half-close (pipelined requests sent before it are answered) and a refused handshake sends its
+alert (protocol_version to TLS 1.1). Issue 7 item 14."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import ssl
 from collections.abc import Callable
 
 from fulcrum.config.model import Certificate, Tls
+from fulcrum.proxy.http.tlsside import TlsServerSide
 
 # Forward-secret AEAD suites only for TLS 1.2 (TLS 1.3 suites are all modern and set apart).
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -92,15 +94,15 @@ _LIVE: dict[str, ServerTls] = {}  # service name + listen addresses -> TLS state
 
 
 class TlsProtocolFactory:
-    """A protocol factory that also tells the listener to wrap accepted sockets in TLS."""
+    """A protocol factory whose protocols speak TLS in front of the HTTP protocol."""
 
     def __init__(self, factory: Callable[[], asyncio.Protocol], server_tls: ServerTls, handshake_timeout: float):
         self.factory = factory
-        self.ssl_context = server_tls.context
-        self.ssl_handshake_timeout = handshake_timeout or None
+        self.context = server_tls.context
+        self.handshake_timeout = handshake_timeout
 
     def __call__(self) -> asyncio.Protocol:
-        return self.factory()
+        return TlsServerSide(self.factory(), self.context, self.handshake_timeout)
 
 
 def tls_factory(service: str, protocol_factory: Callable[[], asyncio.Protocol], tls: Tls,
