@@ -95,8 +95,8 @@ def test_daemon_with_relative_paths_serves_and_reloads(tmp_path: Path) -> None:
     backends = BackendThread(["a", "b"])
     port = free_port()
     data = service_config([f"127.0.0.1:{port}"], backends.ports[:1])
-    data["log"] = {"file": str(tmp_path / "fulcrum.log")}
-    data["control"] = {"socket": str(tmp_path / "control.sock")}
+    data["log"] = {"file": "fulcrum.log"}  # relative to where fulcrum was started, not to /
+    data["control"] = {"socket": "control.sock"}
     write(tmp_path / "f.toml", data)
     pid = 0
     try:
@@ -109,6 +109,8 @@ def test_daemon_with_relative_paths_serves_and_reloads(tmp_path: Path) -> None:
         write(tmp_path / "f.toml", data)
         result = fulcrum("reload", "-c", "f.toml", cwd=tmp_path)  # the daemon re-reads its own, absolute path
         assert result.returncode == 0, result.stderr + (tmp_path / "fulcrum.log").read_text()
+        assert "configuration reloaded" in (tmp_path / "fulcrum.log").read_text()
+        assert (tmp_path / "control.sock").exists()
     finally:
         if pid:
             os.kill(pid, signal.SIGTERM)

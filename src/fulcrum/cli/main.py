@@ -17,6 +17,7 @@ from fulcrum.cli.realserver import realserver
 from fulcrum.cluster.sync_cli import sync_group
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
+from fulcrum.config.model import Config
 from fulcrum.logs import setup_logging
 
 
@@ -32,6 +33,19 @@ def main() -> None:
     """fulcrum: a high-availability TCP and HTTP load balancer (pen, mod_proxy_balancer, keepalived in one tool)."""
 
 
+def absolute_paths(config: Config, base: str) -> Config:
+    """The configuration with its relative file names (log file, pid file, status page,
+    control socket) made absolute against `base`, the directory fulcrum was started in."""
+    def fix(value: str | None) -> str | None:
+        return os.path.join(base, value) if value and value != "off" and not os.path.isabs(value) else value
+
+    log = config.log.model_copy(update={"file": fix(config.log.file)})
+    control = config.control.model_copy(update={
+        "pidfile": fix(config.control.pidfile), "status_file": fix(config.control.status_file),
+        "socket": fix(config.control.socket)})
+    return config.model_copy(update={"log": log, "control": control})
+
+
 @main.command()
 @click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False),
               help="configuration file (TOML)")
@@ -44,12 +58,18 @@ def run(path: str, daemon: bool, pidfile: str | None) -> None:
     # --daemon changes to /: a relative -c or --pidfile must name the same files afterwards
     path = os.path.abspath(path)
     pidfile = os.path.abspath(pidfile) if pidfile else None
+    start_dir = os.getcwd()
+
+    def load() -> Config:
+        # ... and so must relative file names in it, at start and at every reload
+        return absolute_paths(load_file(path), start_dir)
+
     try:
-        config = load_file(path)
+        config = load()
     except ConfigError as err:
         fail_config(err)
     setup_logging(config.log)
-    sys.exit(run_node(config, lambda: load_file(path), daemon=daemon, pidfile=pidfile,
+    sys.exit(run_node(config, load, daemon=daemon, pidfile=pidfile,
                       prepare=lambda node: setattr(node, "config_path", path)))  # config sync writes it
 
 
@@ -89,7 +109,6 @@ def check(path: str, quiet: bool) -> None:
 def pen(argv: tuple[str, ...]) -> None:
     """Behave as pen: `fulcrum pen [options] [host:]port server ...`"""
     from fulcrum.cli.process import run_node
-    from fulcrum.config.model import Config
     from fulcrum.importers.pen import parse_pen_argv
     from fulcrum.node import Node
 
