@@ -143,3 +143,14 @@ def test_sd_notify_sends_to_the_socket_in_the_environment(tmp_path: Path, monkey
         assert sock.recv(1024) == b"READY=1\nSTATUS=serving"
     finally:
         sock.close()
+
+
+def test_json_daemon_log_carries_the_status_as_an_object() -> None:
+    from fulcrum.logs import JsonFormatter, TextFormatter
+
+    record = logging.LogRecord("fulcrum.process", logging.INFO, __file__, 1, "status", (), None)
+    record.fields = {"status": {"connections": 3, "pools": {"p": {"servers": []}}}}
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "status" and entry["status"]["connections"] == 3  # not JSON in a string
+    text = TextFormatter("%(message)s").format(record)
+    assert text.startswith("status status={") and json.loads(text.split("=", 1)[1])["connections"] == 3

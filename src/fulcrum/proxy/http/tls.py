@@ -9,11 +9,14 @@ alert (protocol_version to TLS 1.1). Issue 7 item 14."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Callable
 
 from fulcrum.config.model import Certificate, Tls
 from fulcrum.proxy.http.tlsside import TlsServerSide
+
+log = logging.getLogger("fulcrum.tls")
 
 # Forward-secret AEAD suites only for TLS 1.2 (TLS 1.3 suites are all modern and set apart).
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -112,5 +115,11 @@ def tls_factory(service: str, protocol_factory: Callable[[], asyncio.Protocol], 
     if live is None:
         live = _LIVE[service] = ServerTls(tls)
     else:
-        live.load(tls)
+        try:
+            live.load(tls)
+        except (TlsError, ssl.SSLError, OSError) as err:
+            # reload.py loaded these files a moment ago, before anything was swapped; one
+            # replaced since must not leave the reload half done: the old certificates stay
+            log.error("service %s: certificates changed during the reload (%s); the previous ones stay",
+                      service.split(" ")[0], err)
     return TlsProtocolFactory(protocol_factory, live, handshake_timeout)
