@@ -179,3 +179,34 @@ def test_pen_l_writes_the_access_log(tmp_path: Path) -> None:
     finally:
         proc.stop()
         backends.close()
+
+
+def test_ctl_works_without_configuring_a_socket(tmp_path: Path) -> None:
+    """No control section: the node serves its socket at the default place (systemd's
+    $RUNTIME_DIRECTORY here, as the unit gives it) and `fulcrum ctl` finds it there."""
+    backends = BackendThread(["a"])
+    cfg = tmp_path / "f.toml"
+    port = free_port()
+    write(cfg, service_config([f"127.0.0.1:{port}"], backends.ports))
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    before = os.environ.get("RUNTIME_DIRECTORY")
+    os.environ["RUNTIME_DIRECTORY"] = str(runtime)
+    try:
+        proc = FulcrumProcess(["run", "-c", str(cfg)], tmp_path / "out.log")
+        try:
+            proc.wait_listening(port)
+            wait_for(lambda: (runtime / "control.sock").exists())
+            table = fulcrum("ctl", "--interval", "0", "status")
+            assert table.returncode == 0, table.stderr
+            assert f"-> 127.0.0.1:{backends.ports[0]}" in table.stdout
+            drained = fulcrum("ctl", "server.drain", f"127.0.0.1:{backends.ports[0]}")
+            assert drained.returncode == 0, drained.stderr
+        finally:
+            proc.stop()
+    finally:
+        if before is None:
+            del os.environ["RUNTIME_DIRECTORY"]
+        else:
+            os.environ["RUNTIME_DIRECTORY"] = before
+        backends.close()
