@@ -57,6 +57,7 @@ class Node:
         self.default_control_socket = False  # `fulcrum run` sets it: control.socket unset = default place
         self.admin: Any = None  # AdminPlane when the config has an admin section (admin/plane.py)
         self.started_at = time.time()  # for status: uptime
+        self.reload_results = {"applied": 0, "rejected": 0}  # re-reads of the source (reload.py), for metrics
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
 

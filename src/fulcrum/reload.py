@@ -205,6 +205,12 @@ def _show(value: Any) -> str:
 
 # -- the reload an operator asks for ----------------------------------------------------
 
+def _count(node: Any, result: str) -> None:
+    results = getattr(node, "reload_results", None)  # status and /metrics show them
+    if results is not None:
+        results[result] = results.get(result, 0) + 1
+
+
 async def reload_from_source(node: Any) -> dict[str, Any]:
     """Read the node's source again (SIGHUP, `fulcrum ctl reload`, `fulcrum reload`), keep
     runtime changes the file did not touch, apply. Raises ConfigError/ReloadError with
@@ -221,7 +227,9 @@ async def reload_from_source(node: Any) -> dict[str, Any]:
     except ConfigError as err:
         log.error("reload rejected, keeping the running configuration: %s", str(err).replace("\n", "; "))
         notify("READY=1", "STATUS=reload rejected; running the previous configuration")
+        _count(node, "rejected")
         raise
+    _count(node, "applied")
     node.source_config = new
     for note in merge.kept:
         log.info("reload: runtime change kept (the file did not change it): %s", note)

@@ -61,3 +61,25 @@ def test_metrics_public_answers_without_credentials_but_nothing_else_does(tmp_pa
         assert lab.client().get("/api/v1/status").status == 401
     finally:
         lab.stop()
+
+
+def test_reloads_of_the_file_are_counted_by_result(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    lab = AdminLab(tmp_path).start()
+    try:
+        good = lab.path.read_text()
+        lab.path.write_text(good + "\nmax_connections = -1\n")
+        assert lab.process is not None
+        os.kill(lab.process.pid, signal.SIGHUP)
+        key = ("fulcrum_config_reloads_total", (("result", "rejected"),))
+        wait_for(lambda: samples(lab.api().get("/metrics").text).get(key) == 1)
+        lab.path.write_text(good)
+        os.kill(lab.process.pid, signal.SIGHUP)
+        applied = ("fulcrum_config_reloads_total", (("result", "applied"),))
+        got = wait_for(lambda: (m := samples(lab.api().get("/metrics").text)).get(applied) == 1 and m)
+        assert got[key] == 1
+        assert lab.api().get("/api/v1/status").json()["reloads"] == {"applied": 1, "rejected": 1}
+    finally:
+        lab.stop()

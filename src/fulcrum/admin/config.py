@@ -16,7 +16,8 @@ from fulcrum.config.types import Duration
 DEFAULT_PORT = 3636  # Piranha's port
 
 
-def _endpoint_type() -> type:
+def _endpoint_type() -> type[Strict]:
+    # imported late: model.py imports this module at its end (after Endpoint is defined)
     from fulcrum.config.model import Endpoint
 
     return Endpoint

@@ -208,7 +208,8 @@ def _read(node: Node, form: Mapping[str, str], old: Any) -> Any:
                 if child.marker("add") in form:
                     rows.append(read(child.children, form, {}))
             elif child.marker("remove") not in form:
-                previous = old[child.key] if isinstance(old, list) and child.key < len(old) else {}
+                index = int(child.key)
+                previous = old[index] if isinstance(old, list) and index < len(old) else {}
                 rows.append(read(child.children, form, previous))
         return rows
     if node.kind == "entries":

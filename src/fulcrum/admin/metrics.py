@@ -31,6 +31,8 @@ class StatusCollector(Collector):
         yield _gauge("fulcrum_start_time_seconds", "when the node started (Unix time)", [], [([], status["started"])])
         yield _gauge("fulcrum_config_version", "version of the running configuration (0: none kept)",
                      [], [([], status.get("config_version") or 0)])
+        yield _counter("fulcrum_config_reloads", "re-reads of the configuration file (SIGHUP, fulcrum reload), by result",
+                       ["result"], [([result], n) for result, n in sorted((status.get("reloads") or {}).items())])
         yield _gauge("fulcrum_connections", "connections open now (this process)", [], [([], status["connections"])])
         yield from _services(status["services"])
         yield from _servers(status["pools"])

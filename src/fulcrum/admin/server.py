@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import logging
 import os
 import signal
@@ -81,6 +82,7 @@ class AdminState:
         self.limiter = LoginLimiter(settings.login_failures, settings.login_window)
         self.verified = VerifiedCache()
         self.reloads: dict[str, int] = {}  # config changes through this plane, by result
+        self.samples: collections.deque[tuple[float, dict[str, tuple[int, int]]]] = collections.deque(maxlen=200)
 
     @property
     def secure(self) -> bool:

@@ -148,12 +148,45 @@ async def _status(request: web.Request) -> dict[str, Any] | None:
 
 async def status_page(request: web.Request) -> web.Response:
     status = await _status(request)
-    return page(request, "status.html", status=200 if status else 503, info=status)
+    return page(request, "status.html", status=200 if status else 503, info=status,
+                rates=_rates(request, status))
 
 
 async def status_fragment(request: web.Request) -> web.Response:
     status = await _status(request)
-    return page(request, "status_table.html", info=status)
+    return page(request, "status_table.html", info=status, rates=_rates(request, status))
+
+
+RATE_WINDOW = (2.0, 30.0)  # rates over the oldest sample at least 2 s and at most 30 s old
+
+
+def _counts(status: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(connections + requests, bytes both ways) per service and per pool/server."""
+    counts = {f"service {name}": (s["connections"] + s["requests"], s["bytes_in"] + s["bytes_out"])
+              for name, s in status["services"].items()}
+    for pool, info in status["pools"].items():
+        for server in info["servers"]:
+            counts[f"server {pool}/{server['key']}"] = (server["connections"] + server["requests"],
+                                                        server["bytes_in"] + server["bytes_out"])
+    return counts
+
+
+def _rates(request: web.Request, status: dict[str, Any] | None) -> dict[str, tuple[float, float]]:
+    """Per service and server: (connections or requests per second, bytes per second), from
+    the status samples this admin process has seen (HAProxy's stats page shows rates too)."""
+    if status is None:
+        return {}
+    samples = state_of(request).samples
+    now = time.monotonic()
+    samples.append((now, _counts(status)))
+    while samples and now - samples[0][0] > RATE_WINDOW[1]:
+        samples.popleft()
+    base = next(((t, c) for t, c in samples if now - t >= RATE_WINDOW[0]), None)
+    if base is None:
+        return {}
+    elapsed, current = now - base[0], samples[-1][1]
+    return {key: ((value[0] - base[1][key][0]) / elapsed, (value[1] - base[1][key][1]) / elapsed)
+            for key, value in current.items() if key in base[1]}
 
 
 async def server_action(request: web.Request) -> web.StreamResponse:
@@ -198,7 +231,9 @@ def _form(section: str, data: dict[str, Any], new_name: str | None = None) -> tu
         return "Cluster", [forms._field(info.annotation, data.get("cluster"), ["cluster"], "cluster",
                                         info.description or "")]
     kind, _, name = section.partition(":")
-    model: type[BaseModel] = {"service": Service, "pool": Pool, "new-service": Service, "new-pool": Pool}.get(kind, Config)
+    models: dict[str, type[BaseModel]] = {"service": Service, "pool": Pool, "new-service": Service,
+                                          "new-pool": Pool}
+    model = models.get(kind, Config)
     if kind in ("service", "pool"):
         entries = data.get(f"{kind}s") or {}
         if name not in entries:

@@ -141,6 +141,7 @@ def status(node: Any) -> dict[str, Any]:
         "started": started,
         "uptime": round(time.time() - started, 3),
         "config_version": current_version(node),
+        "reloads": dict(getattr(node, "reload_results", {})),  # re-reads of the file: applied, rejected
         "workers": config.workers,
         "connections": node.connections,
         "max_connections": config.max_connections,

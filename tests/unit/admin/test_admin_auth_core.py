@@ -74,3 +74,21 @@ def test_verified_cache_forgets_when_the_hash_changes_or_time_passes() -> None:
     assert cache.hit("alice", "pw", "h1", 5)
     assert not cache.hit("alice", "pw", "h2", 5) and not cache.hit("alice", "pw2", "h1", 5)
     assert not cache.hit("alice", "pw", "h1", 11)
+
+
+def test_admin_passwd_reads_stdin_and_prints_a_line_that_verifies() -> None:
+    import tomllib
+
+    from click.testing import CliRunner
+
+    from fulcrum.cli.main import main
+
+    done = CliRunner().invoke(main, ["admin", "passwd", "bob"], input="a long password\n")
+    assert done.exit_code == 0, done.output
+    line = done.output.strip().splitlines()[-1]
+    stored = tomllib.loads(line)["bob"]
+    assert verify_password("a long password", stored) and not verify_password("a long passwore", stored)
+    short = CliRunner().invoke(main, ["admin", "passwd"], input="short\n")
+    assert short.exit_code == 1 and "at least 8" in short.output and "Traceback" not in short.output
+    token = CliRunner().invoke(main, ["admin", "token", "ci"])
+    assert token.exit_code == 0 and check_token_format(tomllib.loads(token.output.splitlines()[-1])["ci"]) is None
