@@ -194,7 +194,9 @@ class Dispatcher(ConnectionBase):
             return
         up = ex.upstream
         backend = ex.backend
-        log.info("service %s: server %s failed: %s", self.ctx.name, backend.key if backend else "?", reason)
+        where = backend.key if backend else "?"
+        throttle.log(log, logging.INFO, f"failed {self.ctx.name} {where}", "service %s: server %s failed: %s (for %s)",
+                     self.ctx.name, where, reason, self.client_ip)
         ex.termination = TIMEOUT if status == 504 else SERVER_ABORT
         if ex.sent_head:
             self.abort(SERVER_ABORT)  # the client has part of a response: it must see a broken one

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from fulcrum.logs import throttle
 from fulcrum.observe import REJECTED, TIMEOUT, Observation
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http.codings import decoder_for
@@ -172,7 +173,8 @@ class Responder(ConnectionBase):
         err.__traceback__ = None  # its frames hold this connection: no cycle through them
         self.error = err
         self.block_reading("rejected")
-        log.info("service %s: rejected request from %s: %d %s", self.ctx.name, self.client_ip, err.status, err)
+        throttle.log(log, logging.INFO, f"rejected {self.ctx.name}", "service %s: rejected request from %s: %d %s",
+                     self.ctx.name, self.client_ip, err.status, err)  # a client can send these by the thousand
         ex = self.receiving
         self.receiving = None
         if ex is not None and ex in self.queue:

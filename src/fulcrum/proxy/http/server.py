@@ -25,6 +25,7 @@ import logging
 
 import httptools
 
+from fulcrum.logs import throttle
 from fulcrum.observe import CLIENT_ABORT
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
@@ -51,7 +52,6 @@ class HttpConnection(Dispatcher, Responder):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         if not self.ctx.admit():
-            from fulcrum.logs import throttle
             from fulcrum.proxy.tcp import peer_text
 
             throttle.log(log, logging.WARNING, f"limit {self.ctx.name}",
@@ -328,7 +328,9 @@ class HttpConnection(Dispatcher, Responder):
             self._request_progress(self.queue[0], now)
         if self.resp_deadline and now >= self.resp_deadline and self.queue:
             ex = self.queue[0]
-            log.info("service %s: server %s timed out", self.ctx.name, ex.backend.key if ex.backend else "?")
+            where = ex.backend.key if ex.backend else "?"
+            throttle.log(log, logging.INFO, f"timeout {self.ctx.name} {where}", "service %s: server %s timed out (for %s)",
+                         self.ctx.name, where, self.client_ip)
             self.resp_deadline = 0.0
             self.server_failed(ex, "response timeout", status=504)
         kind = self.deadline_kind
