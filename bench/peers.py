@@ -67,12 +67,17 @@ class Variant:
     environment: Callable[[Path], dict[str, str]] | None = None
 
 
-def fulcrum_variant(fulcrum: str, workers: int, mode: str = "tcp") -> Variant:
+def fulcrum_variant(fulcrum: str, workers: int, mode: str = "tcp", scheduler: str = "rr",
+                    clients: bool = False) -> Variant:
     """A fulcrum service in `mode`; for http the defaults of `Http` (strict parsing,
-    X-Forwarded-*, Location rewriting, a pool of keep-alive connections to the servers)."""
+    X-Forwarded-*, Location rewriting, a pool of keep-alive connections to the servers).
+    `scheduler` lc and `clients` (pen's client table) measure the state the workers share
+    (src/fulcrum/shared/) against one worker's own."""
+    kind = scheduler + ("+clients" if clients else "")
+    sticky = '\n[pools.bench.sticky]\nmode = "source"\n' if clients else ""
 
     def command(workdir: Path, port: int, backends: list[int]) -> list[str]:
-        conf = workdir / f"fulcrum-{mode}-w{workers}.toml"
+        conf = workdir / f"fulcrum-{mode}-{kind}-w{workers}.toml"
         servers = ", ".join(f'"127.0.0.1:{p}"' for p in backends)
         conf.write_text(f"""\
 max_connections = 0
@@ -84,9 +89,9 @@ mode = "{mode}"
 pool = "bench"
 
 [pools.bench]
-scheduler = "rr"
+scheduler = "{scheduler}"
 servers = [{servers}]
-
+{sticky}
 [pools.bench.health]
 kind = "none"
 
@@ -95,7 +100,8 @@ level = "warning"
 """)
         return [fulcrum, "run", "-c", str(conf)]
 
-    return Variant(f"fulcrum workers={workers}", mode, "fulcrum", workers, command)
+    label = f"fulcrum workers={workers}" if kind == "rr" else f"fulcrum {kind} workers={workers}"
+    return Variant(label, mode, "fulcrum", workers, command)
 
 
 # HAProxy's http mode: keep-alive on both sides is its default (`option http-keep-alive`,

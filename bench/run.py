@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated traffic kinds: keep-alive, close")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="fulcrum workers for the multi-worker row (default: CPU count)")
+    parser.add_argument("--no-shared-state", dest="shared_state", action="store_false",
+                        help="skip the tcp rows with lc and pen's client table (state the workers share)")
     parser.add_argument("--fulcrum", default=str(Path(sys.executable).parent / "fulcrum"),
                         help="the fulcrum program to run (default: the venv's)")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
@@ -83,6 +85,11 @@ def variants(args: argparse.Namespace) -> list[peers.Variant]:
             found.append(peers.fulcrum_variant(args.fulcrum, 1, mode))
             if args.workers > 1:
                 found.append(peers.fulcrum_variant(args.fulcrum, args.workers, mode))
+            if mode == "tcp" and args.shared_state:
+                # what the workers share (counters for lc, pen's client table) costs
+                for clients in (False, True):
+                    for workers in sorted({1, args.workers}):
+                        found.append(peers.fulcrum_variant(args.fulcrum, workers, mode, "lc", clients))
         if "haproxy" in wanted:
             found += [peers.haproxy_variant(1, mode), peers.haproxy_variant(None, mode)]
         if "pen" in wanted and mode == "tcp":

@@ -126,6 +126,13 @@ def test_fulcrum_bench_config_is_valid(tmp_path: Path) -> None:
     assert config.services["bench"].listen[0].port == 4000
 
 
+def test_shared_state_rows_use_lc_and_the_client_table_with_workers_2(tmp_path: Path) -> None:
+    variant = peers.fulcrum_variant("fulcrum", 2, "tcp", "lc", clients=True)
+    assert variant.label == "fulcrum lc+clients workers=2"
+    config = load_file(variant.command(tmp_path, 4000, [4001, 4002])[-1])
+    assert (config.workers, config.pools["bench"].scheduler, config.pools["bench"].sticky.mode) == (2, "lc", "source")
+
+
 def test_http_rows_are_compared_with_haproxy_and_apache_and_tables_split_by_mode() -> None:
     rows = [_row("fulcrum 1", "fulcrum", 1, 40.0, 10_000, mode="http"),
             _row("haproxy 1", "haproxy", 1, 20.0, 20_000, mode="http"),

@@ -77,8 +77,8 @@ class Node:
         (and before privileges are dropped: the pen control port is bound here too)."""
         self._bind_missing(self.config)
         endpoint = self.config.control.pen_port
-        if endpoint is not None and self.penctl is None and self._penctl_sock is None:
-            self._penctl_sock = bind(endpoint, 16)
+        if endpoint is not None and self.penctl is None and self._penctl_sock is None and self.first_worker:
+            self._penctl_sock = bind(endpoint, 16)  # one per node: the first worker serves it
 
     def _bind_missing(self, config: Config) -> None:
         """Bind the listen addresses of `config` that have no socket yet: all of them or

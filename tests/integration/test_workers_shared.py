@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 from tests.integration.helpers import FULCRUM, Backends, FulcrumProcess, free_port, service_config
@@ -25,7 +27,7 @@ def start(tmp_path: Path, data: dict) -> tuple[FulcrumProcess, int]:  # type: ig
 
 
 async def wait_serving(node: FulcrumProcess, backends: Backends, port: int) -> None:
-    for _ in range(200):
+    for _ in range(600):  # 30 s: starting is slow on a loaded machine
         assert node.proc.poll() is None, node.output()
         if node.output().count("fulcrum started") == 2:
             break
@@ -143,6 +145,38 @@ def test_ctl_commands_act_on_every_worker(tmp_path: Path) -> None:
                 held.append(await hold(port))
             await settle(backends, CONNECTIONS)
             assert dict(backends.hits) == {"a": CONNECTIONS}
+        finally:
+            for writer in held:
+                writer.close()
+            node.stop()
+            await backends.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="pen's port is opened as root, then fulcrum runs as nobody")
+def test_pens_control_port_is_served_once_and_acts_on_every_worker(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backends = Backends()
+        ports = [await backends.start(name, echo=True) for name in ("a", "b")]
+        data = service_config([f"127.0.0.1:{free_port()}"], ports)
+        pen_port = free_port()
+        data["control"] = {"pen_port": f"127.0.0.1:{pen_port}", "socket": "off"}
+        data["user"] = "nobody"  # pen's unauthenticated port never runs with root's power
+        node, port = start(tmp_path, data)
+        held = []
+        try:
+            await wait_serving(node, backends, port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", pen_port)
+            writer.write(b"server 0 weight 0\n")  # pen numbers servers from 0: quiesce a
+            writer.write_eof()
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            for _ in range(CONNECTIONS):
+                held.append(await hold(port))
+            await settle(backends, CONNECTIONS)
+            assert dict(backends.hits) == {"b": CONNECTIONS}  # no worker sends to a
+            assert "in use" not in node.output()  # the port was opened once, by the first worker
         finally:
             for writer in held:
                 writer.close()

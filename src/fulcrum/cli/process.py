@@ -190,7 +190,8 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
         if config.workers > 1:
             from fulcrum.cli.workers import supervise
 
-            return supervise(node, reload_config, lambda n: serve(n, reload_config))
+            return supervise(node, reload_config, lambda n: serve(n, reload_config),
+                             own_sockets=account is None)
         return serve(node, reload_config)
     finally:
         if pidfile:

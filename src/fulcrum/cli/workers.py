@@ -29,7 +29,11 @@ FORWARDED = (signal.SIGHUP, signal.SIGUSR1)
 
 
 def supervise(node: Node, reload_config: Callable[[], object] | None,
-              serve: Callable[[Node], int]) -> int:
+              serve: Callable[[Node], int], own_sockets: bool = True) -> int:
+    """`own_sockets` False: privileges were dropped after binding (`user`, pen -u), and
+    the kernel joins SO_REUSEPORT sockets of one user only, so every worker serves the
+    supervisor's sockets (one accept queue shared) instead of binding its own; the
+    supervisor keeps them for the workers it restarts."""
     count = node.config.workers
     workers: dict[int, int] = {}  # pid -> worker index
     stopping = False
@@ -51,9 +55,12 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
                 signal.signal(sig, signal.SIG_DFL)
             try:
                 worker = node
-                if not inherit:
+                if not inherit and not own_sockets:
+                    worker.config = config  # type: ignore[assignment]  # the forked copy: its sockets
+                elif not inherit:
                     node.close_listeners()
                     worker = Node(config, reuse_port=True)  # type: ignore[arg-type]
+                    worker.first_worker = index == 0  # before binding: pen's port is the first worker's
                     worker.bind_all()
                 worker.first_worker = index == 0
                 worker.shared = shared
@@ -68,7 +75,8 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
 
     for index in range(count):
         start(index, inherit=index == 0)
-    node.close_listeners()  # worker 0 owns them now; an idle copy here would take connections
+    if own_sockets:
+        node.close_listeners()  # worker 0 owns them now; an idle copy here would take connections
 
     def forward(sig: int, _frame: object) -> None:
         nonlocal stopping

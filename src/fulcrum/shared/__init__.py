@@ -6,6 +6,7 @@ others (commands.py). Created by the supervisor before it forks (cli/workers.py)
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize  # noqa: F401 - Lock() imports it lazily; `user` may not read the stdlib later
 import shutil
 import tempfile
 from dataclasses import dataclass, field

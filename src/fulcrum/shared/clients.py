@@ -1,13 +1,14 @@
 """pen's client table shared by the worker processes: a client is sent to its last
 server whichever worker accepted it.
 
-One anonymous MAP_SHARED mapping made before fork: buckets of WAYS entries, each a
-16-byte digest of (pool, client address), the server's counter slot and when it was
-last used. A client lives in the bucket its digest names; when the bucket is full the
+One anonymous MAP_SHARED mapping made before fork: buckets of WAYS entries, each the
+pool's tag, the server's counter slot, when it was last used and the client address.
+A client lives in the bucket its hash names (Python's string hash: the workers are
+forks of one supervisor, so they share its hash seed); when the bucket is full the
 entry unused the longest (or expired) gives way: the least recently used of its bucket,
 where pen forgets the least recently used of the whole table. The capacity is fixed at
-start (the sum of the sticky pools' table sizes); every access holds one lock, for a
-few microseconds."""
+start (the sum of the sticky pools' table sizes); every access holds one lock for one
+bucket's read or write."""
 
 from __future__ import annotations
 
@@ -18,17 +19,19 @@ import struct
 from typing import Any
 
 WAYS = 4
-_ENTRY = struct.Struct("=16sqqd48s")  # digest, pool tag, slot (-1: empty), last used, client (pen's `recent`)
+CLIENT_BYTES = 48  # an IPv6 address with a zone fits
+_ENTRY = struct.Struct(f"=qqd{CLIENT_BYTES}s")  # pool tag, slot (-1: empty), last used, client
+_BUCKET = struct.Struct("=" + f"qqd{CLIENT_BYTES}s" * WAYS)
+_FIELDS = 4  # per entry in an unpacked bucket
 
 
 class SharedClientTable:
     def __init__(self, capacity: int, lock: Any):
         self.buckets = max(1, -(-capacity // WAYS))
-        self.lock = lock
-        self.memory = mmap.mmap(-1, self.buckets * WAYS * _ENTRY.size)
-        empty = _ENTRY.pack(bytes(16), 0, -1, 0.0, b"")
-        for i in range(self.buckets * WAYS):
-            self.memory[i * _ENTRY.size:(i + 1) * _ENTRY.size] = empty
+        # the C lock under multiprocessing's wrapper: one call less per access
+        self.lock = getattr(lock, "_semlock", lock)
+        self.memory = mmap.mmap(-1, self.buckets * _BUCKET.size)
+        self.memory[:] = _ENTRY.pack(0, -1, 0.0, b"") * (self.buckets * WAYS)
 
     def view(self, pool: str, expiry: float) -> PoolClients:
         return PoolClients(self, pool, expiry)
@@ -36,57 +39,54 @@ class SharedClientTable:
     @staticmethod
     @functools.lru_cache(maxsize=1024)
     def tag(pool: str) -> int:
+        """A pool's tag: the same in every process (not Python's per-run string hash)."""
         return int.from_bytes(hashlib.blake2b(pool.encode(), digest_size=8).digest(), "little", signed=True)
+
+    def _bucket(self, tag: int, client: bytes) -> int:
+        return hash((tag, client)) % self.buckets * _BUCKET.size
 
     def count(self, pool: str) -> int:
         """Clients remembered for `pool` (a scan of the whole table: for status only)."""
-        tag = self.tag(pool)
-        with self.lock:
-            return sum(1 for _, found_tag, slot, _, _ in _ENTRY.iter_unpack(self.memory)
-                       if found_tag == tag and slot >= 0)
+        return len(self.items(pool))
 
     def items(self, pool: str) -> list[tuple[str, int, float]]:
-        """(client, slot, last used) of `pool` (a scan: for pen's `recent`)."""
+        """(client, slot, last used) of `pool` (a scan: status and pen's `recent`)."""
         tag = self.tag(pool)
         with self.lock:
             return [(client.rstrip(b"\0").decode(), slot, seen)
-                    for _, found_tag, slot, seen, client in _ENTRY.iter_unpack(self.memory)
-                    if found_tag == tag and slot >= 0]
-
-    def _locate(self, pool: str, client: str) -> tuple[bytes, int]:
-        digest = hashlib.blake2b(f"{pool}\0{client}".encode(), digest_size=16).digest()
-        bucket = int.from_bytes(digest[:8], "little") % self.buckets
-        return digest, bucket * WAYS * _ENTRY.size
+                    for found, slot, seen, client in _ENTRY.iter_unpack(self.memory)
+                    if found == tag and slot >= 0]
 
     def get(self, pool: str, client: str, now: float, expiry: float) -> int | None:
-        digest, base = self._locate(pool, client)
+        tag, key = self.tag(pool), client.encode()[:CLIENT_BYTES].ljust(CLIENT_BYTES, b"\0")
+        base = self._bucket(tag, key)
         with self.lock:
-            for way in range(WAYS):
-                offset = base + way * _ENTRY.size
-                found, _, slot, seen, _ = _ENTRY.unpack_from(self.memory, offset)
-                if found == digest and slot >= 0:
-                    if expiry and now - seen > expiry:
-                        _ENTRY.pack_into(self.memory, offset, bytes(16), 0, -1, 0.0, b"")
+            fields = _BUCKET.unpack_from(self.memory, base)
+            for i in range(0, _FIELDS * WAYS, _FIELDS):
+                if fields[i + 1] >= 0 and fields[i] == tag and fields[i + 3] == key:
+                    if expiry and now - fields[i + 2] > expiry:
+                        _ENTRY.pack_into(self.memory, base + i // _FIELDS * _ENTRY.size, 0, -1, 0.0, b"")
                         return None
-                    return int(slot)
+                    return int(fields[i + 1])
         return None
 
     def put(self, pool: str, client: str, slot: int, now: float) -> None:
-        digest, base = self._locate(pool, client)
+        tag, key = self.tag(pool), client.encode()[:CLIENT_BYTES].ljust(CLIENT_BYTES, b"\0")
+        base = self._bucket(tag, key)
         with self.lock:
-            match = empty = None
-            victim, oldest = base, float("inf")
+            fields = _BUCKET.unpack_from(self.memory, base)
+            match = empty = oldest = None
             for way in range(WAYS):
-                offset = base + way * _ENTRY.size
-                found, _, used_slot, seen, _ = _ENTRY.unpack_from(self.memory, offset)
-                if found == digest:
-                    match = offset
-                elif used_slot < 0 and empty is None:
-                    empty = offset
-                elif seen < oldest:
-                    victim, oldest = offset, seen
-            target = match if match is not None else empty if empty is not None else victim
-            _ENTRY.pack_into(self.memory, target, digest, self.tag(pool), slot, now, client.encode()[:48])
+                found, used_slot, seen, stored = fields[way * _FIELDS:(way + 1) * _FIELDS]
+                if used_slot >= 0 and found == tag and stored == key:
+                    match = way
+                    break
+                if used_slot < 0:
+                    empty = way if empty is None else empty
+                elif oldest is None or seen < fields[oldest * _FIELDS + 2]:
+                    oldest = way
+            way = next(w for w in (match, empty, oldest) if w is not None)
+            _ENTRY.pack_into(self.memory, base + way * _ENTRY.size, tag, slot, now, key)
 
 
 class PoolClients:
