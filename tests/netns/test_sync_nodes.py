@@ -118,8 +118,9 @@ def test_every_worker_process_of_the_peer_takes_the_change(lab: Lab) -> None:
     lb1.send_signal(signal.SIGUSR1)
 
     def pool_sizes() -> list[int]:
-        lines = [line for line in log.read_text()[seen:].splitlines() if " status {" in line]
-        return [len(json.loads(line.split(" status ", 1)[1])["pools"]["web"]["servers"]) for line in lines]
+        # `... status {json}` or, in key=value logs, `... status status={json}`
+        lines = [line for line in log.read_text()[seen:].splitlines() if " status {" in line or " status={" in line]
+        return [len(json.loads(line[line.index("{"):])["pools"]["web"]["servers"]) for line in lines]
 
     wait_for(lambda: len(pool_sizes()) >= 2, 10, what="both workers' status")
     assert pool_sizes() == [1, 1]

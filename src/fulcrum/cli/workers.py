@@ -60,6 +60,9 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
                 elif not inherit:
                     node.close_listeners()
                     worker = Node(config, reuse_port=True)  # type: ignore[arg-type]
+                    # what run_node set on the supervisor's node: where SIGHUP re-reads, ...
+                    for name in ("loader", "default_control_socket", "pen_invocation", "config_path"):
+                        setattr(worker, name, getattr(node, name))
                     worker.first_worker = index == 0  # before binding: pen's port is the first worker's
                     worker.bind_all()
                 worker.first_worker = index == 0
