@@ -57,7 +57,12 @@ def send(path: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
-    answer: dict[str, Any] = json.loads(reply)
+    if not reply.strip():
+        raise ValueError("the node closed the connection without an answer (its log says why)")
+    try:
+        answer: dict[str, Any] = json.loads(reply)
+    except ValueError:
+        raise ValueError(f"the node's answer is not JSON: {reply[:80]!r}") from None
     return answer
 
 

@@ -182,7 +182,11 @@ def run_import(output: str, convert: Callable[[], tuple[dict[str, object], list[
         sys.exit(2)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    Path(output).write_text(tomli_w.dumps(data))
+    try:
+        Path(output).write_text(tomli_w.dumps(data))
+    except OSError as err:
+        click.echo(f"fulcrum: cannot write {output}: {err.strerror or err}", err=True)
+        sys.exit(1)
 
 
 @import_.command("keepalived")

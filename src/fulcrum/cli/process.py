@@ -278,4 +278,7 @@ def dump_status(node: Node) -> None:
     # a real object in JSON logs (not JSON inside `message`); key=<json> in text logs
     log.info("status", extra={"fields": {"status": status(node)}})
     if node.config.control.status_file:
-        write_status_file(node, node.config.control.status_file)
+        try:
+            write_status_file(node, node.config.control.status_file)
+        except OSError as err:  # a signal handler: say why in one line, keep serving
+            log.error("status page %s not written: %s", node.config.control.status_file, err.strerror or err)

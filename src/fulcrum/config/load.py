@@ -17,13 +17,19 @@ from fulcrum.kernel.config import service_problems
 def load_file(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as err:
         raise ConfigError.at(str(path), err.strerror or str(err)) from err
+    try:
+        text = raw.decode("utf-8")  # TOML is UTF-8 (toml.io, "Spec")
+    except UnicodeDecodeError as err:
+        raise ConfigError.at(str(path), f"not a TOML file: byte {err.start} is not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError.at(str(path), f"not valid TOML: {err}") from err
+    except RecursionError:
+        raise ConfigError.at(str(path), "not valid TOML: arrays or tables nested too deeply") from None
     return load_dict(data)
 
 
@@ -32,6 +38,8 @@ def load_dict(data: dict[str, Any]) -> Config:
         config = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError.from_validation(err) from err
+    except RecursionError:
+        raise ConfigError.at("configuration", "values nested too deeply") from None
     check_references(config)
     return config
 

@@ -561,6 +561,9 @@ async def reload(node: Any, config: Any) -> Any:
         if reread is None or getattr(node, "loader", True) is None:
             raise CommandError("reload: give a configuration; this node has no file to re-read")
         return await _settle(reread())
+    if not isinstance(config, Config | dict):  # `fulcrum ctl reload PATH`, say
+        raise CommandError("reload: takes a whole configuration (a JSON object), not a file name; to re-read "
+                           "the node's own file give no argument (`fulcrum ctl reload`)")
     new_config = config if isinstance(config, Config) else load_dict(dict(config))
     await _settle(node.reload(new_config))
     return "reloaded"

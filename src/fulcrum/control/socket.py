@@ -22,6 +22,7 @@ from typing import Any
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.control.commands import CommandError, execute, lookup
+from fulcrum.proxy.listener import ListenError
 
 log = logging.getLogger("fulcrum.control")
 
@@ -65,14 +66,20 @@ async def serve_default_control_socket(node: Any) -> asyncio.AbstractServer | No
     except OSError as err:
         log.warning("no control socket at %s: %s (set control.socket)", path, err.strerror or err)
         return None
+    except ListenError as err:
+        log.warning("no control socket: %s (set control.socket)", err)
+        return None
 
 
 async def serve_control_socket(node: Any, path: str) -> asyncio.AbstractServer:
-    if os.path.exists(path) and not await _in_use(path):
-        os.unlink(path)  # left by a process that died; a live one keeps its socket
+    """Serve the socket at `path`; ListenError (one line, exit status 1) when it cannot be made."""
     old_umask = os.umask(0o177)  # created 0600: no window in which others could connect
     try:
-        server = await asyncio.start_unix_server(lambda r, w: _handle(node, r, w), path)
+        if os.path.exists(path) and not await _in_use(path):
+            os.unlink(path)  # left by a process that died; a live one keeps its socket
+        server = await asyncio.start_unix_server(lambda r, w: _handle(node, r, w), path, limit=MAX_REQUEST)
+    except OSError as err:
+        raise ListenError(f"cannot create control.socket {path}: {err.strerror or err}") from None
     finally:
         os.umask(old_umask)
     log.info("control socket on %s", path)
@@ -96,6 +103,8 @@ async def _handle(node: Any, reader: asyncio.StreamReader, writer: asyncio.Strea
                 line = await reader.readline()
         except TimeoutError:
             reply: dict[str, Any] = {"ok": False, "error": f"no request within {READ_TIMEOUT:g}s"}
+        except ValueError:  # the stream's limit: a line longer than MAX_REQUEST
+            reply = {"ok": False, "error": f"request too large (more than {MAX_REQUEST // 1024} KiB on one line)"}
         else:
             reply = await _answer(node, line)
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
@@ -116,6 +125,8 @@ async def _answer(node: Any, line: bytes) -> dict[str, Any]:
         by = request.get("by")
         if not isinstance(name, str) or not isinstance(args, dict) or not isinstance(by, str | None):
             raise TypeError
+    except RecursionError:
+        return {"ok": False, "error": "request nested too deeply"}
     except (ValueError, KeyError, TypeError):
         return {"ok": False, "error": 'expected one JSON line: {"command": NAME, "args": {...}}'}
     try:
@@ -124,6 +135,13 @@ async def _answer(node: Any, line: bytes) -> dict[str, Any]:
         return {"ok": False, "error": str(err), "problems": err.problems}
     except CommandError as err:
         return {"ok": False, "error": str(err)}
+    except OSError as err:  # config.write into a missing directory, say
+        return {"ok": False, "error": f"{name}: {err.filename or ''}: {err.strerror or err}"}
+    except RecursionError:
+        return {"ok": False, "error": f"{name}: arguments nested too deeply"}
+    except Exception as err:  # a bug: the caller still gets one line, the log the traceback
+        log.exception("control: %s failed", name)
+        return {"ok": False, "error": f"{name}: internal error ({type(err).__name__}); see the node's log"}
     if not lookup(name).reads_only:
         shown = {k: ("(a configuration)" if k == "config" else v) for k, v in args.items()}
         log.info("control: %s %s%s", name, json.dumps(shown, default=str), f" by {by}" if by else "")

@@ -207,7 +207,10 @@ def render_pen_html(node: Any, wall: datetime | None = None) -> str:
 def atomic_write(path: str | os.PathLike[str], body: str) -> None:
     """Write `body` to `path` so readers see the old file or the new one, never half of one."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    except OSError as err:  # name the file asked for, not the temporary one
+        raise OSError(err.errno, err.strerror, str(target)) from None
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(body)

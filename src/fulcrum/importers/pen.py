@@ -270,8 +270,10 @@ def apply_pen_file(data: dict[str, Any], path: str, invocation: PenInvocation, d
     As in pen, settings in the file override the command line's options, but servers
     given on the command line replace the file's servers with the same numbers."""
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_bytes().decode("utf-8").splitlines()
     except OSError as err:
         raise ConfigError.at(f"pen -F {path}", err.strerror or str(err)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError.at(f"pen -F {path}", f"not a pen configuration file: byte {err.start} is not text") from None
     for number, line in enumerate(lines, 1):
         _apply_line(data, line.split(), f"{path}:{number}", invocation, depth, command_line_servers)
