@@ -135,7 +135,11 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FulcrumProc
     path = tmp / "f.toml"
     path.write_text(service(port, f'control = {{ socket = "{sock}", status_file = "{tmp}/www/status.html" }}'))
     proc = FulcrumProcess(["run", "-c", str(path)], tmp / "out")
-    proc.wait_listening(port)
+    proc.wait_listening(port)  # bound; serving (signal handlers set) once the control socket answers:
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ask(sock, b'{"command": "status"}\n')["ok"] is True, proc.output()
     yield proc, sock
     proc.stop()
 
