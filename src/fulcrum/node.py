@@ -204,10 +204,13 @@ class Node:
             await self.kernel.apply(config, self.pools)
 
     async def _start_control(self) -> None:
-        if self.shared is not None and not self.first_worker and self._commands is None:
-            from fulcrum.shared.commands import listen
+        if self.shared is not None and self._commands is None:
+            from fulcrum.shared import commands, totals
 
-            self._commands = listen(self)  # the first worker carries control commands here
+            if self.first_worker:  # the other workers' totals, for node-wide status
+                self._commands = totals.listen(self)
+            else:  # control commands carried from the first worker; totals sent to it
+                self._commands = (commands.listen(self), totals.publish(self))
         path = self.config.control.socket
         if path != "off" and self.control_socket is None and self.first_worker:
             from fulcrum.control.socket import serve_control_socket, serve_default_control_socket

@@ -82,6 +82,17 @@ def test_lc_over_two_workers_spreads_long_lived_connections_evenly(tmp_path: Pat
             # the first worker answers with node-wide counts: every open connection
             servers = json.loads(await ctl(sock, "servers"))
             assert sum(s["active"] for s in servers) == CONNECTIONS, servers
+            # finished connections: the other worker's totals reach the first within a second
+            for writer in held:
+                writer.write_eof()
+            held.clear()
+            for _ in range(100):
+                servers = json.loads(await ctl(sock, "servers"))
+                if sum(s["connections"] for s in servers) == CONNECTIONS:
+                    break
+                await asyncio.sleep(0.1)
+            assert sum(s["connections"] for s in servers) == CONNECTIONS, servers
+            assert sum(s["active"] for s in servers) == 0
         finally:
             for writer in held:
                 writer.close()

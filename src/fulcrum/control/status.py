@@ -16,7 +16,7 @@ from typing import Any
 from fulcrum import __version__
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
-from fulcrum.observe import Observer, Totals
+from fulcrum.observe import Totals
 
 
 def server_state(pool: PoolRuntime, backend: Backend, now: float) -> str:
@@ -93,16 +93,19 @@ def status(node: Any) -> dict[str, Any]:
 
     Running totals (requests, connections, bytes, status classes) come from the node's
     observer only; active connections, health and weights are the pools' live state.
-    With several worker processes this is the state of the process asked (the first
-    worker for the control socket and the admin plane): see docs/admin.md."""
+    With several worker processes the figures are the whole node's, asked from the
+    first worker (the control socket and the admin plane): counters and connection
+    counts from shared memory, totals as the other workers sent them at most a second
+    ago (fulcrum/shared/)."""
     from fulcrum.control.versions import current_version
+    from fulcrum.shared.totals import node_connections, node_observer, service_active
 
     config = node.config
     now = node.now()
     # getattr: pen's control port and tests drive this with nodes that have only pools
     health = getattr(node, "health", None)
     checks = health.status() if health is not None else {}
-    observer = getattr(node, "observer", None) or Observer()
+    observer = node_observer(node)
     pools: dict[str, Any] = {}
     for name, pool in node.pools.items():
         pool.sync_counters()  # node-wide counts with workers > 1
@@ -124,11 +127,10 @@ def status(node: Any) -> dict[str, Any]:
         }
     services = {}
     for name, service in config.services.items():
-        ctx = getattr(node, "contexts", {}).get(name)
         services[name] = {
             "listen": [str(e) for e in service.listen], "pool": service.pool,
             "mode": service.mode, "topology": service.topology,
-            "active": ctx.connections.current if ctx is not None else 0,
+            "active": service_active(node, name),
             "max_connections": service.max_connections,
             **_totals(observer.service_totals(name)),
         }
@@ -143,7 +145,7 @@ def status(node: Any) -> dict[str, Any]:
         "config_version": current_version(node),
         "reloads": dict(getattr(node, "reload_results", {})),  # re-reads of the file: applied, rejected
         "workers": config.workers,
-        "connections": node.connections,
+        "connections": node_connections(node),
         "max_connections": config.max_connections,
         "services": services,
         "pools": pools,

@@ -97,3 +97,27 @@ def test_least_connection_follows_node_wide_counts():
     mine.sync_counters()
     assert sorted(b.active for b in mine.backends) == [1, 1]
     shared.close()
+
+
+def test_node_totals_add_the_other_workers_snapshots():
+    from types import SimpleNamespace
+
+    from fulcrum.observe import Observation, Observer
+    from fulcrum.shared.totals import PeerTotals, node_connections, node_observer, snapshot
+
+    def worker(index: int, statuses: list[int]) -> SimpleNamespace:
+        observer = Observer()
+        for status in statuses:
+            observer.record(Observation(kind="http", service="web", pool="p", server="s:80", status=status,
+                                        bytes_in=10, bytes_out=100, **({"termination": "reset"} if status >= 500 else {})))
+        contexts = {"web": SimpleNamespace(connections=SimpleNamespace(current=index + 1))}
+        return SimpleNamespace(observer=observer, connections=index + 1, contexts=contexts,
+                               shared=SimpleNamespace(index=index, peers=None))
+
+    first, second = worker(0, [200, 200]), worker(1, [404, 502])
+    first.shared.peers = PeerTotals({1: snapshot(second)})
+    totals = node_observer(first).service_totals("web")
+    assert (totals.requests, totals.bytes_out, totals.errors, totals.terminations) == (4, 400, 1, {"reset": 1})
+    assert totals.statuses == [0, 2, 0, 1, 1, 0]
+    assert node_observer(first).server_totals("p", "s:80").requests == 4
+    assert node_connections(first) == 3
