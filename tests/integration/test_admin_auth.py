@@ -110,3 +110,19 @@ def test_failed_logins_are_limited_per_address_and_logged(tmp_path: Path) -> Non
         assert lab.log_text().count("failed login from 127.0.0.1") == 5
     finally:
         lab.stop()
+
+
+def test_a_change_from_another_sites_page_is_refused_even_the_login(lab: AdminLab) -> None:
+    client = lab.client()
+    csrf = client.login()
+    evil = {"Origin": "https://evil.example"}
+    assert client.post("/login", form={"user": USER, "password": PASSWORD}, headers=evil).status == 403
+    assert client.post("/ui/server", form={"server": "web/0", "action": "drain", "csrf_token": csrf},
+                       headers=evil).status == 403
+    assert client.post("/ui/server", form={"server": "web/0", "action": "weight", "weight": "1",
+                                           "csrf_token": csrf},
+                       headers={"Sec-Fetch-Site": "cross-site"}).status == 403
+    same = {"Origin": lab.url, "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/ui/server", form={"server": "web/0", "action": "weight", "weight": "1",
+                                           "csrf_token": csrf}, headers=same).status == 303
+    assert "from another site (Origin https://evil.example) refused" in lab.log_text()

@@ -3,14 +3,15 @@ and /metrics, with the one gate every request passes (`gate`).
 
 The gate, in order:
 1. security headers on every answer (a Content-Security-Policy without inline
-   scripts or styles, no framing, no sniffing, no referrer, no caching);
+   scripts or styles, no framing, no sniffing, no referrer to other sites, no caching);
 2. the login page, its form post, static assets and (with admin.metrics_public)
    /metrics answer without credentials; nothing else does;
 3. credentials: a bearer token, HTTP Basic (scripts), or the session cookie (browsers);
    no Basic challenge is ever sent, so a browser never caches a password it would
    later send on its own;
-4. a state-changing request (POST, PUT, PATCH, DELETE) made with the session cookie must
-   carry the session's CSRF token (X-CSRF-Token header or csrf_token form field); one
+4. a state-changing request (POST, PUT, PATCH, DELETE) that a browser marks as coming
+   from another site (Origin, Sec-Fetch-Site) is refused, the login form included; one
+   made with the session cookie must also carry the session's CSRF token (X-CSRF-Token header or csrf_token form field); one
    made with Basic or a token must be JSON, which a cross-site HTML form cannot send;
 5. failed logins (form or Basic) are counted per client address: after
    admin.login_failures within admin.login_window the address gets 429 until the
@@ -145,13 +146,30 @@ def _secure_headers(response: web.StreamResponse) -> None:
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Referrer-Policy", "same-origin")  # no-referrer would make forms send Origin: null
     headers.setdefault("Cache-Control", "no-store")
+
+
+def _cross_site(request: web.Request) -> bool:
+    """A browser says where a request comes from (Origin, or Sec-Fetch-Site): a change sent
+    from another site's page is refused whatever credentials it carries. Scripts send
+    neither header and are judged by their credentials alone."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+    return origin.partition("://")[2].rstrip("/") != request.host
 
 
 async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = state_of(request)
     path = request.path
+    if request.method in CHANGING and _cross_site(request):
+        log.warning("admin: %s %s from another site (Origin %s) refused, from %s", request.method, path,
+                    request.headers.get("Origin"), client_address(request))
+        return problem(403, "cross-site request refused")
     if path == "/login" or path.startswith("/static/"):
         return await handler(request)
     if path == "/favicon.ico":
