@@ -83,3 +83,18 @@ def test_reloads_of_the_file_are_counted_by_result(tmp_path: Path) -> None:
         assert lab.api().get("/api/v1/status").json()["reloads"] == {"applied": 1, "rejected": 1}
     finally:
         lab.stop()
+
+
+def test_with_two_workers_status_and_metrics_count_the_whole_node(tmp_path: Path) -> None:
+    lab = AdminLab(tmp_path).start(workers=2)
+    try:
+        for _ in range(20):
+            lab.through_proxy()  # SO_REUSEPORT spreads these over both workers
+        status = wait_for(lambda: (s := lab.api().get("/api/v1/status").json())["services"]["web"]["connections"] == 20
+                          and s, timeout=15)
+        assert status["workers"] == 2
+        assert sum(s["connections"] for s in status["pools"]["web"]["servers"]) == 20
+        got = samples(lab.api().get("/metrics").text)
+        assert got[("fulcrum_service_connections_total", (("service", "web"),))] == 20
+    finally:
+        lab.stop()

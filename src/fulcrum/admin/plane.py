@@ -10,9 +10,9 @@ needs its live state: one `status` dict or one command per request, through the
 same command table as `fulcrum ctl`, over a Unix socket in a private 0700 directory.
 bench/admin_isolation.py measures a proxy's latency with a hammered admin page.
 
-With several workers the process runs beside the first worker (like config sync
-and the control socket) and shows that worker's state; config changes reach every
-worker (the file is written and the supervisor reloads them all)."""
+With several workers the process runs beside the first worker (like config sync and
+the control socket); the status it shows is the whole node's (fulcrum/shared/); config
+changes reach every worker (the file is written and the supervisor reloads them all)."""
 
 from __future__ import annotations
 
