@@ -469,3 +469,66 @@ def test_out_of_descriptors_on_an_http_connect_blames_no_server(backend: Backend
             await node.stop(drain=0)
 
     asyncio.run(main())
+
+
+class Recorder(asyncio.Protocol):
+    """Answers every request (heads only) with 200 and records its request line."""
+
+    def __init__(self, seen: list[bytes]):
+        self.seen = seen
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.seen.append(head.split(b"\r\n", 1)[0])
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_parsing_methods_are_tokens_and_are_forwarded_as_sent() -> None:
+    """RFC 9110 §9.1: any token is a method (`FOO`, `BREW`, lowercase `get`), forwarded as
+    sent; methods are case-sensitive, so `get` is not GET."""
+    seen: list[bytes] = []
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"FOO /a HTTP/1.1\r\nHost: t\r\n\r\nBREW /pot HTTP/1.1\r\nHost: t\r\n\r\n"
+               b"get /name HTTP/1.1\r\nHost: t\r\n\r\nM-SEARCH / HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = await c.responses(4)
+        assert [r.status for r in got] == [200, 200, 200, 200]
+        assert seen == [b"FOO /a HTTP/1.1", b"BREW /pot HTTP/1.1", b"get /name HTTP/1.1", b"M-SEARCH / HTTP/1.1"]
+        for byte_by_byte in (b"PROPFINDX /b HTTP/1.1\r\nHost: t\r\n\r\n",):
+            for i in range(len(byte_by_byte)):
+                c.send(byte_by_byte[i:i + 1])
+                await c.writer.drain()
+            (r,) = (await c.responses(5))[4:]
+            assert r.status == 200 and seen[-1] == b"PROPFINDX /b HTTP/1.1"
+        c.close()
+
+    async def with_server(port: int, node: Node) -> None:
+        server = await asyncio.get_running_loop().create_server(lambda: Recorder(seen), "127.0.0.1", server_port)
+        async with server:
+            await scenario(port, node)
+
+    server_port = free_port()
+    run(config([server_port]), with_server)
+
+
+def test_parsing_chunk_extensions_with_whitespace_around_semicolon_and_equals(backend: BackendProcess) -> None:
+    """RFC 9112 §7.1.1: BWS around `;` and `=` in chunk extensions is valid; the body is
+    re-framed for the server (extensions dropped) and a pipelined request after it is served."""
+
+    async def scenario(port: int, node: Node) -> None:
+        c = await Client.connect(port)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5 ; a = b\r\nhello\r\n6\t;\tq=\"x y\" ; flag\r\n world\r\n0\r\nX-T: 1\r\n\r\n"
+               b"GET /name HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = await c.responses(2)
+        assert [(r.status, r.body) for r in got] == [(200, b"hello world"), (200, b"a")]
+        c.close()
+
+    run(config([backend.port]), scenario)

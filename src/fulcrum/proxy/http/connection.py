@@ -21,11 +21,13 @@ import httptools
 
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http.exchange import Exchange, RequestError
+from fulcrum.proxy.http.framing import ChunkedBody
 from fulcrum.proxy.http.service import HttpService
 from fulcrum.proxy.http.upstream import Upstream
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+BOUNDARY, HEAD, LENGTH, CHUNKED = range(4)  # ConnectionBase.in_state
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
@@ -62,7 +64,8 @@ class ConnectionBase(asyncio.Protocol):
                  "write_paused", "closed", "client_eof", "tunnel", "head_fed", "url_len",
                  "header_bytes", "deadline", "deadline_kind", "timer", "touched", "idle_ticks",
                  "proto", "corked", "out", "up_dirty", "resp_deadline", "private", "held",
-                 "bytes_out", "t_ready", "stopping")
+                 "bytes_out", "t_ready", "stopping",
+                 "in_state", "in_left", "in_partial", "head_tail", "chunks", "method_override", "head_done")
 
     def __init__(self, svc: HttpService):
         self.svc = svc
@@ -105,6 +108,14 @@ class ConnectionBase(asyncio.Protocol):
         self.bytes_out = 0  # written to the client, for each request's Observation
         self.t_ready = 0.0  # loop time of the connection's start or its last response's end
         self.stopping = False  # the node is stopping: the last response says Connection: close
+        # Request framing beside llhttp (server.py _parse, framing.py): where the input is
+        self.in_state = BOUNDARY  # BOUNDARY (before a request), HEAD, LENGTH or CHUNKED body
+        self.in_left = 0  # LENGTH: body bytes still to come
+        self.in_partial = b""  # the start of a method split across reads
+        self.head_tail = b""  # HEAD: the last bytes fed, to find a CRLF CRLF cut by a read
+        self.chunks: ChunkedBody | None = None  # CHUNKED: the decoder
+        self.method_override: bytes | None = None  # a method llhttp was shown as GET
+        self.head_done = False  # llhttp completed the head just fed
 
     if TYPE_CHECKING:  # defined by the mixins (dispatch.py, response.py) that complete the class
         def dispatch(self, ex: Exchange, fresh: bool = False) -> None: ...

@@ -30,6 +30,10 @@ from fulcrum.observe import CLIENT_ABORT
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.connection import (
+    BOUNDARY,
+    CHUNKED,
+    HEAD,
+    LENGTH,
     WRITE_HIGH_WATER,
     WRITE_LOW_WATER,
     kernel_unsent,
@@ -37,6 +41,14 @@ from fulcrum.proxy.http.connection import (
 )
 from fulcrum.proxy.http.dispatch import Dispatcher
 from fulcrum.proxy.http.exchange import Exchange, RequestError
+from fulcrum.proxy.http.framing import DONE as CHUNKS_DONE
+from fulcrum.proxy.http.framing import (
+    LLHTTP_METHODS,
+    STAND_IN,
+    ChunkedBody,
+    FramingError,
+    split_method,
+)
 from fulcrum.proxy.http.response import Responder
 
 log = logging.getLogger("fulcrum.http")
@@ -97,14 +109,9 @@ class HttpConnection(Dispatcher, Responder):
             self._arm("head", self.opts.header_timeout)
         self.corked = True
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            # llhttp stops after an upgrade request. What follows is the new protocol's only if
-            # the server answers 101; until then it is held and nothing more is read. Sent
-            # before the 101, it would reach a server that may decline the upgrade and read it
-            # as a request nobody checked (issue 7 item 1: smuggling through Upgrade).
-            self.held = data[upgrade.args[0]:]
-            self.block_reading("upgrade")
+            self._parse(data)
+        except FramingError as err:
+            self.reject(RequestError(err.status, str(err)))
         except httptools.HttpParserCallbackError as err:
             cause = err.__context__
             if isinstance(cause, RequestError):
@@ -114,22 +121,108 @@ class HttpConnection(Dispatcher, Responder):
                 self.reject(RequestError(500, "internal error"))
         except httptools.HttpParserError as err:
             self.reject(RequestError(400, str(err)))
-        else:
-            if self.head_fed:
-                # A head is still incomplete: httptools may be buffering one huge field, which
-                # on_header cannot count yet. Count the reads after the one where the head
-                # began: those belong to the head whole. That first read's share is not known
-                # (it may hold earlier requests or a body) and is bounded by the read size;
-                # counting all of it answered pipelined and large-body traffic with a false
-                # 431 (issue 7 item 4). Complete fields are counted exactly by on_header.
-                if self.head_fed == 1:
-                    self.head_fed = 2
-                else:
-                    self.head_fed += len(data)
-                    if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
-                        self.reject(RequestError(431, "request head too large"))
         finally:
             self.uncork()
+
+    def _parse(self, buf: bytes) -> None:
+        """Cut the input at request boundaries and feed llhttp each head (and Content-Length
+        body) separately; chunked bodies are decoded by framing.ChunkedBody. Knowing where
+        each request starts lets a method llhttp does not know be shown to it as GET
+        (framing.py), counts exactly the bytes of a head (the 431 bound; counting whole
+        reads gave false 431s, issue 7 item 4), and holds what follows an Upgrade request."""
+        if self.in_partial:
+            buf, self.in_partial = self.in_partial + buf, b""
+        pos, end = 0, len(buf)
+        parser = self.parser
+        while pos < end and self.error is None and not self.closed and self.held is None:
+            state = self.in_state
+            if state == BOUNDARY:
+                if "last-request" in self.blockers:
+                    return  # RFC 9112 §9.6: nothing after a request that closes is read
+                start = pos
+                while start < end and buf[start] in (13, 10):  # empty lines before a request (§2.2)
+                    start += 1
+                if start == end:
+                    return
+                stop = split_method(buf, start)
+                if stop < 0:
+                    self.in_partial = buf[pos:]  # the method is cut by the read: wait for the rest
+                    return
+                method = buf[start:stop]
+                self.in_state, self.head_fed, self.head_tail, self.head_done = HEAD, 0, b"", False
+                pos = start  # the empty lines are skipped here, as llhttp would
+                if method and method not in LLHTTP_METHODS:
+                    self.method_override = method  # a token llhttp does not know (RFC 9110 §9.1)
+                    parser.feed_data(STAND_IN)
+                    pos = stop
+            elif state == HEAD:
+                probe = self.head_tail + buf[pos:pos + 3]
+                found = probe.find(b"\r\n\r\n")
+                if found >= 0:
+                    head_end = pos + found + 4 - len(self.head_tail)
+                else:
+                    found = buf.find(b"\r\n\r\n", pos)
+                    head_end = found + 4 if found >= 0 else -1
+                piece = buf[pos:head_end] if head_end >= 0 else buf[pos:]
+                self.head_fed += len(piece)
+                if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
+                    raise FramingError("request head too large", 431)  # RFC 6585 §5
+                pos += len(piece)
+                try:
+                    parser.feed_data(piece)
+                except httptools.HttpParserUpgrade as upgrade:
+                    self._hold(piece[upgrade.args[0]:] + buf[pos:])
+                    return
+                if head_end < 0:
+                    self.head_tail = (self.head_tail + piece)[-3:]
+                    continue
+                if not self.head_done:  # llhttp did not end the head where its CRLF CRLF is
+                    raise FramingError("malformed request head")
+                ex = self.receiving  # (it may have been answered already: its body still comes)
+                if ex is None:  # no body: the request is complete
+                    self.in_state = BOUNDARY
+                elif ex.chunked:
+                    self.in_state, self.chunks = CHUNKED, ChunkedBody(self.opts.max_header_bytes)
+                else:
+                    self.in_state = LENGTH
+            elif state == LENGTH:
+                take = min(self.in_left, end - pos)
+                piece = buf[pos:pos + take]
+                pos += take
+                self.in_left -= take
+                if not self.in_left:
+                    self.in_state = BOUNDARY
+                try:
+                    parser.feed_data(piece)
+                except httptools.HttpParserUpgrade:
+                    self._hold(buf[pos:])
+                    return
+            else:
+                chunks = self.chunks
+                assert chunks is not None
+                out: list[bytes] = []
+                pos = chunks.feed(buf, pos, out)
+                for data in out:
+                    if data:
+                        self.on_body(data)
+                if chunks.state == CHUNKS_DONE:
+                    # llhttp never saw this body: a fresh parser reads the next request
+                    self.parser = parser = httptools.HttpRequestParser(self)
+                    self.chunks, self.in_state = None, BOUNDARY
+                    upgrade = self.receiving is not None and self.receiving.upgrade
+                    self.on_message_complete()
+                    if upgrade:
+                        self._hold(buf[pos:])
+                        return
+
+    def _hold(self, rest: bytes) -> None:
+        """llhttp stops after an upgrade request. What follows is the new protocol's only if
+        the server answers 101; until then it is held and nothing more is read. Sent before
+        the 101, it would reach a server that may decline the upgrade and read it as a
+        request nobody checked (issue 7 item 1: smuggling through Upgrade)."""
+        self.held = rest
+        self.in_state = BOUNDARY
+        self.block_reading("upgrade")
 
     def eof_received(self) -> bool:
         if self.tunnel is not None and self.tunnel.transport is not None:
@@ -205,7 +298,6 @@ class HttpConnection(Dispatcher, Responder):
         self.receiving = ex
         self.queue.append(ex)
         self.url_len = self.header_bytes = 0
-        self.head_fed = 1
         if self.deadline_kind != "head":
             self._arm("head", self.opts.header_timeout)
         if len(self.queue) > 1:
@@ -230,14 +322,15 @@ class HttpConnection(Dispatcher, Responder):
     def on_headers_complete(self) -> None:
         ex = self.receiving
         assert ex is not None
-        self.head_fed = 0
+        self.head_done = True
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             # RFC 9112 §2.3: a 1.x parser only reads 1.x; HTTP/0.9 has no headers to frame
             raise RequestError(505 if version.startswith("2") else 400, f"HTTP version {version}")
         ex.version = version.encode()
-        ex.method = parser.get_method()
+        ex.method = self.method_override or parser.get_method()
+        self.method_override = None
         ex.head_in = len(ex.method) + self.url_len + self.header_bytes + 14  # "M T HTTP/1.1" CRLF CRLF
         ex.wait_request = max(0.0, self.ctx.loop.time() - self.t_ready)
         ex.keep_alive = parser.should_keep_alive()
@@ -253,6 +346,7 @@ class HttpConnection(Dispatcher, Responder):
                     ex.codings = value if ex.codings is None else ex.codings + b", " + value
             elif lower == b"content-length":
                 ex.has_body = value != b"0"
+                self.in_left = int(value)  # llhttp checked it is digits, and only one
             elif lower == b"connection":
                 ex.options = (ex.options or set()) | hdr.named_options(value)
             elif lower == b"cookie":
