@@ -164,15 +164,15 @@ class HttpConnection(Dispatcher, Responder):
                     found = buf.find(b"\r\n\r\n", pos)
                     head_end = found + 4 if found >= 0 else -1
                 piece = buf[pos:head_end] if head_end >= 0 else buf[pos:]
-                self.head_fed += len(piece)
-                if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
-                    raise FramingError("request head too large", 431)  # RFC 6585 §5
                 pos += len(piece)
                 try:
-                    parser.feed_data(piece)
+                    parser.feed_data(piece)  # first: llhttp's verdict on these bytes comes first
                 except httptools.HttpParserUpgrade as upgrade:
                     self._hold(piece[upgrade.args[0]:] + buf[pos:])
                     return
+                self.head_fed += len(piece)
+                if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
+                    raise FramingError("request head too large", 431)  # RFC 6585 §5
                 if head_end < 0:
                     self.head_tail = (self.head_tail + piece)[-3:]
                     continue
