@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean man deb
+.PHONY: install demo test bench lint clean man deb soak
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# SOAK_MINUTES (default 10) or SOAK_SECONDS: mixed traffic with faults; not part of `make test`
+soak: $(STAMP)
+	$(BIN)/python tests/soak/soak.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
