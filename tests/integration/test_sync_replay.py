@@ -3,15 +3,16 @@ message twice, and a captured message replayed to a node whose state directory w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
 from pathlib import Path
 
-from fulcrum.cluster.sync_state import Document
+from fulcrum.cluster.sync_state import Document, canonical, signed
 from fulcrum.control.commands import execute
 from tests.integration.helpers import wait_until
-from tests.integration.test_sync import Pair, both_started, offer, run, send, weight
+from tests.integration.test_sync import SECRET, Pair, both_started, offer, run, send, weight
 
 YEAR = 365 * 24 * 3600.0
 
@@ -69,5 +70,34 @@ def test_a_node_with_a_wiped_state_dir_refuses_a_captured_older_version(tmp_path
         assert reply is not None and reply["type"] == "error", reply
         assert "sent before this node started" in reply["reason"]
         assert weight(lb1) == 3
+
+    run(tmp_path, scenario)
+
+
+def test_a_replayed_or_foreign_reply_is_not_taken(tmp_path: Path) -> None:
+    """A signed reply that does not echo this request's nonce (a reply captured earlier and
+    played back by whoever answers on the peer's address) carries a newer document: ignored."""
+    async def scenario(pair: Pair) -> None:
+        lb0, _ = await both_started(pair)
+        await pair.stop("lb1")
+        key = lb0.sync.state.key
+        config = json.loads(json.dumps(lb0.sync.state.latest.config))
+        config["pools"]["web"]["servers"][0]["weight"] = 42
+        newer = Document(key[0] + 5, "zz", time.time(), config)
+
+        async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readline()
+            reply = {"type": "hello", "version": newer.version, "vnode": newer.node, "node": "lb1",
+                     "time": time.time(), "re": "0" * 32, "document": newer.to_json(SECRET.encode())}
+            writer.write(canonical(signed(reply, SECRET.encode())) + b"\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(impostor, "127.0.0.1", pair.sync_port["lb1"])
+        try:
+            await lb0.sync.hello(f"127.0.0.1:{pair.sync_port['lb1']}")
+        finally:
+            server.close()
+        assert weight(lb0) == 1 and lb0.sync.state.key == key
 
     run(tmp_path, scenario)

@@ -239,3 +239,10 @@ def test_a_bare_pen_port_in_a_configuration_binds_loopback(given: object, bound:
     config = load_dict({"services": {"s": {"listen": [":8080"], "pool": "p"}},
                         "pools": {"p": {"servers": ["127.0.0.1:9001"]}}, "control": {"pen_port": given}})
     assert str(config.control.pen_port) == bound
+
+
+def test_log_and_debug_cannot_be_changed_from_the_port(tmp_path: Path) -> None:
+    node = pen_node(pen_dir=tmp_path)
+    assert say(node, "log /etc/fulcrum-pen-log") == "log: set the log level and file when starting fulcrum; not changeable here\n"
+    assert say(node, "debug 9") == "debug: set the log level and file when starting fulcrum; not changeable here\n0\n"
+    assert not Path("/etc/fulcrum-pen-log").exists() and node.reloads == []
