@@ -118,3 +118,18 @@ def test_dsr_servers_do_not_answer_arp_or_nd_for_the_vips(lab: Lab) -> None:
         lab["client"].run("ping", "-c", "1", "-W", "2", vip)
         neighbours = lab["client"].run("ip", "neigh", "show", "to", vip).stdout
         assert lb_mac in neighbours, neighbours  # only the balancer claims the VIP
+
+
+def test_a_crash_leaves_the_table_and_the_next_start_replaces_it(lab: Lab) -> None:
+    nat_lab(lab)
+    toml = kernel_toml(lab, "nat", scheduler="rr", weights=(1, 1))
+    first = start_fulcrum(lab, toml)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    # traffic keeps flowing through the table the dead process left
+    assert set(servers_of(ask(lab["client"], VIP4, 4))) == {"rs1", "rs2"}
+    left = lab["lb0"].run("nft", "list", "tables").stdout.split("\n")
+    start_fulcrum(lab, kernel_toml(lab, "nat", scheduler="wrr", weights=(3, 1)))
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 8)) == {"rs1": 6, "rs2": 2}, 10,
+             what="the new process's rules")
+    assert lab["lb0"].run("nft", "list", "tables").stdout.split("\n") == left  # replaced, not doubled
