@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -113,8 +114,11 @@ def _table_diff(old: Table, new: Table) -> list[str]:
     sets_new = [m for m in new.sets if old.sets.get(m) != new.sets[m]]
     chains_gone = [c for c in old.chains if c not in new.chains or new.chains[c].header != old.chains[c].header]
     chains_new = [c for c in new.chains if c not in old.chains or old.chains[c].header != new.chains[c].header]
+    # a map or set that is re-created must first lose the rules that refer to it
+    recreated = [re.compile(rf"@{re.escape(m)}\b") for m in maps_gone + sets_gone if m in new.maps or m in new.sets]
     refill = [c for c in new.chains if c in old.chains and c not in chains_new
-              and old.chains[c].rules != new.chains[c].rules]
+              and (old.chains[c].rules != new.chains[c].rules
+                   or any(p.search(rule) for p in recreated for rule in old.chains[c].rules))]
     lines = []
     # 1. elements that go or change, in maps that stay
     for name, elements in old.elements.items():

@@ -120,3 +120,15 @@ def test_start_replaces_whatever_table_of_ours_was_left() -> None:
     assert script[:4] == ["add table inet fulcrum", "delete table inet fulcrum",
                           "add table netdev fulcrum", "delete table netdev fulcrum"]
     assert all(" fulcrum" in line for line in script)  # never another table
+
+
+def test_a_recreated_set_first_loses_the_rules_that_use_it() -> None:
+    # a new persistence timeout re-declares each server's set; the kernel refuses to delete a
+    # set a rule still refers to, so those chains are flushed first and refilled after
+    script = update_script(plan_of(config(persistence="5m")), plan_of(config(persistence="10m"))).splitlines()
+    flush = script.index("flush chain inet fulcrum svc_web_v4_s0")
+    delete = script.index("delete set inet fulcrum svc_web_v4_s0_p")
+    add = script.index("add set inet fulcrum svc_web_v4_s0_p { type ipv4_addr; flags dynamic,timeout; "
+                       "timeout 600s; size 65536; }")
+    refill = next(i for i, line in enumerate(script) if line.startswith("add rule inet fulcrum svc_web_v4_s0 "))
+    assert flush < delete < add < refill
