@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -85,3 +87,28 @@ def test_out_of_descriptors_blames_no_server_and_service_resumes_at_once(tmp_pat
     assert stamps, text  # logged ...
     assert all((b - a).total_seconds() >= LOG_INTERVAL for a, b in zip(stamps, stamps[1:], strict=False)), text  # ... rate-limited
     assert "accepting connections again" in text
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_limit(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "f.toml"
+    config.write_text(f'control = {{ socket = "off" }}\n[services.s]\nlisten = ["127.0.0.1:{port}"]\npool = "p"\n'
+                      '[pools.p]\nservers = ["127.0.0.1:9"]\nhealth = { kind = "none" }\n')
+
+    def soft_64_hard_4096() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 4096))
+
+    proc = subprocess.Popen([FULCRUM, "run", "-c", str(config)], preexec_fn=soft_64_hard_4096,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        limits = ""
+        while time.monotonic() < deadline:
+            limits = Path(f"/proc/{proc.pid}/limits").read_text()
+            if "Max open files            4096                 4096" in limits:
+                break
+            time.sleep(0.05)
+        assert "Max open files            4096                 4096" in limits, limits
+    finally:
+        proc.terminate()
+        proc.wait(30)

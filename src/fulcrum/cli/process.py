@@ -21,6 +21,7 @@ from fulcrum.kernel.nftables import NftError
 from fulcrum.node import Node
 from fulcrum.proxy.listener import ListenError
 from fulcrum.proxy.loop import loop_factory, loop_name
+from fulcrum.proxy.resources import raise_descriptor_limit
 from fulcrum.sdnotify import notify
 
 log = logging.getLogger("fulcrum.process")
@@ -155,6 +156,7 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
         for path, reason in err.problems:
             print(f"fulcrum: {path}: {reason}", file=sys.stderr)
         return err.exit_status
+    raise_descriptor_limit()  # before anything is opened: the soft limit is for select(2) users
     node = Node(config, reuse_port=config.workers > 1)
     node.loader = reload_config
     node.default_control_socket = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import time
 from typing import Protocol
 
@@ -154,3 +155,17 @@ def watch_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
 
     loop.set_exception_handler(handler)
     loop._fulcrum_accept_watch = True  # type: ignore[attr-defined]
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit, as HAProxy and nginx do:
+    the soft limit (often 1024) is a default for programs that use select(2); fulcrum uses
+    epoll, and every client costs it two descriptors. Returns (soft, hard) afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError) as err:
+            log.info("descriptor limit stays at %d: %s", soft, err)
+    return soft, hard
