@@ -24,6 +24,7 @@ LLHTTP_METHODS = frozenset(
     b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
     b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY PRI".split())
 STAND_IN = b"GET"  # what llhttp is shown for any other method: no special framing
+COMMON_STARTS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")  # llhttp's own
 
 
 class FramingError(ValueError):

@@ -41,14 +41,15 @@ from fulcrum.proxy.http.connection import (
 )
 from fulcrum.proxy.http.dispatch import Dispatcher
 from fulcrum.proxy.http.exchange import Exchange, RequestError
-from fulcrum.proxy.http.framing import DONE as CHUNKS_DONE
 from fulcrum.proxy.http.framing import (
+    COMMON_STARTS,
     LLHTTP_METHODS,
     STAND_IN,
     ChunkedBody,
     FramingError,
     split_method,
 )
+from fulcrum.proxy.http.framing import DONE as CHUNKS_DONE
 from fulcrum.proxy.http.response import Responder
 
 log = logging.getLogger("fulcrum.http")
@@ -139,27 +140,31 @@ class HttpConnection(Dispatcher, Responder):
             if state == BOUNDARY:
                 if "last-request" in self.blockers:
                     return  # RFC 9112 §9.6: nothing after a request that closes is read
-                start = pos
-                while start < end and buf[start] in (13, 10):  # empty lines before a request (§2.2)
-                    start += 1
-                if start == end:
-                    return
-                stop = split_method(buf, start)
-                if stop < 0:
-                    self.in_partial = buf[pos:]  # the method is cut by the read: wait for the rest
-                    return
-                method = buf[start:stop]
                 self.in_state, self.head_fed, self.head_tail, self.head_done = HEAD, 0, b"", False
-                pos = start  # the empty lines are skipped here, as llhttp would
-                if method and method not in LLHTTP_METHODS:
-                    self.method_override = method  # a token llhttp does not know (RFC 9110 §9.1)
-                    parser.feed_data(STAND_IN)
-                    pos = stop
-            elif state == HEAD:
-                probe = self.head_tail + buf[pos:pos + 3]
-                found = probe.find(b"\r\n\r\n")
-                if found >= 0:
-                    head_end = pos + found + 4 - len(self.head_tail)
+                if not buf.startswith(COMMON_STARTS, pos):  # the usual methods need no look
+                    start = pos
+                    while start < end and buf[start] in (13, 10):  # empty lines before a request (§2.2)
+                        start += 1
+                    if start == end:
+                        self.in_state = BOUNDARY
+                        return
+                    stop = split_method(buf, start)
+                    if stop < 0:
+                        self.in_state = BOUNDARY
+                        self.in_partial = buf[pos:]  # the method is cut by the read: wait for the rest
+                        return
+                    method = buf[start:stop]
+                    pos = start  # the empty lines are skipped here, as llhttp would
+                    if method and method not in LLHTTP_METHODS:
+                        self.method_override = method  # a token llhttp does not know (RFC 9110 §9.1)
+                        parser.feed_data(STAND_IN)
+                        pos = stop
+                state = HEAD  # and on with the head, in this same turn
+            if state == HEAD:
+                tail = self.head_tail
+                found = (tail + buf[pos:pos + 3]).find(b"\r\n\r\n") if tail else -1
+                if found >= 0:  # the end of the head was cut by the read
+                    head_end = pos + found + 4 - len(tail)
                 else:
                     found = buf.find(b"\r\n\r\n", pos)
                     head_end = found + 4 if found >= 0 else -1
