@@ -15,8 +15,10 @@ ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Not per session: while Playwright's sync API runs, its event loop is this thread's,
+    # and every later test that starts its own loop (asyncio.run) would fail.
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -26,6 +26,7 @@ from fulcrum.admin.server import COOKIE, WEB, Caller, caller_of, client_address,
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config, Pool, Service
+from fulcrum.control.status_table import duration
 
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB / "templates"),
                          autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -39,21 +40,8 @@ def _bytes(value: float) -> str:
     return str(value)
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
 ENV.filters["bytes"] = _bytes
-ENV.filters["ago"] = _ago
+ENV.filters["ago"] = duration  # as `fulcrum ctl status` writes durations
 ENV.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 ACTIONS = {"drain": "server.drain", "disable": "server.disable", "enable": "server.enable",
