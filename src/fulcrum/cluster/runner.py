@@ -76,8 +76,9 @@ class ClusterEngine:
             await self.conntrackd.start()
         except ConntrackError as err:
             raise EngineError(f"cluster.conntrack: {err}") from err
-        router = sync.router or next(iter(self.drivers))
-        self.drivers[router].hooks.actions.append(self.conntrackd.state_changed)
+        driver = self.drivers[sync.router or next(iter(self.drivers))]
+        driver.before_vips = self.conntrackd.take_over  # commit before the VIPs take traffic
+        driver.hooks.actions.append(self.conntrackd.state_changed)
 
     def _watch(self) -> None:
         routers = self.cluster.virtual_routers.values()
