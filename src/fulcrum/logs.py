@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -94,8 +95,13 @@ def install_handler(settings: Logging, handler: logging.Handler, debug: bool = F
             previous.close()
 
 
+DETACHED_ENV = "FULCRUM_DETACHED"  # set by a daemon, so the processes it spawns log to syslog too
+
+
 def setup_logging(settings: Logging, debug: bool = False, syslog: bool = False) -> None:
     globals()["debug"] = debug
+    if os.environ.get(DETACHED_ENV) == "1":  # a VRRP engine or admin process of a daemon
+        globals()["detached"] = syslog = True
     try:
         handler = build_handler(settings, syslog=syslog)
     except OSError as err:

@@ -210,3 +210,26 @@ def test_ctl_works_without_configuring_a_socket(tmp_path: Path) -> None:
         else:
             os.environ["RUNTIME_DIRECTORY"] = before
         backends.close()
+
+
+def test_daemon_without_a_log_file_logs_to_syslog(tmp_path: Path) -> None:
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(tmp_path / "log"))
+    cfg = tmp_path / "f.toml"
+    data = service_config([f"127.0.0.1:{free_port()}"], [9])
+    data["log"] = {"syslog_socket": str(tmp_path / "log")}
+    data["control"] = {"socket": "off"}
+    write(cfg, data)
+    pidfile = tmp_path / "fulcrum.pid"
+    result = fulcrum("run", "--daemon", "-c", str(cfg), "--pidfile", str(pidfile))
+    try:
+        assert result.returncode == 0, result.stderr
+        lines = []
+        deadline = time.monotonic() + 15
+        while not any("serving with" in line for line in lines) and time.monotonic() < deadline:
+            lines.append(receive(syslog, timeout=max(0.1, deadline - time.monotonic())))
+        assert any("serving with" in line and line.startswith("<") for line in lines), lines
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        syslog.close()

@@ -176,7 +176,9 @@ def run_node(config: Config, reload_config: Loader | None, daemon: bool = False,
             if not config.log.file:
                 from fulcrum import logs
 
-                logs.detached = True  # standard error is /dev/null now: log to syslog
+                # standard error is /dev/null now: log to syslog, and so do the processes
+                # the daemon spawns (VRRP engine, admin plane), through the environment
+                os.environ[logs.DETACHED_ENV] = "1"
                 logs.setup_logging(config.log, debug=logs.debug, syslog=True)
             if pidfile:
                 write_pidfile(pidfile)  # the daemon's own pid
