@@ -66,7 +66,6 @@ Depends: python3 (>= 3.11), python3 (<< 3.$(( $($PYTHON -c 'import sys; print(sy
 Recommends: nftables, iproute2
 Suggests: conntrackd, pacemaker
 Installed-Size: $(du -sk "$ROOT" | cut -f1)
-Homepage: https://github.com/fulcrum-lb/fulcrum
 Description: high-availability TCP and HTTP load balancer
  One tool for what pen, Apache mod_proxy_balancer, IPVS/ipvsadm and keepalived or
  Heartbeat did together: a userspace TCP/HTTP proxy with TLS offload and cookie
