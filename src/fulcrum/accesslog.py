@@ -17,7 +17,8 @@ Formats (`[log] access_format`, or a service's `log.access_format`):
 - `json`: one object per line with the observation's fields (durations in seconds).
 
 Destinations (`access`): a file (opened for append, reopened on SIGHUP so logrotate works
-without copytruncate), `syslog` (RFC 3164 datagrams to `syslog_socket`, /dev/log by default;
+without copytruncate; line-buffered: one write per line, so a line is visible at once and none
+is lost when a worker process exits with os._exit), `syslog` (RFC 3164 datagrams to `syslog_socket`, /dev/log by default;
 a full socket drops lines and counts them rather than stalling the proxy), or `off`.
 
 Sampling (`access_sample`, a fraction): of every 1/fraction observations one is written, by a
@@ -31,7 +32,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import fields
 from typing import IO, Protocol
 
 from fulcrum.config.model import Config, Logging
@@ -49,8 +50,27 @@ def _ms(seconds: float | None) -> str:
     return "-1" if seconds is None else str(round(seconds * 1000))
 
 
+class _PerSecond:
+    """strftime once per second: a busy service writes thousands of lines in each."""
+
+    def __init__(self, fmt: str, convert: Callable[[float], time.struct_time]) -> None:
+        self.fmt, self.convert = fmt, convert
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, wall: float) -> str:
+        second = int(wall)
+        if second != self.second:
+            self.second, self.text = second, time.strftime(self.fmt, self.convert(second))
+        return self.text
+
+
+_utc_second = _PerSecond("%Y-%m-%dT%H:%M:%S", time.gmtime)
+_apache_second = _PerSecond("%d/%b/%Y:%H:%M:%S %z", time.localtime)
+
+
 def _iso(wall: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+    return f"{_utc_second(wall)}.{int(wall * 1000) % 1000:03d}Z"
 
 
 def _client(obs: Observation) -> str:
@@ -63,6 +83,8 @@ def _quote(value: str | None) -> str:
     """Apache's escaping in quoted fields: `"` and `\\` escaped, control bytes as \\xhh."""
     if value is None:
         return "-"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value  # the common case: nothing to escape
     out = []
     for ch in value:
         if ch in '"\\':
@@ -90,15 +112,21 @@ def format_text(obs: Observation) -> str:
 def format_combined(obs: Observation) -> str:
     if obs.kind != "http":
         return format_text(obs)
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(obs.started))
+    stamp = _apache_second(obs.started)
     request = f"{obs.method or '-'} {obs.target or '-'} HTTP/{obs.version or '-'}"
     return (f"{obs.client} - - [{stamp}] \"{_quote(request)}\" {obs.status or '-'} "
             f"{obs.bytes_out or '-'} \"{_quote(obs.referer)}\" \"{_quote(obs.user_agent)}\"")
 
 
+_FIELDS = tuple(f.name for f in fields(Observation))  # (asdict deep-copies: 50 times slower)
+
+
 def format_json(obs: Observation) -> str:
     entry: dict[str, object] = {"time": _iso(obs.started)}
-    entry.update({key: value for key, value in asdict(obs).items() if value is not None})
+    for name in _FIELDS:
+        value = getattr(obs, name)
+        if value is not None:
+            entry[name] = value
     return json.dumps(entry, separators=(",", ":"))
 
 

@@ -53,6 +53,10 @@ def test_combined_is_apaches_format() -> None:
     line = format_combined(http())
     stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(WHEN))
     assert line == f'192.0.2.7 - - [{stamp}] "GET /app/x?q=1 HTTP/1.1" 200 1024 "-" "curl/8 \\"x\\""'
+    # a client's control bytes cannot forge a second line or colour a terminal (Apache escapes them)
+    hostile = format_combined(http(target="/a\nb\x1b[31m", user_agent="back\\slash é"))
+    assert '"GET /a\\x0ab\\x1b[31m HTTP/1.1"' in hostile and '"back\\\\slash é"' in hostile
+    assert "\n" not in hostile
 
 
 def test_json_has_real_fields() -> None:
