@@ -1,0 +1,831 @@
+"""One client connection of the HTTP/1.1 proxy, sans I/O: bytes and events in, bytes and
+actions out. This module is one request's walk, top to bottom:
+
+1. the request head arrives (parser callbacks, the RFC 9112 rules llhttp leaves to us),
+2. it is dispatched: a pool and a server are chosen, an idle connection taken or one asked for,
+3. its body streams to the server,
+4. the response head and body stream back, re-framed for the client,
+5. the exchange ends: the server connection is kept or closed, the next pipelined request goes,
+6. or a failure ends it: a retry, an answer of the proxy's own, or a cut,
+7. timers: deadlines are values (`timer_at`, `response_at`) that the shell's sweep compares
+   with the clock, calling `tick(now)`; the core arms nothing,
+8. and the connection closes.
+
+Every state change is a move in the tables of states.py, which raise on an illegal one.
+The shell (shell.py) feeds events in (`client_data`, `server_data`, `server_connected`,
+`client_eof`, `tick`...) and after each writes `to_client`, the `out` of every side in
+`dirty`, and carries out `actions` (actions.py) in order.
+
+Requests are answered strictly in order (RFC 9112 §9.3.2): `queue` holds the exchanges; only
+the first talks to a server; the client is not read while a second one waits, so buffering is
+bounded by one read. Rejected input is answered once every earlier response is out, and the
+connection closes: after a framing error the client's byte stream cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import httptools
+
+from fulcrum.balance.base import Backend
+from fulcrum.balance.pool import PoolRuntime
+from fulcrum.config.model import Http
+from fulcrum.proxy.http import headers as hdr
+from fulcrum.proxy.http import proxyproto
+from fulcrum.proxy.http.core import actions as act
+from fulcrum.proxy.http.core.exchange import Exchange, RequestError
+from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdlePool, Leftover, ServerSide
+from fulcrum.proxy.http.core.states import (
+    CLIENT,
+    EXCHANGE,
+    ClientState,
+    ExchangeState,
+    IllegalTransition,
+    ServerState,
+    move,
+)
+from fulcrum.proxy.http.responses import error_response, redirect_response
+
+log = logging.getLogger("fulcrum.http")
+
+# RFC 9110 §9.2.2: methods whose repetition has the effect of one request
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+BUFFER_LIMIT = 256 * 1024  # request bytes held while a server is connected; then reading stops
+
+C = ClientState
+E = ExchangeState
+S = ServerState
+READING = frozenset({C.IDLE, C.HEAD, C.BODY, C.TUNNEL})
+
+
+class Service(Protocol):
+    """What the core needs from its service (service.py): settings and pure policy."""
+
+    opts: Http
+    idle: IdlePool
+    edit: hdr.RequestEdit
+
+    def pool_for(self, host: bytes | None, target: bytes) -> PoolRuntime: ...
+
+    def choose(self, pool: PoolRuntime, ex: Exchange, client_ip: str,
+               now: float) -> tuple[Backend, bytes | None] | None: ...
+
+    def hostport(self, backend: Backend) -> bytes: ...
+
+    def location_origins(self, backend: Backend, host: bytes | None) -> tuple[tuple[bytes, ...], bytes] | None: ...
+
+    def count_response(self, status: int) -> None: ...
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop parsing quietly (nothing more is to be read)."""
+
+
+class ClientCore:
+    __slots__ = ("svc", "opts", "state", "parser", "queue", "receiving", "to_client", "dirty",
+                 "actions", "reading", "server_full", "write_paused", "error", "held",
+                 "eof_pending", "timer", "timer_at", "response_at", "draining", "now",
+                 "url_len", "header_bytes", "head_fed", "head_began", "client_ip",
+                 "client_ip_bytes", "client_addr", "local_addr", "proxy_header", "private",
+                 "tunnel", "ended")
+
+    def __init__(self, svc: Service, now: float, client_addr: tuple[str, int] | None,
+                 expect_proxy_header: bool = False):
+        self.svc = svc
+        self.opts = svc.opts
+        self.state = C.IDLE
+        self.parser: Any = httptools.HttpRequestParser(self)
+        self.queue: list[Exchange] = []
+        self.receiving: Exchange | None = None  # the request whose head or body is arriving
+        self.to_client: list[bytes] = []
+        self.dirty: list[ServerSide] = []
+        self.actions: list[tuple[Any, ...]] = []
+        self.reading = True
+        self.server_full = False  # the server is not taking the upload as fast as it comes
+        self.write_paused = False  # the client is not taking the response as fast as it comes
+        self.error: RequestError | None = None
+        self.held = b""  # bytes after an Upgrade request, parsed or tunnelled after its answer
+        self.eof_pending = False  # the client sent FIN while its Upgrade was being answered
+        self.timer = ""  # "head" | "body" | "keepalive" | "" (the client-side deadline)
+        self.timer_at = 0.0
+        self.response_at = 0.0  # the server answering queue[0] must send by then (0: no deadline)
+        self.draining = False
+        self.now = now
+        self.url_len = self.header_bytes = self.head_fed = 0
+        self.head_began = False
+        self.client_ip = client_addr[0] if client_addr else "unknown"
+        self.client_ip_bytes = self.client_ip.encode()
+        self.client_addr = client_addr or ("0.0.0.0", 0)
+        self.local_addr: tuple[str, int] | None = None  # from a PROXY header, else asked of the shell
+        self.proxy_header: bytes | None = b"" if expect_proxy_header else None
+        self.private = False  # it opened server connections of its own (PROXY protocol to servers)
+        self.tunnel: ServerSide | None = None
+        self.ended = False  # torn down: CLOSE_CLIENT was asked for
+        self._arm("head", self.opts.header_timeout)  # the first request's head (slowloris)
+
+    # -- events from the client ------------------------------------------------------------
+
+    def client_data(self, data: bytes, now: float) -> None:
+        self.now = now
+        state = self.state
+        if state is C.TUNNEL:
+            assert self.tunnel is not None
+            self._to_server(self.tunnel, data)
+            return
+        if state not in READING:
+            return  # after the last request, bad input or a FIN nothing more is read
+        if self.proxy_header is not None:
+            data = self._read_proxy_header(data)
+            if not data:
+                return
+        timer = self.timer
+        if timer == "body":
+            self.timer_at = now + self.opts.body_timeout
+        elif timer == "keepalive":
+            self._arm("head", self.opts.header_timeout)
+        self._feed(data)
+        self._flow()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # llhttp stops after an Upgrade request: what follows waits for the server's answer
+            # (issue 7: forwarded before a 101 it would be a request the proxy never checked)
+            self.held = data[upgrade.args[0]:]
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            if isinstance(cause, RequestError):
+                self._reject(cause)
+            elif not isinstance(cause, _Stop):
+                log.error("http: internal error", exc_info=cause)
+                self._reject(RequestError(500, "internal error"))
+        except httptools.HttpParserError as err:
+            if self.state is not C.MUST_CLOSE:  # bytes after the last request are not read
+                self._reject(RequestError(400, str(err)))
+        else:
+            if self.head_fed:  # a head is still incomplete: llhttp may be buffering one huge field
+                if self.head_began:
+                    self.head_began = False  # this read's bytes before the head are not the head's
+                else:
+                    self.head_fed += len(data)
+                    if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
+                        self._reject(RequestError(431, "request head too large"))
+
+    def client_eof(self, now: float) -> None:
+        self.now = now
+        state = self.state
+        self.state = move(CLIENT, state, "eof")  # type: ignore[assignment]
+        if state is C.TUNNEL:
+            assert self.tunnel is not None
+            self.actions.append((act.EOF_SERVER, self.tunnel))  # half-close passed on
+            return
+        if state is C.CLOSED:
+            return
+        self.timer = ""
+        if state is C.BODY:
+            self._close(abort=True)  # an aborted upload: the server side goes at once (issue 7)
+            return
+        if state is C.HEAD and self.receiving is not None:
+            self._cancel(self.receiving)
+            self.receiving = None
+        if state is C.SWITCHING:
+            self.eof_pending = True
+        elif self.state is C.HALF_CLOSED and not self.queue:
+            self._close()
+        self._flow()
+
+    def client_lost(self) -> None:
+        self.state = move(CLIENT, self.state, "lost")  # type: ignore[assignment]
+        self._teardown(abort=True)
+
+    def client_write_paused(self) -> None:
+        self.write_paused = True
+        side = self.tunnel or (self.queue[0].side if self.queue else None)
+        if side is not None:
+            self.actions.append((act.PAUSE_SERVER, side))
+
+    def client_write_resumed(self) -> None:
+        self.write_paused = False
+        side = self.tunnel or (self.queue[0].side if self.queue else None)
+        if side is not None:
+            self.actions.append((act.RESUME_SERVER, side))
+
+    def drain(self) -> None:
+        """Graceful stop: an idle connection closes now; a busy one after its current
+        response, which says Connection: close (RFC 9112 §9.6)."""
+        self.draining = True
+        if self.state is C.IDLE and not self.queue and self.receiving is None:
+            self.state = move(CLIENT, self.state, "drain")  # type: ignore[assignment]
+            self._close()
+
+    def _read_proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY header of a trusted balancer in front; return what follows it."""
+        assert self.proxy_header is not None
+        buffered = self.proxy_header + data
+        try:
+            decoded = proxyproto.decode(buffered)
+        except proxyproto.ProxyHeaderError as err:
+            self._reject(RequestError(400, str(err)))
+            return b""
+        if decoded is None:
+            self.proxy_header = buffered
+            return b""
+        addresses, used = decoded
+        self.proxy_header = None
+        if addresses.src is not None and addresses.dst is not None:
+            self.client_ip, self.client_addr, self.local_addr = addresses.src[0], addresses.src, addresses.dst
+            self.client_ip_bytes = self.client_ip.encode()
+        return buffered[used:]
+
+    # -- 1. the request head (request parser callbacks) ------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.state is not C.IDLE:
+            raise _Stop  # bytes after the last request, or after a rejected one, are not read
+        self.state = move(CLIENT, C.IDLE, "begin")  # type: ignore[assignment]
+        ex = Exchange(self.now)
+        self.receiving = ex
+        self.queue.append(ex)
+        self.url_len = self.header_bytes = 0
+        self.head_fed = 1
+        self.head_began = True
+        if self.timer != "head":
+            self._arm("head", self.opts.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.url_len += len(url)
+        if self.url_len > self.opts.max_request_line:
+            raise RequestError(414, "request-target too long")
+        ex.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.opts.max_header_bytes or len(ex.headers) >= self.opts.max_headers:
+            raise RequestError(431, "request header fields too large")  # RFC 6585 §5
+        ex.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.receiving
+        assert ex is not None
+        self.head_fed = 0
+        self.head_began = False
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            # RFC 9112 §2.3: a 1.x parser only reads 1.x; HTTP/0.9 has no headers to frame
+            raise RequestError(505 if version.startswith("2") else 400, f"HTTP version {version}")
+        ex.version = version.encode()
+        ex.method = parser.get_method()
+        ex.keep_alive = parser.should_keep_alive()
+        hosts = 0
+        for name, value in ex.headers:
+            lower = name.lower()
+            if lower == b"host":
+                hosts += 1
+                ex.host = value
+            elif lower == b"transfer-encoding":
+                ex.chunked = ex.has_body = True  # llhttp already required chunked to be final
+            elif lower == b"content-length":
+                ex.has_body = value != b"0"
+            elif lower == b"connection":
+                ex.options = (ex.options or set()) | hdr.named_options(value)
+            elif lower == b"cookie":
+                ex.cookies.append(value)
+        if hosts > 1 or (not hosts and version == "1.1"):
+            raise RequestError(400, "a request needs exactly one Host")  # RFC 9112 §3.2
+        if ex.method == b"CONNECT":
+            raise RequestError(405, "CONNECT is not proxied")  # RFC 9110 §9.3.6: not a tunnel
+        ex.upgrade = bool(parser.should_upgrade())
+        self.state = move(CLIENT, C.HEAD, "head-done")  # type: ignore[assignment]
+        if ex.has_body:
+            self._arm("body", self.opts.body_timeout)
+        else:
+            self.timer = ""
+        if self.queue[0] is ex:
+            self._dispatch(ex)
+        else:
+            ex.state = move(EXCHANGE, ex.state, "wait")  # type: ignore[assignment]
+
+    # -- 2. dispatch: a pool, a server, a connection -----------------------------------------
+
+    def _dispatch(self, ex: Exchange, fresh: bool = False) -> None:
+        svc = self.svc
+        if ex.state is not E.CONNECTING:
+            ex.state = move(EXCHANGE, ex.state, "dispatch")  # type: ignore[assignment]
+        if self.opts.redirect_https:
+            self.to_client.append(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
+            svc.count_response(308)
+            ex.keep_alive = False
+            self._end(ex, "answer")
+            return
+        now = self.now
+        if ex.pool is None:
+            ex.pool = svc.pool_for(ex.host, ex.target)
+        pool = ex.pool
+        choice = svc.choose(pool, ex, self.client_ip, now)
+        if choice is None:
+            if ex.retried:  # the server we retried after failed us: that failure is the answer
+                self._answer(ex, 502)
+            else:
+                self._answer(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+            return
+        backend, ex.set_cookie = choice
+        ex.backend = backend
+        pool.taken(backend)
+        ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
+                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
+        owner = self._owner(pool)
+        side = None if fresh else svc.idle.get(backend, now, owner)
+        if side is not None:
+            self._attach(ex, side)
+        else:
+            ex.pending = True  # the shell keeps its own handle here
+            self.actions.append((act.CONNECT, ex, backend, owner))
+
+    def _owner(self, pool: PoolRuntime) -> int:
+        """Server connections that start with a PROXY header describe one client: private."""
+        if pool.config.proxy_protocol == "none":
+            return 0
+        self.private = True
+        return id(self)
+
+    def server_connected(self, ex: Exchange, side: ServerSide, now: float) -> bool:
+        """A connection the shell opened for `ex` is up. False: it is not wanted any more
+        (the shell closes it)."""
+        self.now = now
+        ex.pending = None
+        if ex.state is not E.CONNECTING or self.state is C.CLOSED:
+            side.move("close")
+            return False
+        side.move("connected")
+        self._attach(ex, side)
+        self._flow()
+        return True
+
+    def connect_failed(self, ex: Exchange, backend: Backend, reason: str, now: float) -> None:
+        self.now = now
+        ex.pending = None
+        pool = ex.pool
+        assert pool is not None
+        pool.released(backend)
+        ex.backend = None
+        pool.connect_failed(backend, now)
+        log.info("http: connect to %s failed (%s)", backend.key, reason)
+        if ex.state is not E.CONNECTING or self.state is C.CLOSED:
+            return
+        ex.state = move(EXCHANGE, ex.state, "connect-failed")  # type: ignore[assignment]
+        ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
+        if pool.config.stubborn:
+            self._answer(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+        else:
+            self._dispatch(ex)
+        self._flow()
+
+    def _attach(self, ex: Exchange, side: ServerSide) -> None:
+        ex.side = side
+        side.exchange = ex
+        side.core = self
+        side.got_bytes = False
+        if self.write_paused:
+            self.actions.append((act.PAUSE_SERVER, side))
+        out = side.out
+        out.append(ex.head_bytes)
+        if ex.buffered:
+            out += ex.buffered
+            ex.buffered = []
+        self.dirty.append(side)
+        ex.state = move(EXCHANGE, E.CONNECTING, "sent")  # type: ignore[assignment]
+        if ex.request_done:
+            self._arm_response()
+
+    # -- 3. the request body ---------------------------------------------------------------
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.receiving
+        if ex is not None and ex.state is not E.DONE:
+            self._send_request_bytes(ex, b"%x\r\n%s\r\n" % (len(body), body) if ex.chunked else body)
+
+    def on_message_complete(self) -> None:
+        ex = self.receiving
+        if ex is None:
+            raise _Stop  # the connection closed while this read was parsed
+        self.receiving = None
+        ex.request_done = True
+        if self.state is not C.BODY:
+            return  # answered and closed while its body was arriving
+        if ex.chunked and ex.state is not E.DONE:
+            self._send_request_bytes(ex, b"0\r\n\r\n")
+        if self.timer == "body":
+            self.timer = ""
+        if ex.upgrade and ex.state is not E.DONE:
+            self.state = move(CLIENT, C.BODY, "end-upgrade")  # type: ignore[assignment]
+        elif not ex.keep_alive:
+            self.state = move(CLIENT, C.BODY, "end-last")  # type: ignore[assignment]
+        else:
+            self.state = move(CLIENT, C.BODY, "end")  # type: ignore[assignment]
+        if ex.side is not None and ex.state is E.SENT:
+            self._arm_response()  # the response timeout starts once the request is sent (issue 7)
+
+    def _send_request_bytes(self, ex: Exchange, data: bytes) -> None:
+        side = ex.side
+        if side is None:
+            ex.buffered.append(data)
+        else:
+            self._to_server(side, data)
+
+    def _to_server(self, side: ServerSide, data: bytes) -> None:
+        if not side.out:
+            self.dirty.append(side)
+        side.out.append(data)
+
+    # -- 4. the response (called by ServerSide's parser callbacks) ----------------------------
+
+    def server_data(self, side: ServerSide, data: bytes, now: float) -> None:
+        self.now = now
+        ex = side.exchange
+        if ex is None:
+            return
+        side.got_bytes = True
+        if side.state is S.TUNNEL:
+            self.to_client.append(data)
+            return
+        if self.response_at:
+            self.response_at = now + self.opts.response_timeout  # every byte restarts it
+        try:
+            side.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0]:]
+            if rest and side.state is S.TUNNEL:
+                self.to_client.append(rest)
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            if isinstance(cause, IllegalTransition):
+                log.error("http: internal error", exc_info=cause)
+            if not isinstance(cause, Leftover):
+                self._server_failed(ex, f"bad response: {cause}")
+        except httptools.HttpParserError as err:
+            if side.state is S.DONE:
+                side.leftover = True  # garbage after a complete response
+            else:
+                self._server_failed(ex, f"bad response: {err}")
+        else:
+            if side.head_fed:  # httptools buffers an incomplete field itself: bound the head
+                side.head_fed += len(data)
+                if side.head_fed > MAX_RESPONSE_HEAD:
+                    self._server_failed(ex, "response head too large")
+        if side.state is S.DONE and side.exchange is ex:
+            self._response_ended(ex, side)
+        self._flow()
+
+    def response_head(self, side: ServerSide, status: int, reason: bytes, headers: hdr.Headers) -> None:
+        ex = side.exchange
+        assert ex is not None
+        if status == 101 and ex.upgrade:
+            self._start_tunnel(ex, side, status, reason, headers)
+            return
+        svc = self.svc
+        origins = svc.location_origins(ex.backend, ex.host) if self.opts.rewrite_location and ex.backend else None
+        lines, framed_by_length, had_te = hdr.response_fields(
+            headers, origins[0] if origins else None, origins[1] if origins else None)
+        if 100 <= status < 200:
+            side.move("interim")
+            ex.state = move(EXCHANGE, ex.state, "interim")  # type: ignore[assignment]
+            if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
+                self.to_client.append(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
+            return
+        side.move("response")
+        ex.state = move(EXCHANGE, ex.state, "response")  # type: ignore[assignment]
+        svc.count_response(status)
+        if ex.set_cookie is not None:
+            lines.append(b"Set-Cookie: " + ex.set_cookie + b"\r\n")
+        ex.resp_framed = framed_by_length or had_te
+        if ex.method == b"HEAD" or status in (204, 304):
+            ex.resp_mode = "none"  # RFC 9112 §6.3 (1): no body, whatever the fields say
+        elif framed_by_length:
+            ex.resp_mode = "length"
+        elif ex.version == b"1.1":
+            ex.resp_mode = "chunk"
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
+            ex.keep_alive = False
+        if ex.upgrade:
+            side.reusable = False  # a declined upgrade: the server's parser state is unknown
+        if self.draining:
+            ex.keep_alive = False
+        if not ex.keep_alive:
+            lines.append(b"Connection: close\r\n")
+        elif ex.version == b"1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+        self.to_client.append(b"HTTP/%s %d %s\r\n%s\r\n" % (ex.version, status, reason, b"".join(lines)))
+        if ex.method == b"HEAD":
+            # httptools cannot be told the request was HEAD, so it would wait for a body:
+            # the response ends here and this server connection is not reused.
+            side.persistent = False
+            side.move("end")
+
+    def response_body(self, side: ServerSide, body: bytes) -> None:
+        ex = side.exchange
+        if ex is None or ex.state is not E.RESPONDING:
+            return
+        mode = ex.resp_mode
+        if mode == "chunk":
+            self.to_client.append(b"%x\r\n%s\r\n" % (len(body), body))
+        elif mode != "none":
+            self.to_client.append(body)
+
+    def _start_tunnel(self, ex: Exchange, side: ServerSide, status: int, reason: bytes,
+                      headers: hdr.Headers) -> None:
+        side.move("upgraded")
+        ex.state = move(EXCHANGE, ex.state, "upgraded")  # type: ignore[assignment]
+        self.state = move(CLIENT, self.state, "upgraded")  # type: ignore[assignment]
+        self.svc.count_response(status)
+        self.to_client.append(hdr.response_head(status, reason, headers, ex.version))
+        self.tunnel = side
+        self.response_at = 0.0
+        self.timer = ""
+        if self.held:  # what the client sent after its Upgrade request belongs to the new protocol
+            self._to_server(side, self.held)
+            self.held = b""
+        if self.eof_pending:
+            self.actions.append((act.EOF_SERVER, side))
+
+    # -- 5. the end of an exchange -----------------------------------------------------------
+
+    def _response_ended(self, ex: Exchange, side: ServerSide) -> None:
+        if ex.resp_mode == "chunk":
+            self.to_client.append(b"0\r\n\r\n")
+        keep = side.reusable and side.persistent and not side.leftover and ex.request_done
+        ex.state = move(EXCHANGE, ex.state, "end")  # type: ignore[assignment]
+        self._release(ex, keep)
+        self._finish(ex)
+
+    def _release(self, ex: Exchange, keep: bool = False, abort: bool = False) -> None:
+        """Give back what the exchange holds: its server's count and its connection."""
+        if self.queue and self.queue[0] is ex:
+            self.response_at = 0.0
+        if ex.pending is not None:
+            self.actions.append((act.CANCEL_CONNECT, ex))
+            ex.pending = None
+        if ex.backend is not None and ex.pool is not None:
+            ex.pool.released(ex.backend)
+            ex.backend = None
+        side = ex.side
+        ex.side = None
+        if side is None:
+            return
+        side.exchange = None
+        side.core = None
+        if keep:
+            if self.write_paused:
+                self.actions.append((act.RESUME_SERVER, side))  # it was paused for this slow client
+            evicted = self.svc.idle.put(side, self.now)
+            if evicted is not None:
+                self._close_side(evicted, abort=False)
+        else:
+            self._close_side(side, abort)
+
+    def _close_side(self, side: ServerSide, abort: bool) -> None:
+        if side.state is not S.CLOSED:
+            side.move("close")
+            self.actions.append((act.CLOSE_SERVER, side, abort))
+        if side is self.tunnel:
+            self.tunnel = None
+
+    def _finish(self, ex: Exchange) -> None:
+        """The exchange at the head of the queue is over: close, or go on with the next."""
+        queue = self.queue
+        if ex in queue:
+            queue.remove(ex)
+        if not ex.keep_alive or self.draining:
+            self._close()  # RFC 9112 §9.6: the last response on this connection
+            return
+        if ex.upgrade and self.state is C.SWITCHING:
+            self._declined()
+            return
+        if queue:
+            nxt = queue[0]
+            if nxt.state is E.QUEUED:
+                self._dispatch(nxt)  # its head is complete: it was waiting for its turn
+        elif self.error is not None:
+            self._write_rejection()
+        elif self.state is C.HALF_CLOSED:
+            self._close()
+        elif self.state is C.IDLE and self.receiving is None:
+            self._arm("keepalive", self.opts.keepalive_timeout)
+
+    def _declined(self) -> None:
+        """The server answered an Upgrade request without 101: the bytes held since are
+        parsed as the next request, through every check (RFC 9110 §7.8, issue 7)."""
+        self.state = move(CLIENT, C.SWITCHING, "declined")  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)  # llhttp stays paused after an upgrade
+        held, self.held = self.held, b""
+        if self.eof_pending:
+            self.state = move(CLIENT, self.state, "eof")  # type: ignore[assignment]
+        self._arm("keepalive", self.opts.keepalive_timeout)
+        if held and self.state is C.IDLE:
+            self._feed(held)
+        elif self.state is C.HALF_CLOSED:
+            self._close()
+
+    # -- 6. failures ------------------------------------------------------------------------
+
+    def server_eof(self, side: ServerSide, now: float) -> None:
+        """The server closed (FIN) or the connection was lost."""
+        self.now = now
+        ex = side.exchange
+        if ex is None:
+            return
+        if side.state is S.TUNNEL:
+            self.actions.append((act.EOF_CLIENT,))
+            return
+        if ex.state is E.RESPONDING and not ex.resp_framed and side.state is S.RESPONSE:
+            side.move("end")  # RFC 9112 §6.3 (8): a body without framing ends at close
+            side.persistent = False
+            self._response_ended(ex, side)
+        else:
+            self._server_failed(ex, "connection closed by server")
+        self._flow()
+
+    def server_lost(self, side: ServerSide, now: float) -> None:
+        self.now = now
+        ex = side.exchange
+        if side.state is S.TUNNEL and ex is not None:
+            ex.state = move(EXCHANGE, ex.state, "end")  # type: ignore[assignment]
+            self._release(ex)
+            self.queue.remove(ex)
+            self._close()  # what the server sent last still reaches the client
+        elif ex is not None:
+            self.server_eof(side, now)
+
+    def server_write_paused(self, side: ServerSide) -> None:
+        self.server_full = True
+        self._flow()
+
+    def server_write_resumed(self, side: ServerSide) -> None:
+        self.server_full = False
+        self._flow()
+
+    def _server_failed(self, ex: Exchange, reason: str, status: int = 502) -> None:
+        if ex.state is E.DONE:
+            return
+        side = ex.side
+        log.info("http: server %s failed: %s", ex.backend.key if ex.backend else "?", reason)
+        if ex.state is E.RESPONDING:
+            # the client already has part of a response: it must see a broken one (RFC 9112 §8)
+            self._end(ex, "abort", abort=True)
+            self._close(abort=True)
+            return
+        retry = (ex.state is E.SENT and side is not None and not side.got_bytes and not ex.retried
+                 and not ex.has_body and ex.method in IDEMPOTENT and status == 502)
+        if retry and side is not None and ex.backend is not None and ex.pool is not None:
+            # Sent again, once: idempotent (RFC 9110 §9.2.2), without a body to replay, and
+            # nothing of the response came. After a reused connection failed (the server
+            # closed it as it was being reused, RFC 9112 §9.3.1) the same server may be
+            # chosen again; after a fresh one, another.
+            ex.state = move(EXCHANGE, ex.state, "retry")  # type: ignore[assignment]
+            ex.retried = True
+            if not side.reused:
+                ex.tried.append(ex.backend)
+            self._release(ex, abort=True)
+            self._dispatch(ex, fresh=True)
+            return
+        self._answer(ex, status)
+
+    def _answer(self, ex: Exchange, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Answer `ex` (the head of the queue) ourselves, then close the connection."""
+        self.svc.count_response(status)
+        ex.keep_alive = False
+        self.to_client.append(error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
+        self._end(ex, "answer", abort=True)
+
+    def _end(self, ex: Exchange, event: str, abort: bool = False) -> None:
+        ex.state = move(EXCHANGE, ex.state, event)  # type: ignore[assignment]
+        self._release(ex, abort=abort)
+        if event != "abort":
+            self._finish(ex)
+
+    def _cancel(self, ex: Exchange) -> None:
+        """Drop an exchange that will get no answer (rejected, or its client left)."""
+        if ex.state is not E.DONE:
+            ex.state = move(EXCHANGE, ex.state, "cancel")  # type: ignore[assignment]
+        # a server that got part of this request is out of step now: never reused
+        self._release(ex, abort=True)
+        if ex in self.queue:
+            self.queue.remove(ex)
+
+    def _reject(self, err: RequestError, event: str = "reject") -> None:
+        """Bad input: answered once every earlier response is out, then the connection closes."""
+        if self.state in (C.ERROR, C.CLOSED):
+            return
+        err.__traceback__ = None  # its frames hold this connection: no cycle through them
+        self.state = move(CLIENT, self.state, event)  # type: ignore[assignment]
+        self.error = err
+        self.timer = ""
+        log.info("http: rejected request from %s: %d %s", self.client_ip, err.status, err)
+        ex = self.receiving
+        self.receiving = None
+        if ex is not None:
+            self._cancel(ex)
+        if not self.queue:
+            self._write_rejection()
+
+    def _write_rejection(self) -> None:
+        err = self.error
+        assert err is not None
+        self.svc.count_response(err.status)
+        self.to_client.append(error_response(err.status))
+        self._close()
+
+    # -- 7. timers: values compared with the clock by the shell's sweep ---------------------------
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        if seconds:
+            self.timer = kind
+            self.timer_at = self.now + seconds
+        else:
+            self.timer = ""
+
+    def _arm_response(self) -> None:
+        if self.opts.response_timeout:
+            self.response_at = self.now + self.opts.response_timeout
+
+    def tick(self, now: float) -> None:
+        """Fire the deadlines that have passed. A timeout never blames the wrong side: while
+        the client is not read its head and body deadlines wait, and while the client does
+        not take the response the server's does."""
+        self.now = now
+        if self.state is C.CLOSED:
+            return
+        if self.response_at:
+            if self.write_paused:
+                self.response_at = now + self.opts.response_timeout
+            elif now >= self.response_at and self.queue:
+                self.response_at = 0.0
+                self._server_failed(self.queue[0], "response timeout", status=504)
+        kind = self.timer
+        if not kind or self.state is C.CLOSED:
+            pass
+        elif kind != "keepalive" and not self.reading:
+            self.timer_at = now + (self.opts.body_timeout if kind == "body" else self.opts.header_timeout)
+        elif now >= self.timer_at:
+            self.timer = ""
+            if kind == "keepalive":
+                self.state = move(CLIENT, self.state, "keepalive-timeout")  # type: ignore[assignment]
+                self._close()
+            else:
+                self._reject(RequestError(408, f"request {kind} not received in time"), f"{kind}-timeout")
+        self._flow()
+
+    # -- 8. flow control and the close -------------------------------------------------------------
+
+    def _flow(self) -> None:
+        """Read the client only while it may send what we can take: not after its last
+        request, bad input or an Upgrade, not while a pipelined request waits its turn, not
+        while the server is full or a connect holds its upload."""
+        want = self.state in READING and not self.server_full
+        if want and self.queue:
+            first = self.queue[0]
+            if len(self.queue) > 1:
+                want = False  # a pipelined request waits its turn (RFC 9112 §9.3.2)
+            elif first.buffered and first.side is None and sum(map(len, first.buffered)) > BUFFER_LIMIT:
+                want = False
+        if want is not self.reading:
+            self.reading = want
+            self.actions.append((act.RESUME_CLIENT,) if want else (act.PAUSE_CLIENT,))
+
+    def _close(self, abort: bool = False) -> None:
+        self.state = move(CLIENT, self.state, "close")  # type: ignore[assignment]
+        self._teardown(abort)
+
+    def _teardown(self, abort: bool) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for ex in list(self.queue):
+            self._cancel(ex)
+        if self.receiving is not None:
+            self._cancel(self.receiving)
+            self.receiving = None
+        if self.tunnel is not None:
+            self._close_side(self.tunnel, abort)
+        if self.private:
+            for side in self.svc.idle.owned_by(id(self)):
+                self._close_side(side, abort=False)
+        self.timer = ""
+        self.response_at = 0.0
+        self.actions.append((act.CLOSE_CLIENT, abort))
+
+    def take(self) -> tuple[list[bytes], list[ServerSide], list[tuple[Any, ...]]]:
+        """What the shell must do now (and the core forgets): client bytes, the sides with
+        bytes to write, actions."""
+        out = (self.to_client, self.dirty, self.actions)
+        self.to_client, self.dirty, self.actions = [], [], []
+        return out
