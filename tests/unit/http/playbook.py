@@ -20,8 +20,8 @@ from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Http, Pool
 from fulcrum.proxy.http.core import actions as act
 from fulcrum.proxy.http.core.connection import ClientCore
-from fulcrum.proxy.http.core.exchange import Exchange
 from fulcrum.proxy.http.core.server import IdlePool, ServerSide
+from fulcrum.proxy.http.exchange import Exchange
 from fulcrum.proxy.http.headers import RequestEdit
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -42,9 +42,10 @@ class FakeService:
         config = Pool(servers=[f"10.0.0.{i + 1}:80" for i in range(servers)], **(pool or {}))  # type: ignore[list-item]
         self.pool = PoolRuntime("app", config)
         self.statuses: list[int] = []
+        self.records: list[tuple[int, str]] = []  # (status, termination) of each finished request
 
-    def pool_for(self, host: bytes | None, target: bytes) -> PoolRuntime:
-        return self.pool
+    def route(self, host: bytes | None, target: bytes) -> tuple[None, PoolRuntime]:
+        return None, self.pool
 
     def choose(self, pool: PoolRuntime, ex: Exchange, client_ip: str,
                now: float) -> tuple[Backend, bytes | None] | None:
@@ -59,6 +60,9 @@ class FakeService:
 
     def count_response(self, status: int) -> None:
         self.statuses.append(status)
+
+    def record(self, core: ClientCore, ex: Exchange | None, now: float) -> None:
+        self.records.append((ex.status, ex.termination) if ex is not None else (-1, "before a request"))
 
 
 class Playbook:

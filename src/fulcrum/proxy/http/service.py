@@ -14,10 +14,12 @@ from fulcrum.config.types import join_host_port
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import sticky
+from fulcrum.proxy.http.core.server import IdlePool
+from fulcrum.proxy.http.record import observe
 from fulcrum.proxy.http.routing import Router, RouteRule
-from fulcrum.proxy.http.upstream import IdlePool
 
 if TYPE_CHECKING:
+    from fulcrum.proxy.http.core.connection import ClientCore
     from fulcrum.proxy.http.exchange import Exchange
     from fulcrum.proxy.http.server import HttpConnection
 
@@ -76,19 +78,32 @@ class HttpService:
 
     def sweep(self) -> None:
         """Fire the deadlines that have passed; at most `sweep_every` late, which is a
-        quarter of the shortest timeout (a timer wheel in one line, in effect)."""
+        quarter of the shortest timeout (a timer wheel in one line, in effect). Server
+        connections idle too long are closed too, so a pool nobody draws from (an old
+        configuration's, after a reload) does not hold them open."""
         self.sweeper = None
         now = self.ctx.loop.time()
         for conn in list(self.live):
             conn.check_deadlines(now)
-        if self.live:
+        for side in self.idle.expired(now):
+            if side.io is not None:
+                side.io.close()
+        if self.live or any(self.idle.idle.values()):
             self.sweeper = self.ctx.loop.call_later(self.sweep_every, self.sweep)
+
+    def record(self, core: ClientCore, ex: Exchange | None, now: float) -> None:
+        observe(self.ctx.observer, self.ctx.name, core, ex, now)
 
     def count_response(self, status: int) -> None:
         responses = self.responses
         responses[status] = responses.get(status, 0) + 1
 
     # -- choosing a server ---------------------------------------------------------------
+
+    def route(self, host: bytes | None, target: bytes) -> tuple[RouteRule | None, PoolRuntime]:
+        """The route that matches (None: the default) and the pool it names."""
+        rule = self.router.rule_for(host, target)
+        return rule, (self.pools.get(rule.pool) if rule is not None else None) or self.ctx.pool
 
     def insert_cookie(self, pool: PoolRuntime) -> sticky.InsertCookie:
         maker = self._cookies.get(pool.name)
@@ -150,6 +165,13 @@ class HttpService:
                 found.append(b"http://" + backend.address.encode().lower())
             origins = self._origins[backend.key] = tuple(found)
         return origins
+
+    def location_origins(self, backend: Backend, host: bytes | None) -> tuple[tuple[bytes, ...], bytes]:
+        """(the server's own origins, the client's origin) for rewriting Location."""
+        public = self.public_origins.get(host)
+        if public is None:
+            public = self.public_origin(host)
+        return self.server_origins(backend), public
 
     def public_origin(self, host: bytes | None) -> bytes:
         """The URL prefix the client used (ProxyPassReverse target), remembered per Host."""

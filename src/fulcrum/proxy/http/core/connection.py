@@ -32,10 +32,17 @@ import httptools
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Http
+from fulcrum.observe import (
+    CLIENT_ABORT,
+    CONNECT_FAILED,
+    NO_SERVER,
+    REJECTED,
+    SERVER_ABORT,
+    TIMEOUT,
+)
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.core import actions as act
-from fulcrum.proxy.http.core.exchange import Exchange, RequestError
 from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdlePool, Leftover, ServerSide
 from fulcrum.proxy.http.core.states import (
     CLIENT,
@@ -46,7 +53,9 @@ from fulcrum.proxy.http.core.states import (
     ServerState,
     move,
 )
+from fulcrum.proxy.http.exchange import Exchange, RequestError
 from fulcrum.proxy.http.responses import error_response, redirect_response
+from fulcrum.proxy.http.routing import RouteRule
 
 log = logging.getLogger("fulcrum.http")
 
@@ -67,7 +76,7 @@ class Service(Protocol):
     idle: IdlePool
     edit: hdr.RequestEdit
 
-    def pool_for(self, host: bytes | None, target: bytes) -> PoolRuntime: ...
+    def route(self, host: bytes | None, target: bytes) -> tuple[RouteRule | None, PoolRuntime]: ...
 
     def choose(self, pool: PoolRuntime, ex: Exchange, client_ip: str,
                now: float) -> tuple[Backend, bytes | None] | None: ...
@@ -77,6 +86,9 @@ class Service(Protocol):
     def location_origins(self, backend: Backend, host: bytes | None) -> tuple[tuple[bytes, ...], bytes] | None: ...
 
     def count_response(self, status: int) -> None: ...
+
+    def record(self, core: ClientCore, ex: Exchange | None, now: float) -> None:
+        """One finished request (or a refusal before any began) becomes an Observation."""
 
 
 class _Stop(Exception):
@@ -89,7 +101,7 @@ class ClientCore:
                  "eof_pending", "timer", "timer_at", "response_at", "draining", "now",
                  "url_len", "header_bytes", "head_fed", "head_began", "client_ip",
                  "client_ip_bytes", "client_addr", "local_addr", "proxy_header", "private",
-                 "tunnel", "ended")
+                 "tunnel", "ended", "t_ready", "io")
 
     def __init__(self, svc: Service, now: float, client_addr: tuple[str, int] | None,
                  expect_proxy_header: bool = False):
@@ -123,6 +135,8 @@ class ClientCore:
         self.private = False  # it opened server connections of its own (PROXY protocol to servers)
         self.tunnel: ServerSide | None = None
         self.ended = False  # torn down: CLOSE_CLIENT was asked for
+        self.t_ready = now  # the connection's start or its last response's end
+        self.io: Any = None  # the shell's protocol object
         self._arm("head", self.opts.header_timeout)  # the first request's head (slowloris)
 
     # -- events from the client ------------------------------------------------------------
@@ -131,10 +145,14 @@ class ClientCore:
         self.now = now
         state = self.state
         if state is C.TUNNEL:
-            assert self.tunnel is not None
-            self._to_server(self.tunnel, data)
+            tunnel = self.tunnel
+            assert tunnel is not None and tunnel.exchange is not None
+            tunnel.exchange.body_in += len(data)
+            self._to_server(tunnel, data)
             return
         if state not in READING:
+            if state is C.SWITCHING:
+                self.held += data  # read before the pause took effect: waits with the rest
             return  # after the last request, bad input or a FIN nothing more is read
         if self.proxy_header is not None:
             data = self._read_proxy_header(data)
@@ -177,7 +195,7 @@ class ClientCore:
     def client_eof(self, now: float) -> None:
         self.now = now
         state = self.state
-        self.state = move(CLIENT, state, "eof")  # type: ignore[assignment]
+        self.state = move(CLIENT, state, "eof")
         if state is C.TUNNEL:
             assert self.tunnel is not None
             self.actions.append((act.EOF_SERVER, self.tunnel))  # half-close passed on
@@ -185,12 +203,14 @@ class ClientCore:
         if state is C.CLOSED:
             return
         self.timer = ""
-        if state is C.BODY:
-            self._close(abort=True)  # an aborted upload: the server side goes at once (issue 7)
-            return
-        if state is C.HEAD and self.receiving is not None:
-            self._cancel(self.receiving)
+        ex = self.receiving
+        if ex is not None and state in (C.HEAD, C.BODY):
+            # Cut off mid-head or mid-body (an aborted upload): this request can never
+            # complete, and a server holding part of it is disconnected at once rather than
+            # left waiting out the body timeout (issue 7 item 5).
             self.receiving = None
+            ex.termination = CLIENT_ABORT
+            self._cancel(ex)
         if state is C.SWITCHING:
             self.eof_pending = True
         elif self.state is C.HALF_CLOSED and not self.queue:
@@ -198,7 +218,7 @@ class ClientCore:
         self._flow()
 
     def client_lost(self) -> None:
-        self.state = move(CLIENT, self.state, "lost")  # type: ignore[assignment]
+        self.state = move(CLIENT, self.state, "lost")
         self._teardown(abort=True)
 
     def client_write_paused(self) -> None:
@@ -207,18 +227,24 @@ class ClientCore:
         if side is not None:
             self.actions.append((act.PAUSE_SERVER, side))
 
-    def client_write_resumed(self) -> None:
+    def client_write_resumed(self, now: float) -> None:
+        self.now = now
         self.write_paused = False
+        if self.response_at:  # the server was held back by us until now: its time starts again
+            self._arm_response()
         side = self.tunnel or (self.queue[0].side if self.queue else None)
         if side is not None:
             self.actions.append((act.RESUME_SERVER, side))
 
     def drain(self) -> None:
-        """Graceful stop: an idle connection closes now; a busy one after its current
-        response, which says Connection: close (RFC 9112 §9.6)."""
+        """Graceful stop (issue 7 item 8): an idle connection closes now; a busy one after
+        its last response, which says Connection: close (RFC 9112 §9.6). A tunnel drains like
+        a TCP relay."""
+        if self.state is C.TUNNEL:
+            return
         self.draining = True
         if self.state is C.IDLE and not self.queue and self.receiving is None:
-            self.state = move(CLIENT, self.state, "drain")  # type: ignore[assignment]
+            self.state = move(CLIENT, self.state, "drain")
             self._close()
 
     def _read_proxy_header(self, data: bytes) -> bytes:
@@ -245,7 +271,7 @@ class ClientCore:
     def on_message_begin(self) -> None:
         if self.state is not C.IDLE:
             raise _Stop  # bytes after the last request, or after a rejected one, are not read
-        self.state = move(CLIENT, C.IDLE, "begin")  # type: ignore[assignment]
+        self.state = move(CLIENT, C.IDLE, "begin")
         ex = Exchange(self.now)
         self.receiving = ex
         self.queue.append(ex)
@@ -283,6 +309,8 @@ class ClientCore:
             raise RequestError(505 if version.startswith("2") else 400, f"HTTP version {version}")
         ex.version = version.encode()
         ex.method = parser.get_method()
+        ex.head_in = len(ex.method) + self.url_len + self.header_bytes + 14  # "M T HTTP/1.1" CRLF CRLF
+        ex.wait_request = max(0.0, self.now - self.t_ready)
         ex.keep_alive = parser.should_keep_alive()
         hosts = 0
         for name, value in ex.headers:
@@ -302,8 +330,12 @@ class ClientCore:
             raise RequestError(400, "a request needs exactly one Host")  # RFC 9112 §3.2
         if ex.method == b"CONNECT":
             raise RequestError(405, "CONNECT is not proxied")  # RFC 9110 §9.3.6: not a tunnel
+        if ex.target[:1] != b"/":
+            self._absolute_target(ex)
+        elif ex.host is not None and not hdr.valid_host(ex.host):
+            raise RequestError(400, "invalid Host")  # RFC 9112 §3.2 (issue 7 item 12)
         ex.upgrade = bool(parser.should_upgrade())
-        self.state = move(CLIENT, C.HEAD, "head-done")  # type: ignore[assignment]
+        self.state = move(CLIENT, C.HEAD, "head-done")
         if ex.has_body:
             self._arm("body", self.opts.body_timeout)
         else:
@@ -311,33 +343,54 @@ class ClientCore:
         if self.queue[0] is ex:
             self._dispatch(ex)
         else:
-            ex.state = move(EXCHANGE, ex.state, "wait")  # type: ignore[assignment]
+            ex.state = move(EXCHANGE, ex.state, "wait")
+
+    def _absolute_target(self, ex: Exchange) -> None:
+        """RFC 9112 §3.2.2: a request in absolute-form (`GET http://h/x`) is routed and sent by
+        its authority, which replaces Host (the received Host is ignored), in origin-form."""
+        if ex.target == b"*" and ex.method == b"OPTIONS":  # asterisk-form, RFC 9112 §3.2.4
+            return
+        try:
+            found = hdr.absolute_form(ex.target)
+        except hdr.TargetError as err:
+            raise RequestError(400, str(err)) from None
+        if found is None:
+            raise RequestError(400, "request target is not in origin or absolute form")
+        authority, ex.target = found
+        ex.host = authority
+        ex.headers = [(n, v) for n, v in ex.headers if n.lower() != b"host"]
+        ex.headers.append((b"Host", authority))
 
     # -- 2. dispatch: a pool, a server, a connection -----------------------------------------
 
     def _dispatch(self, ex: Exchange, fresh: bool = False) -> None:
         svc = self.svc
         if ex.state is not E.CONNECTING:
-            ex.state = move(EXCHANGE, ex.state, "dispatch")  # type: ignore[assignment]
+            ex.state = move(EXCHANGE, ex.state, "dispatch")
         if self.opts.redirect_https:
-            self.to_client.append(redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
+            self._send(ex, redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
             svc.count_response(308)
+            ex.status = 308
             ex.keep_alive = False
             self._end(ex, "answer")
             return
         now = self.now
         if ex.pool is None:
-            ex.pool = svc.pool_for(ex.host, ex.target)
+            ex.rule, ex.pool = svc.route(ex.host, ex.target)
         pool = ex.pool
         choice = svc.choose(pool, ex, self.client_ip, now)
         if choice is None:
             if ex.retried:  # the server we retried after failed us: that failure is the answer
+                ex.termination = SERVER_ABORT
                 self._answer(ex, 502)
             else:
+                ex.termination = CONNECT_FAILED if ex.tried else NO_SERVER
                 self._answer(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
             return
         backend, ex.set_cookie = choice
         ex.backend = backend
+        ex.server_key = backend.key
+        ex.attempts += 1
         pool.taken(backend)
         ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
                                       svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
@@ -356,11 +409,13 @@ class ClientCore:
         self.private = True
         return id(self)
 
-    def server_connected(self, ex: Exchange, side: ServerSide, now: float) -> bool:
+    def server_connected(self, ex: Exchange, side: ServerSide, now: float,
+                         connect_time: float | None = None) -> bool:
         """A connection the shell opened for `ex` is up. False: it is not wanted any more
         (the shell closes it)."""
         self.now = now
         ex.pending = None
+        ex.connect_time = connect_time
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
             side.move("close")
             return False
@@ -380,9 +435,11 @@ class ClientCore:
         log.info("http: connect to %s failed (%s)", backend.key, reason)
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
             return
-        ex.state = move(EXCHANGE, ex.state, "connect-failed")  # type: ignore[assignment]
+        ex.state = move(EXCHANGE, ex.state, "connect-failed")
         ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
-        if pool.config.stubborn:
+        # bounded work per request (issue 7 item 10): at most 1 + `retries` servers tried
+        if pool.config.stubborn or ex.attempts > pool.config.retries:
+            ex.termination = CONNECT_FAILED
             self._answer(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
         else:
             self._dispatch(ex)
@@ -401,7 +458,8 @@ class ClientCore:
             out += ex.buffered
             ex.buffered = []
         self.dirty.append(side)
-        ex.state = move(EXCHANGE, E.CONNECTING, "sent")  # type: ignore[assignment]
+        ex.state = move(EXCHANGE, E.CONNECTING, "sent")
+        ex.t_sent = self.now
         if ex.request_done:
             self._arm_response()
 
@@ -410,6 +468,7 @@ class ClientCore:
     def on_body(self, body: bytes) -> None:
         ex = self.receiving
         if ex is not None and ex.state is not E.DONE:
+            ex.body_in += len(body)
             self._send_request_bytes(ex, b"%x\r\n%s\r\n" % (len(body), body) if ex.chunked else body)
 
     def on_message_complete(self) -> None:
@@ -425,11 +484,11 @@ class ClientCore:
         if self.timer == "body":
             self.timer = ""
         if ex.upgrade and ex.state is not E.DONE:
-            self.state = move(CLIENT, C.BODY, "end-upgrade")  # type: ignore[assignment]
+            self.state = move(CLIENT, C.BODY, "end-upgrade")
         elif not ex.keep_alive:
-            self.state = move(CLIENT, C.BODY, "end-last")  # type: ignore[assignment]
+            self.state = move(CLIENT, C.BODY, "end-last")
         else:
-            self.state = move(CLIENT, C.BODY, "end")  # type: ignore[assignment]
+            self.state = move(CLIENT, C.BODY, "end")
         if ex.side is not None and ex.state is E.SENT:
             self._arm_response()  # the response timeout starts once the request is sent (issue 7)
 
@@ -452,9 +511,11 @@ class ClientCore:
         ex = side.exchange
         if ex is None:
             return
-        side.got_bytes = True
+        if not side.got_bytes:
+            side.got_bytes = True
+            ex.t_response = now
         if side.state is S.TUNNEL:
-            self.to_client.append(data)
+            self._send(ex, data)
             return
         if self.response_at:
             self.response_at = now + self.opts.response_timeout  # every byte restarts it
@@ -462,8 +523,8 @@ class ClientCore:
             side.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0]:]
-            if rest and side.state is S.TUNNEL:
-                self.to_client.append(rest)
+            if rest and ex.state is E.TUNNEL:  # after the 101: the new protocol's first bytes
+                self._send(ex, rest)
         except httptools.HttpParserCallbackError as err:
             cause = err.__context__
             if isinstance(cause, IllegalTransition):
@@ -496,13 +557,14 @@ class ClientCore:
             headers, origins[0] if origins else None, origins[1] if origins else None)
         if 100 <= status < 200:
             side.move("interim")
-            ex.state = move(EXCHANGE, ex.state, "interim")  # type: ignore[assignment]
+            ex.state = move(EXCHANGE, ex.state, "interim")
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
-                self.to_client.append(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
+                self._send(ex, b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
             return
         side.move("response")
-        ex.state = move(EXCHANGE, ex.state, "response")  # type: ignore[assignment]
+        ex.state = move(EXCHANGE, ex.state, "response")
         svc.count_response(status)
+        ex.status = status
         if ex.set_cookie is not None:
             lines.append(b"Set-Cookie: " + ex.set_cookie + b"\r\n")
         ex.resp_framed = framed_by_length or had_te
@@ -518,13 +580,13 @@ class ClientCore:
             ex.keep_alive = False
         if ex.upgrade:
             side.reusable = False  # a declined upgrade: the server's parser state is unknown
-        if self.draining:
-            ex.keep_alive = False
+        if self.draining and self.queue[-1] is ex and self.receiving is None:
+            ex.keep_alive = False  # stopping, and no later request has begun
         if not ex.keep_alive:
             lines.append(b"Connection: close\r\n")
         elif ex.version == b"1.0":
             lines.append(b"Connection: keep-alive\r\n")
-        self.to_client.append(b"HTTP/%s %d %s\r\n%s\r\n" % (ex.version, status, reason, b"".join(lines)))
+        self._send(ex, b"HTTP/%s %d %s\r\n%s\r\n" % (ex.version, status, reason, b"".join(lines)))
         if ex.method == b"HEAD":
             # httptools cannot be told the request was HEAD, so it would wait for a body:
             # the response ends here and this server connection is not reused.
@@ -537,21 +599,23 @@ class ClientCore:
             return
         mode = ex.resp_mode
         if mode == "chunk":
-            self.to_client.append(b"%x\r\n%s\r\n" % (len(body), body))
+            self._send(ex, b"%x\r\n%s\r\n" % (len(body), body))
         elif mode != "none":
-            self.to_client.append(body)
+            self._send(ex, body)
 
     def _start_tunnel(self, ex: Exchange, side: ServerSide, status: int, reason: bytes,
                       headers: hdr.Headers) -> None:
         side.move("upgraded")
-        ex.state = move(EXCHANGE, ex.state, "upgraded")  # type: ignore[assignment]
-        self.state = move(CLIENT, self.state, "upgraded")  # type: ignore[assignment]
+        ex.state = move(EXCHANGE, ex.state, "upgraded")
+        self.state = move(CLIENT, self.state, "upgraded")
         self.svc.count_response(status)
-        self.to_client.append(hdr.response_head(status, reason, headers, ex.version))
+        ex.status = status
+        self._send(ex, hdr.response_head(status, reason, headers, ex.version))
         self.tunnel = side
         self.response_at = 0.0
         self.timer = ""
         if self.held:  # what the client sent after its Upgrade request belongs to the new protocol
+            ex.body_in += len(self.held)
             self._to_server(side, self.held)
             self.held = b""
         if self.eof_pending:
@@ -561,9 +625,9 @@ class ClientCore:
 
     def _response_ended(self, ex: Exchange, side: ServerSide) -> None:
         if ex.resp_mode == "chunk":
-            self.to_client.append(b"0\r\n\r\n")
+            self._send(ex, b"0\r\n\r\n")
         keep = side.reusable and side.persistent and not side.leftover and ex.request_done
-        ex.state = move(EXCHANGE, ex.state, "end")  # type: ignore[assignment]
+        ex.state = move(EXCHANGE, ex.state, "end")
         self._release(ex, keep)
         self._finish(ex)
 
@@ -572,11 +636,16 @@ class ClientCore:
         if self.queue and self.queue[0] is ex:
             self.response_at = 0.0
         if ex.pending is not None:
-            self.actions.append((act.CANCEL_CONNECT, ex))
+            self.actions.append((act.CANCEL_CONNECT, ex.pending))
             ex.pending = None
         if ex.backend is not None and ex.pool is not None:
-            ex.pool.released(ex.backend)
+            # bytes each way, for bytraffic (mod_lbmethod_bytraffic counts per request)
+            ex.pool.released(ex.backend, ex.head_in + ex.body_in + ex.bytes_out)
             ex.backend = None
+        if ex.state is E.DONE and not ex.recorded:
+            ex.recorded = True
+            self.t_ready = self.now
+            self.svc.record(self, ex, self.now)
         side = ex.side
         ex.side = None
         if side is None:
@@ -604,7 +673,7 @@ class ClientCore:
         queue = self.queue
         if ex in queue:
             queue.remove(ex)
-        if not ex.keep_alive or self.draining:
+        if not ex.keep_alive:
             self._close()  # RFC 9112 §9.6: the last response on this connection
             return
         if ex.upgrade and self.state is C.SWITCHING:
@@ -616,7 +685,7 @@ class ClientCore:
                 self._dispatch(nxt)  # its head is complete: it was waiting for its turn
         elif self.error is not None:
             self._write_rejection()
-        elif self.state is C.HALF_CLOSED:
+        elif self.state is C.HALF_CLOSED or self.draining:
             self._close()
         elif self.state is C.IDLE and self.receiving is None:
             self._arm("keepalive", self.opts.keepalive_timeout)
@@ -624,11 +693,11 @@ class ClientCore:
     def _declined(self) -> None:
         """The server answered an Upgrade request without 101: the bytes held since are
         parsed as the next request, through every check (RFC 9110 §7.8, issue 7)."""
-        self.state = move(CLIENT, C.SWITCHING, "declined")  # type: ignore[assignment]
+        self.state = move(CLIENT, C.SWITCHING, "declined")
         self.parser = httptools.HttpRequestParser(self)  # llhttp stays paused after an upgrade
         held, self.held = self.held, b""
         if self.eof_pending:
-            self.state = move(CLIENT, self.state, "eof")  # type: ignore[assignment]
+            self.state = move(CLIENT, self.state, "eof")
         self._arm("keepalive", self.opts.keepalive_timeout)
         if held and self.state is C.IDLE:
             self._feed(held)
@@ -658,7 +727,7 @@ class ClientCore:
         self.now = now
         ex = side.exchange
         if side.state is S.TUNNEL and ex is not None:
-            ex.state = move(EXCHANGE, ex.state, "end")  # type: ignore[assignment]
+            ex.state = move(EXCHANGE, ex.state, "end")
             self._release(ex)
             self.queue.remove(ex)
             self._close()  # what the server sent last still reaches the client
@@ -666,11 +735,18 @@ class ClientCore:
             self.server_eof(side, now)
 
     def server_write_paused(self, side: ServerSide) -> None:
+        """The server does not take the upload as fast as it comes: stop reading the client,
+        and from now the server must make progress within the response timeout."""
         self.server_full = True
+        if not self.response_at:
+            self._arm_response()
         self._flow()
 
     def server_write_resumed(self, side: ServerSide) -> None:
         self.server_full = False
+        ex = side.exchange
+        if ex is not None and not ex.request_done:
+            self.response_at = 0.0  # it reads again: the upload goes on
         self._flow()
 
     def _server_failed(self, ex: Exchange, reason: str, status: int = 502) -> None:
@@ -678,20 +754,23 @@ class ClientCore:
             return
         side = ex.side
         log.info("http: server %s failed: %s", ex.backend.key if ex.backend else "?", reason)
+        ex.termination = TIMEOUT if status == 504 else SERVER_ABORT
         if ex.state is E.RESPONDING:
             # the client already has part of a response: it must see a broken one (RFC 9112 §8)
             self._end(ex, "abort", abort=True)
             self._close(abort=True)
             return
         retry = (ex.state is E.SENT and side is not None and not side.got_bytes and not ex.retried
-                 and not ex.has_body and ex.method in IDEMPOTENT and status == 502)
+                 and not ex.has_body and ex.method in IDEMPOTENT and status == 502
+                 and ex.pool is not None and ex.attempts <= ex.pool.config.retries)
         if retry and side is not None and ex.backend is not None and ex.pool is not None:
             # Sent again, once: idempotent (RFC 9110 §9.2.2), without a body to replay, and
             # nothing of the response came. After a reused connection failed (the server
             # closed it as it was being reused, RFC 9112 §9.3.1) the same server may be
             # chosen again; after a fresh one, another.
-            ex.state = move(EXCHANGE, ex.state, "retry")  # type: ignore[assignment]
+            ex.state = move(EXCHANGE, ex.state, "retry")
             ex.retried = True
+            ex.termination = ""
             if not side.reused:
                 ex.tried.append(ex.backend)
             self._release(ex, abort=True)
@@ -702,20 +781,23 @@ class ClientCore:
     def _answer(self, ex: Exchange, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         """Answer `ex` (the head of the queue) ourselves, then close the connection."""
         self.svc.count_response(status)
+        ex.status = status
         ex.keep_alive = False
-        self.to_client.append(error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
+        self._send(ex, error_response(status, extra=extra, head_only=ex.method == b"HEAD"))
         self._end(ex, "answer", abort=True)
 
     def _end(self, ex: Exchange, event: str, abort: bool = False) -> None:
-        ex.state = move(EXCHANGE, ex.state, event)  # type: ignore[assignment]
+        ex.state = move(EXCHANGE, ex.state, event)
         self._release(ex, abort=abort)
         if event != "abort":
             self._finish(ex)
 
     def _cancel(self, ex: Exchange) -> None:
         """Drop an exchange that will get no answer (rejected, or its client left)."""
+        if not ex.termination and not ex.status:
+            ex.termination = CLIENT_ABORT
         if ex.state is not E.DONE:
-            ex.state = move(EXCHANGE, ex.state, "cancel")  # type: ignore[assignment]
+            ex.state = move(EXCHANGE, ex.state, "cancel")
         # a server that got part of this request is out of step now: never reused
         self._release(ex, abort=True)
         if ex in self.queue:
@@ -726,14 +808,19 @@ class ClientCore:
         if self.state in (C.ERROR, C.CLOSED):
             return
         err.__traceback__ = None  # its frames hold this connection: no cycle through them
-        self.state = move(CLIENT, self.state, event)  # type: ignore[assignment]
+        self.state = move(CLIENT, self.state, event)
         self.error = err
         self.timer = ""
         log.info("http: rejected request from %s: %d %s", self.client_ip, err.status, err)
         ex = self.receiving
         self.receiving = None
+        termination = TIMEOUT if err.status == 408 else REJECTED
         if ex is not None:
+            ex.status = err.status  # its record says how it was refused
+            ex.termination = termination
             self._cancel(ex)
+        else:  # refused before a request began (a PROXY header, a stalled first byte)
+            self.svc.record(self, None, self.now)
         if not self.queue:
             self._write_rejection()
 
@@ -743,6 +830,10 @@ class ClientCore:
         self.svc.count_response(err.status)
         self.to_client.append(error_response(err.status))
         self._close()
+
+    def _send(self, ex: Exchange, data: bytes) -> None:
+        ex.bytes_out += len(data)
+        self.to_client.append(data)
 
     # -- 7. timers: values compared with the clock by the shell's sweep ---------------------------
 
@@ -771,14 +862,14 @@ class ClientCore:
                 self.response_at = 0.0
                 self._server_failed(self.queue[0], "response timeout", status=504)
         kind = self.timer
-        if not kind or self.state is C.CLOSED:
+        if not kind or self.ended:
             pass
         elif kind != "keepalive" and not self.reading:
             self.timer_at = now + (self.opts.body_timeout if kind == "body" else self.opts.header_timeout)
         elif now >= self.timer_at:
             self.timer = ""
             if kind == "keepalive":
-                self.state = move(CLIENT, self.state, "keepalive-timeout")  # type: ignore[assignment]
+                self.state = move(CLIENT, self.state, "keepalive-timeout")
                 self._close()
             else:
                 self._reject(RequestError(408, f"request {kind} not received in time"), f"{kind}-timeout")
@@ -802,7 +893,7 @@ class ClientCore:
             self.actions.append((act.RESUME_CLIENT,) if want else (act.PAUSE_CLIENT,))
 
     def _close(self, abort: bool = False) -> None:
-        self.state = move(CLIENT, self.state, "close")  # type: ignore[assignment]
+        self.state = move(CLIENT, self.state, "close")
         self._teardown(abort)
 
     def _teardown(self, abort: bool) -> None:

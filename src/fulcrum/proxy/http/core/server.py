@@ -19,7 +19,7 @@ from fulcrum.proxy.http.core.states import SERVER, ServerState, move
 
 if TYPE_CHECKING:
     from fulcrum.proxy.http.core.connection import ClientCore
-    from fulcrum.proxy.http.core.exchange import Exchange
+    from fulcrum.proxy.http.exchange import Exchange
 
 IDLE_PER_SERVER = 64  # idle keep-alive connections kept per server
 IDLE_SECONDS = 4.0  # below Apache's 5 s KeepAliveTimeout, so we rarely reuse a dying one
@@ -56,7 +56,7 @@ class ServerSide:
         self.persistent = False  # the response just ended allows another (RFC 9112 §9.3)
 
     def move(self, event: str) -> None:
-        self.state = move(SERVER, self.state, event)  # type: ignore[assignment]
+        self.state = move(SERVER, self.state, event)
 
     # -- response parser callbacks (httptools) -----------------------------------------
 

@@ -16,7 +16,7 @@ a Python-level call); their values are unique across the three machines.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 
 class IllegalTransition(RuntimeError):
@@ -61,14 +61,17 @@ class ServerState(enum.StrEnum):
     CLOSED = "server-closed"
 
 
-class Rule(NamedTuple):
-    to: enum.StrEnum
+State = TypeVar("State", "ClientState", "ExchangeState", "ServerState")
+
+
+class Rule(NamedTuple, Generic[State]):
+    to: State
     why: str
 
 
 # -- the tables: state -> event -> (next state, why) ---------------------------------------
 
-CLIENT: dict[ClientState, dict[str, Rule]] = {
+CLIENT: dict[ClientState, dict[str, Rule[ClientState]]] = {
     ClientState.IDLE: {
         "begin": Rule(ClientState.HEAD, "a request begins (RFC 9112 §2.1)"),
         "eof": Rule(ClientState.HALF_CLOSED, "FIN between requests: answer what is queued (RFC 9112 §9.6)"),
@@ -93,7 +96,7 @@ CLIENT: dict[ClientState, dict[str, Rule]] = {
         "end-upgrade": Rule(ClientState.SWITCHING, "Upgrade: nothing after it is forwarded before the 101 (RFC 9110 §7.8)"),
         "reject": Rule(ClientState.ERROR, "a bad body framing: 400 and close (RFC 9112 §7.1)"),
         "body-timeout": Rule(ClientState.ERROR, "408: the body stalled (RFC 9110 §15.5.9)"),
-        "eof": Rule(ClientState.CLOSED, "FIN inside a body: the upload is aborted, the server side too (RFC 9112 §8)"),
+        "eof": Rule(ClientState.HALF_CLOSED, "FIN inside a body: the upload and its server side are aborted; earlier answers still go out (RFC 9112 §8)"),
         "close": Rule(ClientState.CLOSED, "answered (e.g. 503) before the body ended: Connection: close (RFC 9112 §9.6)"),
         "lost": Rule(ClientState.CLOSED, "connection lost"),
     },
@@ -131,7 +134,7 @@ CLIENT: dict[ClientState, dict[str, Rule]] = {
     },
 }
 
-EXCHANGE: dict[ExchangeState, dict[str, Rule]] = {
+EXCHANGE: dict[ExchangeState, dict[str, Rule[ExchangeState]]] = {
     ExchangeState.HEAD: {
         "dispatch": Rule(ExchangeState.CONNECTING, "first in line: choose a server (RFC 9112 §9.3.2)"),
         "wait": Rule(ExchangeState.QUEUED, "an earlier response is due first (RFC 9112 §9.3.2)"),
@@ -167,7 +170,7 @@ EXCHANGE: dict[ExchangeState, dict[str, Rule]] = {
     ExchangeState.DONE: {},
 }
 
-SERVER: dict[ServerState, dict[str, Rule]] = {
+SERVER: dict[ServerState, dict[str, Rule[ServerState]]] = {
     ServerState.CONNECTING: {
         "connected": Rule(ServerState.BUSY, "connected: the request head goes first"),
         "close": Rule(ServerState.CLOSED, "connect failed or no longer wanted"),
@@ -199,7 +202,7 @@ SERVER: dict[ServerState, dict[str, Rule]] = {
 TABLES: dict[str, dict] = {"client": CLIENT, "exchange": EXCHANGE, "server": SERVER}  # type: ignore[type-arg]
 
 
-def move(table: dict, state: enum.StrEnum, event: str) -> enum.StrEnum:  # type: ignore[type-arg]
+def move(table: dict[State, dict[str, Rule[State]]], state: State, event: str) -> State:
     """The state after `event`; raises IllegalTransition when the table has no such move."""
     rule = table[state].get(event)
     if rule is None:
