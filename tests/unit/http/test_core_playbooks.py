@@ -609,3 +609,62 @@ def test_lost_mid_response_cuts_the_server() -> None:
     p.server(a, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
     p.client_lost()
     assert p.side_closed(a) is True
+
+
+# -- rules carried from issue 7's fixes ------------------------------------------------------------
+
+
+def test_connect_tries_are_bounded_by_retries() -> None:
+    p = Playbook(servers=5, pool={"retries": 1})
+    p.client(get("/x"))
+    p.refuse()
+    p.refuse()  # the first server and one more: then 503
+    assert p.connects() == 0 and status_of(p.to_client()) == 503
+    assert p.svc.records == [(503, "connect_failed")]
+
+
+def test_retry_after_a_reset_counts_against_retries() -> None:
+    p = Playbook(servers=2, pool={"retries": 0})
+    p.client(get("/x"))
+    a = p.connect()
+    p.server_eof(a)
+    assert p.connects() == 0 and status_of(p.to_client()) == 502
+    assert p.svc.records == [(502, "server_abort")]
+
+
+@pytest.mark.parametrize("host", ["a@b", "a b", "a, b"])
+def test_invalid_host_is_400(host: str) -> None:
+    p = Playbook()
+    p.client(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert status_of(p.to_client()) == 400 and p.connects() == 0
+
+
+def test_absolute_form_is_sent_in_origin_form_with_its_authority_as_host() -> None:
+    p = Playbook(servers=1)
+    p.client(b"GET http://other.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n")
+    a = p.connect()
+    assert p.to_server(a) == b"GET /x?y HTTP/1.1\r\nHost: other.example\r\n\r\n"
+
+
+def test_drain_with_a_pipelined_request_closes_after_the_last() -> None:
+    p = Playbook(servers=1)
+    p.client(get("/1") + get("/2"))
+    a = p.connect()
+    p.drain()
+    p.server(a, OK)
+    assert p.to_client() == OK  # a later request has begun: it is answered too
+    p.server(a, OK)
+    assert p.to_client() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    assert p.closed is False
+
+
+def test_each_request_is_recorded_once_with_its_outcome() -> None:
+    p = Playbook(servers=1)
+    p.client(get("/1"))
+    a = p.connect()
+    p.server(a, OK)
+    p.client(b"GET /2 HTTP/1.1\r\n\r\n")  # no Host
+    assert p.svc.records == [(200, ""), (400, "rejected")]
+    q = Playbook()
+    q.wait(11)  # nothing ever came
+    assert q.svc.records == [(-1, "before a request")]
