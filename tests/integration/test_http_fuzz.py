@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 
 from fulcrum.config.load import load_dict
 from fulcrum.proxy.context import ConnectionCounter, ServiceContext
+from fulcrum.proxy.http.core.connection import ClientCore
+from fulcrum.proxy.http.core.states import EXCHANGE, move
 from fulcrum.proxy.http.exchange import Exchange
 from fulcrum.proxy.http.server import HttpConnection
 from fulcrum.proxy.http.service import HttpService
@@ -116,23 +118,26 @@ class FakeTransport:
         return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
 
 
-class AnsweredLocally(HttpConnection):
-    """The real client side; every request whose head is accepted is answered here with its
-    method and target instead of going to a server."""
+class AnsweredLocally(ClientCore):
+    """The real client side's core; every request whose head is accepted is answered here
+    with its method and target instead of going to a server."""
 
     __slots__ = ()
 
-    def dispatch(self, ex: Exchange, fresh: bool = False) -> None:
+    def _dispatch(self, ex: Exchange, fresh: bool = False) -> None:
         body = ex.method + b" " + ex.target
-        ex.resp_status, ex.out_mark, ex.sent_head = 200, self.bytes_out, True
-        self._to_client(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        self._finish(ex, keep_upstream=False)
+        ex.state = move(EXCHANGE, ex.state, "dispatch")
+        ex.status = 200
+        self._send(ex, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        self._end(ex, "answer")
 
 
 async def _feed(service: HttpService, pieces: list[bytes]) -> bytes:
-    conn = AnsweredLocally(service)
+    conn = HttpConnection(service)
     transport = FakeTransport()
     conn.connection_made(transport)
+    conn.core = AnsweredLocally(service, 0.0, ("127.0.0.1", 40000))  # the same core, answering itself
+    conn.core.io = conn
     backlog = b""
     for piece in pieces:
         backlog += piece

@@ -120,6 +120,22 @@ class Playbook:
         self.core.connect_failed(ex, backend, reason, self.now)
         return self._collect()
 
+    def short(self, give_up_after: float = 3.0) -> Playbook:
+        """The shell could not connect for want of descriptors (EMFILE)."""
+        ex, backend, _ = self._pending_connect()
+        self.core.connect_short(ex, backend, self.now, give_up_after)
+        return self._collect()
+
+    def retry_connect(self) -> Playbook:
+        """The shell's RETRY_CONNECT timer fired."""
+        for i in range(len(self._actions) - 1, -1, -1):
+            if self._actions[i][0] == act.RETRY_CONNECT:
+                _, ex, delay = self._actions.pop(i)
+                self.now += delay
+                self.core.retry_connect(ex, self.now)
+                return self._collect()
+        raise AssertionError(f"no retry asked for; actions: {self._actions}")
+
     def server(self, side: ServerSide, data: bytes) -> Playbook:
         self.core.server_data(side, data, self.now)
         return self._collect()

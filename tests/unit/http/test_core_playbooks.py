@@ -668,3 +668,24 @@ def test_each_request_is_recorded_once_with_its_outcome() -> None:
     q = Playbook()
     q.wait(11)  # nothing ever came
     assert q.svc.records == [(-1, "before a request")]
+
+
+def test_our_own_descriptor_shortage_blames_no_server_and_waits() -> None:
+    # issue 7 item 7: EMFILE on connect is not the server's failure
+    p = Playbook(servers=2)
+    p.client(get("/x"))
+    p.short()
+    assert p.connects() == 0  # no other server at once: tried again shortly
+    assert all(b.failures == 0 and not b.blacklisted_until for b in p.svc.pool.backends)
+    p.retry_connect()
+    a = p.connect()
+    p.server(a, OK)
+    assert p.to_client() == OK
+    q = Playbook(servers=1)
+    q.client(get("/x"))
+    for _ in range(3):
+        q.short(give_up_after=0.25)
+        if q.closed is not None:
+            break
+        q.retry_connect()
+    assert status_of(q.to_client()) == 503 and q.svc.records == [(503, "limit")]

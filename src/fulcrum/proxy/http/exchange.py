@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.proxy.http.codings import Decoder
 from fulcrum.proxy.http.core.states import ExchangeState
 from fulcrum.proxy.http.headers import Headers
 
@@ -33,7 +34,7 @@ class Exchange:
                  # for its Observation (observe.py, built by record.py)
                  "rule", "server_key", "attempts", "status", "termination", "started",
                  "wait_request", "connect_time", "t_sent", "t_response", "head_in", "body_in",
-                 "bytes_out", "recorded")
+                 "bytes_out", "recorded", "codings", "decoder", "unsent", "first_attempt")
 
     def __init__(self, now: float):
         self.state = ExchangeState.HEAD
@@ -74,3 +75,7 @@ class Exchange:
         self.body_in = 0  # body bytes (decoded from chunks), or tunnelled bytes after a 101
         self.bytes_out = 0  # written to the client for it
         self.recorded = False
+        self.codings: bytes | None = None  # the request's Transfer-Encoding, if more than chunked
+        self.decoder: Decoder | None = None  # undoes the response's transfer codings (HTTP/1.0 client)
+        self.unsent = -1  # request bytes the server had not taken at the last sweep; 0 = all sent
+        self.first_attempt: float | None = None  # when a connect our own shortage delayed was first tried

@@ -10,10 +10,15 @@ out in one send (and the request head and body likewise to the server)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import socket
+import struct
+import termios
 from typing import Any
 
 from fulcrum.balance.base import Backend
+from fulcrum.logs import throttle
 from fulcrum.observe import SHUTDOWN
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http import proxyproto
@@ -23,11 +28,38 @@ from fulcrum.proxy.http.core.server import ServerSide
 from fulcrum.proxy.http.exchange import Exchange
 from fulcrum.proxy.http.service import HttpService
 from fulcrum.proxy.http.upstream import Upstream
+from fulcrum.proxy.resources import GATE, local_exhaustion
 
 log = logging.getLogger("fulcrum.http")
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def kernel_unsent(transport: Any) -> int:
+    """Bytes still in the kernel's send queue of the transport's socket, not yet acknowledged
+    by the peer (SIOCOUTQ, which Linux numbers as TIOCOUTQ); 0 when it cannot be told."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return 0
+
+
+def reset_on_close(transport: Any) -> None:
+    """Make closing the connection send a TCP reset, not a FIN. A cut response must look cut:
+    after a FIN, a client reading a body delimited by the close (an HTTP/1.0 client), or one
+    not checking Content-Length, would take a truncated body for a whole one (issue 7 item 9;
+    RFC 9112 §8: an incomplete message must be seen as incomplete)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        except OSError:
+            pass  # already closed: nothing to reset
 
 
 class HttpConnection(asyncio.Protocol):
@@ -51,7 +83,10 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport
         ctx = self.ctx
         if not ctx.admit():
-            log.warning("service %s: connection limit reached", ctx.name)
+            from fulcrum.proxy.tcp import peer_text
+
+            throttle.log(log, logging.WARNING, f"limit {ctx.name}",
+                         "service %s: connection limit reached, refusing %s", ctx.name, peer_text(transport))
             self.closed = True
             self.transport.abort()
             return
@@ -80,7 +115,9 @@ class HttpConnection(asyncio.Protocol):
         if core is not None:
             core.client_eof(self.ctx.loop.time())
             self.run()
-        return True  # half-open: what is due is still written; the core closes when done
+        # half-open: what is due is still written; the core closes when done. TLS (tlsside.py)
+        # cannot half-close: asyncio would ignore True there and warn on stderr.
+        return not self.svc.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         core = self.core
@@ -106,6 +143,12 @@ class HttpConnection(asyncio.Protocol):
         """Called by the service's sweep: the core's timers are values, compared here."""
         core = self.core
         if core is not None and (core.timer or core.response_at):
+            if core.response_at and core.queue and core.queue[0].unsent != 0:
+                side = core.queue[0].side
+                up = side.io if side is not None else None
+                if up is not None and up.transport is not None:
+                    transport = up.transport
+                    core.request_progress(transport.get_write_buffer_size() + kernel_unsent(transport), now)
             core.tick(now)
             self.run()
 
@@ -164,11 +207,18 @@ class HttpConnection(asyncio.Protocol):
         elif kind == act.CLOSE_CLIENT:
             self._closed()
             if self.transport is not None:
-                self.transport.abort() if action[1] else self.transport.close()
+                if action[1]:
+                    reset_on_close(self.transport)
+                    self.transport.abort()
+                else:
+                    self.transport.close()
         elif kind == act.CANCEL_CONNECT:
-            task = action[1]
-            if isinstance(task, asyncio.Task):
-                task.cancel()
+            handle = action[1]
+            if isinstance(handle, asyncio.Task | asyncio.TimerHandle):
+                handle.cancel()
+        elif kind == act.RETRY_CONNECT:
+            ex = action[1]
+            ex.pending = self.ctx.loop.call_later(action[2], self._retry_connect, ex)
         elif kind == act.EOF_SERVER:
             up = action[1].io
             if up is not None and up.transport is not None and up.transport.can_write_eof():
@@ -191,11 +241,21 @@ class HttpConnection(asyncio.Protocol):
                     lambda: Upstream(ServerSide(backend, owner), svc), backend.address, backend.port,
                     ssl=tls, server_hostname=name)
         except (OSError, TimeoutError) as err:  # ssl.SSLError (a failed verification) is an OSError
+            core = self.core
+            shortage = local_exhaustion(err)
+            if shortage is not None:  # ours, not the server's (issue 7 item 7): accepting pauses
+                GATE.exhausted(shortage, f"connecting to {backend.key} for service {self.ctx.name}")
+                if core is not None:
+                    core.connect_short(ex, backend, loop.time(), self.ctx.timeouts.connect)
+                    if core.io is not None:
+                        self.run()
+                return
             reason = "connect timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err))
             if self.ctx.health is not None:
                 self.ctx.health.passive_failure(pool.name, backend, reason)
-            log.info("service %s: connect to %s failed (%s)", self.ctx.name, backend.key, reason)
-            core = self.core
+            throttle.log(log, logging.INFO, f"connect {self.ctx.name} {backend.key}",  # one per request in an outage
+                         "service %s: connect to %s failed (%s) for %s", self.ctx.name, backend.key, reason,
+                         self.client_ip)
             if core is not None:
                 core.connect_failed(ex, backend, reason, loop.time())
                 if core.io is not None:
@@ -216,6 +276,12 @@ class HttpConnection(asyncio.Protocol):
         if not core.server_connected(ex, up.side, now, now - started):
             up.close()
         self.run()
+
+    def _retry_connect(self, ex: Exchange) -> None:
+        core = self.core
+        if core is not None and core.io is not None:
+            core.retry_connect(ex, self.ctx.loop.time())
+            self.run()
 
     # -- teardown -------------------------------------------------------------------------
 

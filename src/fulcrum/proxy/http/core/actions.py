@@ -5,6 +5,7 @@ the client and each `ServerSide.out` in `ClientCore.dirty` to its server, then c
 `ClientCore.actions` in order: tuples whose first item is one of these names."""
 
 CONNECT = "connect"  # (CONNECT, exchange, backend, owner): open a server connection for it
+RETRY_CONNECT = "retry-connect"  # (RETRY_CONNECT, exchange, seconds): call retry_connect then
 CANCEL_CONNECT = "cancel-connect"  # (CANCEL_CONNECT, handle): the exchange's `pending` connect is not wanted
 CLOSE_SERVER = "close-server"  # (CLOSE_SERVER, side, abort): close (abort: reset) it
 PAUSE_SERVER = "pause-server"  # (PAUSE_SERVER, side): stop reading it (the client is slow)

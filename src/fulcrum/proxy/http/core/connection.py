@@ -12,9 +12,9 @@ actions out. This module is one request's walk, top to bottom:
 8. and the connection closes.
 
 Every state change is a move in the tables of states.py, which raise on an illegal one.
-The shell (shell.py) feeds events in (`client_data`, `server_data`, `server_connected`,
-`client_eof`, `tick`...) and after each writes `to_client`, the `out` of every side in
-`dirty`, and carries out `actions` (actions.py) in order.
+The shells (server.py, upstream.py) feed events in (`client_data`, `server_data`,
+`server_connected`, `client_eof`, `tick`...) and after each write `to_client`, the `out` of
+every side in `dirty`, and carry out `actions` (actions.py) in order.
 
 Requests are answered strictly in order (RFC 9112 §9.3.2): `queue` holds the exchanges; only
 the first talks to a server; the client is not read while a second one waits, so buffering is
@@ -32,9 +32,11 @@ import httptools
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Http
+from fulcrum.logs import throttle
 from fulcrum.observe import (
     CLIENT_ABORT,
     CONNECT_FAILED,
+    LIMIT,
     NO_SERVER,
     REJECTED,
     SERVER_ABORT,
@@ -42,6 +44,8 @@ from fulcrum.observe import (
 )
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import proxyproto
+from fulcrum.proxy.http.codings import decoder_for
+from fulcrum.proxy.http.codings import split as split_codings
 from fulcrum.proxy.http.core import actions as act
 from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdlePool, Leftover, ServerSide
 from fulcrum.proxy.http.core.states import (
@@ -61,7 +65,8 @@ log = logging.getLogger("fulcrum.http")
 
 # RFC 9110 §9.2.2: methods whose repetition has the effect of one request
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-BUFFER_LIMIT = 256 * 1024  # request bytes held while a server is connected; then reading stops
+BUFFER_LIMIT = 256 * 1024
+SHORTAGE_RETRY = 0.1  # seconds between connect attempts while our descriptors are short  # request bytes held while a server is connected; then reading stops
 
 C = ClientState
 E = ExchangeState
@@ -320,6 +325,8 @@ class ClientCore:
                 ex.host = value
             elif lower == b"transfer-encoding":
                 ex.chunked = ex.has_body = True  # llhttp already required chunked to be final
+                if value.lower() != b"chunked":  # codings before chunked are kept (RFC 9112 §6.1)
+                    ex.codings = value if ex.codings is None else ex.codings + b", " + value
             elif lower == b"content-length":
                 ex.has_body = value != b"0"
             elif lower == b"connection":
@@ -393,7 +400,8 @@ class ClientCore:
         ex.attempts += 1
         pool.taken(backend)
         ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
-                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked)
+                                      svc.hostport(backend), ex.options, ex.upgrade, ex.chunked,
+                                      ex.codings)
         owner = self._owner(pool)
         side = None if fresh else svc.idle.get(backend, now, owner)
         if side is not None:
@@ -432,7 +440,6 @@ class ClientCore:
         pool.released(backend)
         ex.backend = None
         pool.connect_failed(backend, now)
-        log.info("http: connect to %s failed (%s)", backend.key, reason)
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
             return
         ex.state = move(EXCHANGE, ex.state, "connect-failed")
@@ -444,6 +451,38 @@ class ClientCore:
         else:
             self._dispatch(ex)
         self._flow()
+
+    def connect_short(self, ex: Exchange, backend: Backend, now: float, give_up_after: float) -> None:
+        """Connecting failed for want of our own resources (EMFILE...; issue 7 item 7): not the
+        server's fault, so no failure counted, no other server; the shell tries again shortly
+        (RETRY_CONNECT), until `give_up_after` seconds since the first attempt: then 503."""
+        self.now = now
+        ex.pending = None
+        pool = ex.pool
+        assert pool is not None
+        pool.released(backend)
+        ex.backend = None
+        ex.attempts -= 1  # not a try of that server
+        if ex.first_attempt is None:
+            ex.first_attempt = now
+        if ex.state is not E.CONNECTING or self.state is C.CLOSED:
+            return
+        ex.state = move(EXCHANGE, ex.state, "short")
+        if give_up_after and now - ex.first_attempt + SHORTAGE_RETRY > give_up_after:
+            ex.termination = LIMIT
+            self._answer(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
+        else:
+            ex.pending = True
+            self.actions.append((act.RETRY_CONNECT, ex, SHORTAGE_RETRY))
+        self._flow()
+
+    def retry_connect(self, ex: Exchange, now: float) -> None:
+        """The pause after a shortage is over: choose and connect again."""
+        self.now = now
+        ex.pending = None
+        if ex.state is E.CONNECTING and self.state is not C.CLOSED:
+            self._dispatch(ex)
+            self._flow()
 
     def _attach(self, ex: Exchange, side: ServerSide) -> None:
         ex.side = side
@@ -553,7 +592,7 @@ class ClientCore:
             return
         svc = self.svc
         origins = svc.location_origins(ex.backend, ex.host) if self.opts.rewrite_location and ex.backend else None
-        lines, framed_by_length, had_te = hdr.response_fields(
+        lines, framed_by_length, codings = hdr.response_fields(
             headers, origins[0] if origins else None, origins[1] if origins else None)
         if 100 <= status < 200:
             side.move("interim")
@@ -561,23 +600,34 @@ class ClientCore:
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
                 self._send(ex, b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
             return
+        # RFC 9112 §6.3: chunked as the final coding frames the body; any other coding list
+        # means the body ends with the connection. Codings before chunked stay (§6.1).
+        kept: list[bytes] = []
+        chunked = False
+        if codings is not None:
+            kept, chunked = split_codings(codings)
+        ex.resp_framed = chunked or (framed_by_length and codings is None)
+        if ex.method == b"HEAD" or status in (204, 304):
+            ex.resp_mode = "none"  # RFC 9112 §6.3 (1): no body, whatever the fields say
+        elif framed_by_length and codings is None:
+            ex.resp_mode = "length"
+        elif ex.version == b"1.1":
+            ex.resp_mode = "chunk"
+            lines.append(b"Transfer-Encoding: " + b", ".join([*kept, b"chunked"]) + b"\r\n")
+        else:
+            ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
+            ex.keep_alive = False
+            if kept:  # it cannot be sent transfer codings (RFC 9112 §6.1): they are undone here
+                ex.decoder = decoder_for(kept)
+                if ex.decoder is None:  # nothing was written yet: a 502 can still be sent
+                    self._server_failed(ex, "transfer coding an HTTP/1.0 client cannot take")
+                    return
         side.move("response")
         ex.state = move(EXCHANGE, ex.state, "response")
         svc.count_response(status)
         ex.status = status
         if ex.set_cookie is not None:
             lines.append(b"Set-Cookie: " + ex.set_cookie + b"\r\n")
-        ex.resp_framed = framed_by_length or had_te
-        if ex.method == b"HEAD" or status in (204, 304):
-            ex.resp_mode = "none"  # RFC 9112 §6.3 (1): no body, whatever the fields say
-        elif framed_by_length:
-            ex.resp_mode = "length"
-        elif ex.version == b"1.1":
-            ex.resp_mode = "chunk"
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        else:
-            ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
-            ex.keep_alive = False
         if ex.upgrade:
             side.reusable = False  # a declined upgrade: the server's parser state is unknown
         if self.draining and self.queue[-1] is ex and self.receiving is None:
@@ -601,6 +651,12 @@ class ClientCore:
         if mode == "chunk":
             self._send(ex, b"%x\r\n%s\r\n" % (len(body), body))
         elif mode != "none":
+            if ex.decoder is not None:
+                try:
+                    body = ex.decoder.feed(body)
+                except ValueError as err:
+                    self._server_failed(ex, str(err))
+                    return
             self._send(ex, body)
 
     def _start_tunnel(self, ex: Exchange, side: ServerSide, status: int, reason: bytes,
@@ -626,6 +682,12 @@ class ClientCore:
     def _response_ended(self, ex: Exchange, side: ServerSide) -> None:
         if ex.resp_mode == "chunk":
             self._send(ex, b"0\r\n\r\n")
+        elif ex.decoder is not None:
+            try:
+                self._send(ex, ex.decoder.flush())
+            except ValueError as err:
+                self._server_failed(ex, str(err))
+                return
         keep = side.reusable and side.persistent and not side.leftover and ex.request_done
         ex.state = move(EXCHANGE, ex.state, "end")
         self._release(ex, keep)
@@ -753,7 +815,9 @@ class ClientCore:
         if ex.state is E.DONE:
             return
         side = ex.side
-        log.info("http: server %s failed: %s", ex.backend.key if ex.backend else "?", reason)
+        where = ex.backend.key if ex.backend else "?"
+        throttle.log(log, logging.INFO, f"failed {where}", "http: server %s failed: %s (for %s)",
+                     where, reason, self.client_ip)  # one per request in an outage
         ex.termination = TIMEOUT if status == 504 else SERVER_ABORT
         if ex.state is E.RESPONDING:
             # the client already has part of a response: it must see a broken one (RFC 9112 §8)
@@ -811,7 +875,8 @@ class ClientCore:
         self.state = move(CLIENT, self.state, event)
         self.error = err
         self.timer = ""
-        log.info("http: rejected request from %s: %d %s", self.client_ip, err.status, err)
+        throttle.log(log, logging.INFO, "rejected", "http: rejected request from %s: %d %s",
+                     self.client_ip, err.status, err)  # a client can send these by the thousand
         ex = self.receiving
         self.receiving = None
         termination = TIMEOUT if err.status == 408 else REJECTED
@@ -843,6 +908,18 @@ class ClientCore:
             self.timer_at = self.now + seconds
         else:
             self.timer = ""
+
+    def request_progress(self, pending: int, now: float) -> None:
+        """The shell's count of request bytes not yet taken by the server (our buffer and the
+        kernel's send queue). While it changes the server is reading the upload and is not
+        late: the response timeout runs from when the request has been sent whole (issue 7
+        item 14: a server reading a large upload slowly got a 504)."""
+        ex = self.queue[0] if self.queue else None
+        if ex is None or not self.response_at:
+            return
+        if pending != ex.unsent:
+            self.response_at = now + self.opts.response_timeout
+        ex.unsent = pending if pending or not ex.request_done else 0
 
     def _arm_response(self) -> None:
         if self.opts.response_timeout:

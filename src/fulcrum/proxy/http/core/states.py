@@ -146,6 +146,7 @@ EXCHANGE: dict[ExchangeState, dict[str, Rule[ExchangeState]]] = {
     },
     ExchangeState.CONNECTING: {
         "sent": Rule(ExchangeState.SENT, "a server connection took the head"),
+        "short": Rule(ExchangeState.CONNECTING, "our own descriptors ran out: no server is blamed; tried again shortly (issue 7 item 7)"),
         "connect-failed": Rule(ExchangeState.CONNECTING, "nothing was sent: any request may go elsewhere (RFC 9110 §9.2.2 does not apply)"),
         "answer": Rule(ExchangeState.DONE, "no server: 503 (RFC 9110 §15.6.4), 502 after a failed retry, or a redirect"),
         "cancel": Rule(ExchangeState.DONE, "the client left or its request was rejected"),
