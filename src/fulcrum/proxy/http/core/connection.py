@@ -58,6 +58,15 @@ from fulcrum.proxy.http.core.states import (
     move,
 )
 from fulcrum.proxy.http.exchange import Exchange, RequestError
+from fulcrum.proxy.http.framing import (
+    COMMON_STARTS,
+    LLHTTP_METHODS,
+    STAND_IN,
+    ChunkedBody,
+    FramingError,
+    split_method,
+)
+from fulcrum.proxy.http.framing import DONE as CHUNKS_DONE
 from fulcrum.proxy.http.responses import error_response, redirect_response
 from fulcrum.proxy.http.routing import RouteRule
 
@@ -72,6 +81,8 @@ C = ClientState
 E = ExchangeState
 S = ServerState
 READING = frozenset({C.IDLE, C.HEAD, C.BODY, C.TUNNEL})
+PARSING = frozenset({C.IDLE, C.HEAD, C.BODY})
+BOUNDARY, IN_HEAD, IN_LENGTH, IN_CHUNKED = range(4)  # ClientCore.in_state
 
 
 class Service(Protocol):
@@ -104,7 +115,8 @@ class ClientCore:
     __slots__ = ("svc", "opts", "state", "parser", "queue", "receiving", "to_client", "dirty",
                  "actions", "reading", "server_full", "write_paused", "error", "held",
                  "eof_pending", "timer", "timer_at", "response_at", "draining", "now",
-                 "url_len", "header_bytes", "head_fed", "head_began", "client_ip",
+                 "url_len", "header_bytes", "head_fed", "client_ip", "in_state", "in_left",
+                 "in_partial", "head_tail", "chunks", "method_override", "head_done",
                  "client_ip_bytes", "client_addr", "local_addr", "proxy_header", "private",
                  "tunnel", "ended", "t_ready", "io")
 
@@ -131,7 +143,14 @@ class ClientCore:
         self.draining = False
         self.now = now
         self.url_len = self.header_bytes = self.head_fed = 0
-        self.head_began = False
+        # request framing beside llhttp (_parse, framing.py): where the input is
+        self.in_state = BOUNDARY  # BOUNDARY (before a request), IN_HEAD, IN_LENGTH or IN_CHUNKED body
+        self.in_left = 0  # IN_LENGTH: body bytes still to come
+        self.in_partial = b""  # the start of a method split across reads
+        self.head_tail = b""  # IN_HEAD: the last bytes fed, to find a CRLF CRLF cut by a read
+        self.chunks: ChunkedBody | None = None  # IN_CHUNKED: the decoder
+        self.method_override: bytes | None = None  # a method llhttp was shown as GET
+        self.head_done = False  # llhttp completed the head just fed
         self.client_ip = client_addr[0] if client_addr else "unknown"
         self.client_ip_bytes = self.client_ip.encode()
         self.client_addr = client_addr or ("0.0.0.0", 0)
@@ -173,11 +192,13 @@ class ClientCore:
 
     def _feed(self, data: bytes) -> None:
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            # llhttp stops after an Upgrade request: what follows waits for the server's answer
-            # (issue 7: forwarded before a 101 it would be a request the proxy never checked)
-            self.held = data[upgrade.args[0]:]
+            self._parse(data)
+        except FramingError as err:
+            self._reject(RequestError(err.status, str(err)))
+        except RequestError as err:  # from a callback called directly (the end of a chunked body)
+            self._reject(err)
+        except _Stop:
+            pass
         except httptools.HttpParserCallbackError as err:
             cause = err.__context__
             if isinstance(cause, RequestError):
@@ -188,14 +209,110 @@ class ClientCore:
         except httptools.HttpParserError as err:
             if self.state is not C.MUST_CLOSE:  # bytes after the last request are not read
                 self._reject(RequestError(400, str(err)))
-        else:
-            if self.head_fed:  # a head is still incomplete: llhttp may be buffering one huge field
-                if self.head_began:
-                    self.head_began = False  # this read's bytes before the head are not the head's
+
+    def _parse(self, buf: bytes) -> None:
+        """Cut the input at request boundaries and feed llhttp each head (and Content-Length
+        body) separately; chunked bodies are decoded by framing.ChunkedBody. Knowing where
+        each request starts lets a method llhttp does not know be shown to it as GET
+        (framing.py; RFC 9110 §9.1), counts exactly the bytes of a head (the 431 bound;
+        counting whole reads gave false 431s, issue 7 item 4), and holds what follows an
+        Upgrade request (issue 7 item 1)."""
+        if self.in_partial:
+            buf, self.in_partial = self.in_partial + buf, b""
+        pos, end = 0, len(buf)
+        parser = self.parser
+        while pos < end and self.state in PARSING:
+            state = self.in_state
+            if state == BOUNDARY:
+                if self.state is not C.IDLE:
+                    return  # RFC 9112 §9.6: nothing after a request that closes is read
+                self.in_state, self.head_fed, self.head_tail, self.head_done = IN_HEAD, 0, b"", False
+                if not buf.startswith(COMMON_STARTS, pos):  # the usual methods need no look
+                    start = pos
+                    while start < end and buf[start] in (13, 10):  # empty lines before a request (§2.2)
+                        start += 1
+                    if start == end:
+                        self.in_state = BOUNDARY
+                        return
+                    stop = split_method(buf, start)
+                    if stop < 0:
+                        self.in_state = BOUNDARY
+                        self.in_partial = buf[pos:]  # the method is cut by the read: wait for the rest
+                        return
+                    method = buf[start:stop]
+                    pos = start  # the empty lines are skipped here, as llhttp would
+                    if method and method not in LLHTTP_METHODS:
+                        self.method_override = method  # a token llhttp does not know (RFC 9110 §9.1)
+                        parser.feed_data(STAND_IN)
+                        pos = stop
+                state = IN_HEAD  # and on with the head, in this same turn
+            if state == IN_HEAD:
+                tail = self.head_tail
+                found = (tail + buf[pos:pos + 3]).find(b"\r\n\r\n") if tail else -1
+                if found >= 0:  # the end of the head was cut by the read
+                    head_end = pos + found + 4 - len(tail)
                 else:
-                    self.head_fed += len(data)
-                    if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
-                        self._reject(RequestError(431, "request head too large"))
+                    found = buf.find(b"\r\n\r\n", pos)
+                    head_end = found + 4 if found >= 0 else -1
+                piece = buf[pos:head_end] if head_end >= 0 else buf[pos:]
+                pos += len(piece)
+                try:
+                    parser.feed_data(piece)  # first: llhttp's verdict on these bytes comes first
+                except httptools.HttpParserUpgrade as upgrade:
+                    self._hold(piece[upgrade.args[0]:] + buf[pos:])
+                    return
+                self.head_fed += len(piece)
+                if self.head_fed > self.opts.max_header_bytes + self.opts.max_request_line:
+                    raise FramingError("request head too large", 431)  # RFC 6585 §5
+                if head_end < 0:
+                    self.head_tail = (self.head_tail + piece)[-3:]
+                    continue
+                if not self.head_done:  # llhttp did not end the head where its CRLF CRLF is
+                    raise FramingError("malformed request head")
+                ex = self.receiving  # (it may have been answered already: its body still comes)
+                if ex is None:  # no body: the request is complete
+                    self.in_state = BOUNDARY
+                elif ex.chunked:
+                    self.in_state, self.chunks = IN_CHUNKED, ChunkedBody(self.opts.max_header_bytes)
+                else:
+                    self.in_state = IN_LENGTH
+            elif state == IN_LENGTH:
+                take = min(self.in_left, end - pos)
+                piece = buf[pos:pos + take]
+                pos += take
+                self.in_left -= take
+                if not self.in_left:
+                    self.in_state = BOUNDARY
+                try:
+                    parser.feed_data(piece)
+                except httptools.HttpParserUpgrade:
+                    self._hold(buf[pos:])
+                    return
+            else:
+                chunks = self.chunks
+                assert chunks is not None
+                out: list[bytes] = []
+                pos = chunks.feed(buf, pos, out)
+                for data in out:
+                    if data:
+                        self.on_body(data)
+                if chunks.state == CHUNKS_DONE:
+                    # llhttp never saw this body: a fresh parser reads the next request
+                    self.parser = parser = httptools.HttpRequestParser(self)
+                    self.chunks, self.in_state = None, BOUNDARY
+                    upgrading = self.receiving is not None and self.receiving.upgrade
+                    self.on_message_complete()
+                    if upgrading:
+                        self._hold(buf[pos:])
+                        return
+
+    def _hold(self, rest: bytes) -> None:
+        """llhttp stops after an Upgrade request. What follows is the new protocol's only if the
+        server answers 101; until then it is held and nothing more is read (issue 7 item 1:
+        sent before the 101, it would reach a server that may decline the upgrade and read it
+        as a request nobody checked)."""
+        self.held += rest
+        self.in_state = BOUNDARY
 
     def client_eof(self, now: float) -> None:
         self.now = now
@@ -281,8 +398,6 @@ class ClientCore:
         self.receiving = ex
         self.queue.append(ex)
         self.url_len = self.header_bytes = 0
-        self.head_fed = 1
-        self.head_began = True
         if self.timer != "head":
             self._arm("head", self.opts.header_timeout)
 
@@ -305,15 +420,15 @@ class ClientCore:
     def on_headers_complete(self) -> None:
         ex = self.receiving
         assert ex is not None
-        self.head_fed = 0
-        self.head_began = False
+        self.head_done = True
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             # RFC 9112 §2.3: a 1.x parser only reads 1.x; HTTP/0.9 has no headers to frame
             raise RequestError(505 if version.startswith("2") else 400, f"HTTP version {version}")
         ex.version = version.encode()
-        ex.method = parser.get_method()
+        ex.method = self.method_override or parser.get_method()
+        self.method_override = None
         ex.head_in = len(ex.method) + self.url_len + self.header_bytes + 14  # "M T HTTP/1.1" CRLF CRLF
         ex.wait_request = max(0.0, self.now - self.t_ready)
         ex.keep_alive = parser.should_keep_alive()
@@ -329,6 +444,7 @@ class ClientCore:
                     ex.codings = value if ex.codings is None else ex.codings + b", " + value
             elif lower == b"content-length":
                 ex.has_body = value != b"0"
+                self.in_left = int(value)  # llhttp checked it is digits, and only one
             elif lower == b"connection":
                 ex.options = (ex.options or set()) | hdr.named_options(value)
             elif lower == b"cookie":
@@ -757,6 +873,7 @@ class ClientCore:
         parsed as the next request, through every check (RFC 9110 §7.8, issue 7)."""
         self.state = move(CLIENT, C.SWITCHING, "declined")
         self.parser = httptools.HttpRequestParser(self)  # llhttp stays paused after an upgrade
+        self.in_state = BOUNDARY
         held, self.held = self.held, b""
         if self.eof_pending:
             self.state = move(CLIENT, self.state, "eof")
