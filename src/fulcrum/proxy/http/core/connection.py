@@ -51,6 +51,7 @@ from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdlePool, Leftover
 from fulcrum.proxy.http.core.states import (
     CLIENT,
     EXCHANGE,
+    SERVER,
     ClientState,
     ExchangeState,
     IllegalTransition,
@@ -118,7 +119,7 @@ class ClientCore:
                  "url_len", "header_bytes", "head_fed", "client_ip", "in_state", "in_left",
                  "in_partial", "head_tail", "chunks", "method_override", "head_done",
                  "client_ip_bytes", "client_addr", "local_addr", "proxy_header", "private",
-                 "tunnel", "ended", "t_ready", "io")
+                 "tunnel", "ended", "t_ready", "io", "host_seen")
 
     def __init__(self, svc: Service, now: float, client_addr: tuple[str, int] | None,
                  expect_proxy_header: bool = False):
@@ -161,6 +162,7 @@ class ClientCore:
         self.ended = False  # torn down: CLOSE_CLIENT was asked for
         self.t_ready = now  # the connection's start or its last response's end
         self.io: Any = None  # the shell's protocol object
+        self.host_seen: bytes | None = None  # the last Host value found valid
         self._arm("head", self.opts.header_timeout)  # the first request's head (slowloris)
 
     # -- events from the client ------------------------------------------------------------
@@ -455,8 +457,10 @@ class ClientCore:
             raise RequestError(405, "CONNECT is not proxied")  # RFC 9110 §9.3.6: not a tunnel
         if ex.target[:1] != b"/":
             self._absolute_target(ex)
-        elif ex.host is not None and not hdr.valid_host(ex.host):
-            raise RequestError(400, "invalid Host")  # RFC 9112 §3.2 (issue 7 item 12)
+        elif ex.host is not None and ex.host != self.host_seen:  # one check per Host value
+            if not hdr.valid_host(ex.host):
+                raise RequestError(400, "invalid Host")  # RFC 9112 §3.2 (issue 7 item 12)
+            self.host_seen = ex.host
         ex.upgrade = bool(parser.should_upgrade())
         self.state = move(CLIENT, C.HEAD, "head-done")
         if ex.has_body:
@@ -518,7 +522,7 @@ class ClientCore:
         ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
                                       svc.hostport(backend), ex.options, ex.upgrade, ex.chunked,
                                       ex.codings)
-        owner = self._owner(pool)
+        owner = 0 if pool.config.proxy_protocol == "none" else self._owner(pool)
         side = None if fresh else svc.idle.get(backend, now, owner)
         if side is not None:
             self._attach(ex, side)
@@ -528,8 +532,6 @@ class ClientCore:
 
     def _owner(self, pool: PoolRuntime) -> int:
         """Server connections that start with a PROXY header describe one client: private."""
-        if pool.config.proxy_protocol == "none":
-            return 0
         self.private = True
         return id(self)
 
@@ -541,9 +543,9 @@ class ClientCore:
         ex.pending = None
         ex.connect_time = connect_time
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
-            side.move("close")
+            side.state = move(SERVER, side.state, "close")
             return False
-        side.move("connected")
+        side.state = move(SERVER, side.state, "connected")
         self._attach(ex, side)
         self._flow()
         return True
@@ -711,7 +713,7 @@ class ClientCore:
         lines, framed_by_length, codings = hdr.response_fields(
             headers, origins[0] if origins else None, origins[1] if origins else None)
         if 100 <= status < 200:
-            side.move("interim")
+            side.state = move(SERVER, side.state, "interim")
             ex.state = move(EXCHANGE, ex.state, "interim")
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
                 self._send(ex, b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
@@ -738,7 +740,7 @@ class ClientCore:
                 if ex.decoder is None:  # nothing was written yet: a 502 can still be sent
                     self._server_failed(ex, "transfer coding an HTTP/1.0 client cannot take")
                     return
-        side.move("response")
+        side.state = move(SERVER, side.state, "response")
         ex.state = move(EXCHANGE, ex.state, "response")
         svc.count_response(status)
         ex.status = status
@@ -757,7 +759,7 @@ class ClientCore:
             # httptools cannot be told the request was HEAD, so it would wait for a body:
             # the response ends here and this server connection is not reused.
             side.persistent = False
-            side.move("end")
+            side.state = move(SERVER, side.state, "end")
 
     def response_body(self, side: ServerSide, body: bytes) -> None:
         ex = side.exchange
@@ -777,7 +779,7 @@ class ClientCore:
 
     def _start_tunnel(self, ex: Exchange, side: ServerSide, status: int, reason: bytes,
                       headers: hdr.Headers) -> None:
-        side.move("upgraded")
+        side.state = move(SERVER, side.state, "upgraded")
         ex.state = move(EXCHANGE, ex.state, "upgraded")
         self.state = move(CLIENT, self.state, "upgraded")
         self.svc.count_response(status)
@@ -841,7 +843,7 @@ class ClientCore:
 
     def _close_side(self, side: ServerSide, abort: bool) -> None:
         if side.state is not S.CLOSED:
-            side.move("close")
+            side.state = move(SERVER, side.state, "close")
             self.actions.append((act.CLOSE_SERVER, side, abort))
         if side is self.tunnel:
             self.tunnel = None
@@ -895,7 +897,7 @@ class ClientCore:
             self.actions.append((act.EOF_CLIENT,))
             return
         if ex.state is E.RESPONDING and not ex.resp_framed and side.state is S.RESPONSE:
-            side.move("end")  # RFC 9112 §6.3 (8): a body without framing ends at close
+            side.state = move(SERVER, side.state, "end")  # RFC 9112 §6.3 (8): a body without framing ends at close
             side.persistent = False
             self._response_ended(ex, side)
         else:
