@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fulcrum.proxy.http.upstream import IDLE_PER_SERVER
+from fulcrum.proxy.http.core.server import IDLE_PER_SERVER
 
 HERE = Path(__file__).parent
 FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
