@@ -25,6 +25,8 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "http.md"
 def test_an_illegal_move_raises() -> None:
     with pytest.raises(IllegalTransition, match="'end' in state client-idle"):
         states.move(CLIENT, ClientState.IDLE, "end")
+    with pytest.raises(IllegalTransition, match="'end' in state client-idle"):
+        states.CLIENT_NEXT[ClientState.IDLE]["end"]  # the compiled table the core reads
     with pytest.raises(IllegalTransition):
         states.move(SERVER, ServerState.IDLE, "response")  # a response on an idle connection
 
@@ -60,7 +62,15 @@ def test_every_rule_is_taken_by_some_playbook(monkeypatch: pytest.MonkeyPatch) -
         taken.add((state.value, event))
         return real(table, state, event)
 
-    monkeypatch.setattr(connection, "move", recording)
+    class RecordingMoves(states.Moves):  # type: ignore[type-arg]
+        def __getitem__(self, event: str):  # type: ignore[no-untyped-def]
+            taken.add((self.state.value, event))
+            return super().__getitem__(event)
+
+    for name in ("CLIENT", "EXCHANGE", "SERVER"):
+        table = getattr(states, name)
+        monkeypatch.setattr(connection, f"{name}_NEXT", {
+            state: RecordingMoves(state, {e: r.to for e, r in rules.items()}) for state, rules in table.items()})
     monkeypatch.setattr(server, "move", recording)
     for _, fn, kwargs in playbook_calls():
         fn(**kwargs)  # type: ignore[operator]

@@ -49,14 +49,13 @@ from fulcrum.proxy.http.codings import split as split_codings
 from fulcrum.proxy.http.core import actions as act
 from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdlePool, Leftover, ServerSide
 from fulcrum.proxy.http.core.states import (
-    CLIENT,
-    EXCHANGE,
-    SERVER,
+    CLIENT_NEXT,
+    EXCHANGE_NEXT,
+    SERVER_NEXT,
     ClientState,
     ExchangeState,
     IllegalTransition,
     ServerState,
-    move,
 )
 from fulcrum.proxy.http.exchange import Exchange, RequestError
 from fulcrum.proxy.http.framing import (
@@ -319,7 +318,7 @@ class ClientCore:
     def client_eof(self, now: float) -> None:
         self.now = now
         state = self.state
-        self.state = move(CLIENT, state, "eof")
+        self.state = CLIENT_NEXT[state]["eof"]
         if state is C.TUNNEL:
             assert self.tunnel is not None
             self.actions.append((act.EOF_SERVER, self.tunnel))  # half-close passed on
@@ -342,7 +341,7 @@ class ClientCore:
         self._flow()
 
     def client_lost(self) -> None:
-        self.state = move(CLIENT, self.state, "lost")
+        self.state = CLIENT_NEXT[self.state]["lost"]
         self._teardown(abort=True)
 
     def client_write_paused(self) -> None:
@@ -368,7 +367,7 @@ class ClientCore:
             return
         self.draining = True
         if self.state is C.IDLE and not self.queue and self.receiving is None:
-            self.state = move(CLIENT, self.state, "drain")
+            self.state = CLIENT_NEXT[self.state]["drain"]
             self._close()
 
     def _read_proxy_header(self, data: bytes) -> bytes:
@@ -395,7 +394,7 @@ class ClientCore:
     def on_message_begin(self) -> None:
         if self.state is not C.IDLE:
             raise _Stop  # bytes after the last request, or after a rejected one, are not read
-        self.state = move(CLIENT, C.IDLE, "begin")
+        self.state = CLIENT_NEXT[C.IDLE]["begin"]
         ex = Exchange(self.now)
         self.receiving = ex
         self.queue.append(ex)
@@ -462,7 +461,7 @@ class ClientCore:
                 raise RequestError(400, "invalid Host")  # RFC 9112 §3.2 (issue 7 item 12)
             self.host_seen = ex.host
         ex.upgrade = bool(parser.should_upgrade())
-        self.state = move(CLIENT, C.HEAD, "head-done")
+        self.state = CLIENT_NEXT[C.HEAD]["head-done"]
         if ex.has_body:
             self._arm("body", self.opts.body_timeout)
         else:
@@ -470,7 +469,7 @@ class ClientCore:
         if self.queue[0] is ex:
             self._dispatch(ex)
         else:
-            ex.state = move(EXCHANGE, ex.state, "wait")
+            ex.state = EXCHANGE_NEXT[ex.state]["wait"]
 
     def _absolute_target(self, ex: Exchange) -> None:
         """RFC 9112 §3.2.2: a request in absolute-form (`GET http://h/x`) is routed and sent by
@@ -493,7 +492,7 @@ class ClientCore:
     def _dispatch(self, ex: Exchange, fresh: bool = False) -> None:
         svc = self.svc
         if ex.state is not E.CONNECTING:
-            ex.state = move(EXCHANGE, ex.state, "dispatch")
+            ex.state = EXCHANGE_NEXT[ex.state]["dispatch"]
         if self.opts.redirect_https:
             self._send(ex, redirect_response(b"https://" + (ex.host or b"localhost") + ex.target))
             svc.count_response(308)
@@ -543,9 +542,9 @@ class ClientCore:
         ex.pending = None
         ex.connect_time = connect_time
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
-            side.state = move(SERVER, side.state, "close")
+            side.state = SERVER_NEXT[side.state]["close"]
             return False
-        side.state = move(SERVER, side.state, "connected")
+        side.state = SERVER_NEXT[side.state]["connected"]
         self._attach(ex, side)
         self._flow()
         return True
@@ -560,7 +559,7 @@ class ClientCore:
         pool.connect_failed(backend, now)
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
             return
-        ex.state = move(EXCHANGE, ex.state, "connect-failed")
+        ex.state = EXCHANGE_NEXT[ex.state]["connect-failed"]
         ex.tried.append(backend)  # nothing was sent: any request may go elsewhere
         # bounded work per request (issue 7 item 10): at most 1 + `retries` servers tried
         if pool.config.stubborn or ex.attempts > pool.config.retries:
@@ -585,7 +584,7 @@ class ClientCore:
             ex.first_attempt = now
         if ex.state is not E.CONNECTING or self.state is C.CLOSED:
             return
-        ex.state = move(EXCHANGE, ex.state, "short")
+        ex.state = EXCHANGE_NEXT[ex.state]["short"]
         if give_up_after and now - ex.first_attempt + SHORTAGE_RETRY > give_up_after:
             ex.termination = LIMIT
             self._answer(ex, 503, [(b"Retry-After", b"%d" % self.opts.retry_after)])
@@ -615,7 +614,7 @@ class ClientCore:
             out += ex.buffered
             ex.buffered = []
         self.dirty.append(side)
-        ex.state = move(EXCHANGE, E.CONNECTING, "sent")
+        ex.state = EXCHANGE_NEXT[E.CONNECTING]["sent"]
         ex.t_sent = self.now
         if ex.request_done:
             self._arm_response()
@@ -641,11 +640,11 @@ class ClientCore:
         if self.timer == "body":
             self.timer = ""
         if ex.upgrade and ex.state is not E.DONE:
-            self.state = move(CLIENT, C.BODY, "end-upgrade")
+            self.state = CLIENT_NEXT[C.BODY]["end-upgrade"]
         elif not ex.keep_alive:
-            self.state = move(CLIENT, C.BODY, "end-last")
+            self.state = CLIENT_NEXT[C.BODY]["end-last"]
         else:
-            self.state = move(CLIENT, C.BODY, "end")
+            self.state = CLIENT_NEXT[C.BODY]["end"]
         if ex.side is not None and ex.state is E.SENT:
             self._arm_response()  # the response timeout starts once the request is sent (issue 7)
 
@@ -713,8 +712,8 @@ class ClientCore:
         lines, framed_by_length, codings = hdr.response_fields(
             headers, origins[0] if origins else None, origins[1] if origins else None)
         if 100 <= status < 200:
-            side.state = move(SERVER, side.state, "interim")
-            ex.state = move(EXCHANGE, ex.state, "interim")
+            side.state = SERVER_NEXT[side.state]["interim"]
+            ex.state = EXCHANGE_NEXT[ex.state]["interim"]
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
                 self._send(ex, b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
             return
@@ -740,8 +739,8 @@ class ClientCore:
                 if ex.decoder is None:  # nothing was written yet: a 502 can still be sent
                     self._server_failed(ex, "transfer coding an HTTP/1.0 client cannot take")
                     return
-        side.state = move(SERVER, side.state, "response")
-        ex.state = move(EXCHANGE, ex.state, "response")
+        side.state = SERVER_NEXT[side.state]["response"]
+        ex.state = EXCHANGE_NEXT[ex.state]["response"]
         svc.count_response(status)
         ex.status = status
         if ex.set_cookie is not None:
@@ -759,7 +758,7 @@ class ClientCore:
             # httptools cannot be told the request was HEAD, so it would wait for a body:
             # the response ends here and this server connection is not reused.
             side.persistent = False
-            side.state = move(SERVER, side.state, "end")
+            side.state = SERVER_NEXT[side.state]["end"]
 
     def response_body(self, side: ServerSide, body: bytes) -> None:
         ex = side.exchange
@@ -779,9 +778,9 @@ class ClientCore:
 
     def _start_tunnel(self, ex: Exchange, side: ServerSide, status: int, reason: bytes,
                       headers: hdr.Headers) -> None:
-        side.state = move(SERVER, side.state, "upgraded")
-        ex.state = move(EXCHANGE, ex.state, "upgraded")
-        self.state = move(CLIENT, self.state, "upgraded")
+        side.state = SERVER_NEXT[side.state]["upgraded"]
+        ex.state = EXCHANGE_NEXT[ex.state]["upgraded"]
+        self.state = CLIENT_NEXT[self.state]["upgraded"]
         self.svc.count_response(status)
         ex.status = status
         self._send(ex, hdr.response_head(status, reason, headers, ex.version))
@@ -807,7 +806,7 @@ class ClientCore:
                 self._server_failed(ex, str(err))
                 return
         keep = side.reusable and side.persistent and not side.leftover and ex.request_done
-        ex.state = move(EXCHANGE, ex.state, "end")
+        ex.state = EXCHANGE_NEXT[ex.state]["end"]
         self._release(ex, keep)
         self._finish(ex)
 
@@ -843,7 +842,7 @@ class ClientCore:
 
     def _close_side(self, side: ServerSide, abort: bool) -> None:
         if side.state is not S.CLOSED:
-            side.state = move(SERVER, side.state, "close")
+            side.state = SERVER_NEXT[side.state]["close"]
             self.actions.append((act.CLOSE_SERVER, side, abort))
         if side is self.tunnel:
             self.tunnel = None
@@ -873,12 +872,12 @@ class ClientCore:
     def _declined(self) -> None:
         """The server answered an Upgrade request without 101: the bytes held since are
         parsed as the next request, through every check (RFC 9110 §7.8, issue 7)."""
-        self.state = move(CLIENT, C.SWITCHING, "declined")
+        self.state = CLIENT_NEXT[C.SWITCHING]["declined"]
         self.parser = httptools.HttpRequestParser(self)  # llhttp stays paused after an upgrade
         self.in_state = BOUNDARY
         held, self.held = self.held, b""
         if self.eof_pending:
-            self.state = move(CLIENT, self.state, "eof")
+            self.state = CLIENT_NEXT[self.state]["eof"]
         self._arm("keepalive", self.opts.keepalive_timeout)
         if held and self.state is C.IDLE:
             self._feed(held)
@@ -897,7 +896,7 @@ class ClientCore:
             self.actions.append((act.EOF_CLIENT,))
             return
         if ex.state is E.RESPONDING and not ex.resp_framed and side.state is S.RESPONSE:
-            side.state = move(SERVER, side.state, "end")  # RFC 9112 §6.3 (8): a body without framing ends at close
+            side.state = SERVER_NEXT[side.state]["end"]  # RFC 9112 §6.3 (8): a body without framing ends at close
             side.persistent = False
             self._response_ended(ex, side)
         else:
@@ -908,7 +907,7 @@ class ClientCore:
         self.now = now
         ex = side.exchange
         if side.state is S.TUNNEL and ex is not None:
-            ex.state = move(EXCHANGE, ex.state, "end")
+            ex.state = EXCHANGE_NEXT[ex.state]["end"]
             self._release(ex)
             self.queue.remove(ex)
             self._close()  # what the server sent last still reaches the client
@@ -951,7 +950,7 @@ class ClientCore:
             # nothing of the response came. After a reused connection failed (the server
             # closed it as it was being reused, RFC 9112 §9.3.1) the same server may be
             # chosen again; after a fresh one, another.
-            ex.state = move(EXCHANGE, ex.state, "retry")
+            ex.state = EXCHANGE_NEXT[ex.state]["retry"]
             ex.retried = True
             ex.termination = ""
             if not side.reused:
@@ -970,7 +969,7 @@ class ClientCore:
         self._end(ex, "answer", abort=True)
 
     def _end(self, ex: Exchange, event: str, abort: bool = False) -> None:
-        ex.state = move(EXCHANGE, ex.state, event)
+        ex.state = EXCHANGE_NEXT[ex.state][event]
         self._release(ex, abort=abort)
         if event != "abort":
             self._finish(ex)
@@ -980,7 +979,7 @@ class ClientCore:
         if not ex.termination and not ex.status:
             ex.termination = CLIENT_ABORT
         if ex.state is not E.DONE:
-            ex.state = move(EXCHANGE, ex.state, "cancel")
+            ex.state = EXCHANGE_NEXT[ex.state]["cancel"]
         # a server that got part of this request is out of step now: never reused
         self._release(ex, abort=True)
         if ex in self.queue:
@@ -991,7 +990,7 @@ class ClientCore:
         if self.state in (C.ERROR, C.CLOSED):
             return
         err.__traceback__ = None  # its frames hold this connection: no cycle through them
-        self.state = move(CLIENT, self.state, event)
+        self.state = CLIENT_NEXT[self.state][event]
         self.error = err
         self.timer = ""
         throttle.log(log, logging.INFO, "rejected", "http: rejected request from %s: %d %s",
@@ -1065,7 +1064,7 @@ class ClientCore:
         elif now >= self.timer_at:
             self.timer = ""
             if kind == "keepalive":
-                self.state = move(CLIENT, self.state, "keepalive-timeout")
+                self.state = CLIENT_NEXT[self.state]["keepalive-timeout"]
                 self._close()
             else:
                 self._reject(RequestError(408, f"request {kind} not received in time"), f"{kind}-timeout")
@@ -1089,7 +1088,7 @@ class ClientCore:
             self.actions.append((act.RESUME_CLIENT,) if want else (act.PAUSE_CLIENT,))
 
     def _close(self, abort: bool = False) -> None:
-        self.state = move(CLIENT, self.state, "close")
+        self.state = CLIENT_NEXT[self.state]["close"]
         self._teardown(abort)
 
     def _teardown(self, abort: bool) -> None:

@@ -203,6 +203,35 @@ SERVER: dict[ServerState, dict[str, Rule[ServerState]]] = {
 TABLES: dict[str, dict] = {"client": CLIENT, "exchange": EXCHANGE, "server": SERVER}  # type: ignore[type-arg]
 
 
+Next = TypeVar("Next", bound=enum.StrEnum)
+
+
+class Moves(dict[str, Next]):
+    """One state's moves, event -> next state, compiled from a table for the hot path: a
+    lookup of an event the state does not allow raises IllegalTransition (`__missing__` is
+    only consulted on a miss, so a legal move costs one dict lookup, no call)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: Next, moves: dict[str, Next]):
+        super().__init__(moves)
+        self.state = state
+
+    def __missing__(self, event: str) -> Next:
+        raise IllegalTransition(f"{event!r} in state {self.state.value}")
+
+
+def compiled(table: dict[State, dict[str, Rule[State]]]) -> dict[State, Moves[State]]:
+    return {state: Moves(state, {event: rule.to for event, rule in rules.items()})
+            for state, rules in table.items()}
+
+
+# The tables as the core reads them: `CLIENT_NEXT[state][event]` is the next state.
+CLIENT_NEXT = compiled(CLIENT)
+EXCHANGE_NEXT = compiled(EXCHANGE)
+SERVER_NEXT = compiled(SERVER)
+
+
 def move(table: dict[State, dict[str, Rule[State]]], state: State, event: str) -> State:
     """The state after `event`; raises IllegalTransition when the table has no such move."""
     rule = table[state].get(event)
