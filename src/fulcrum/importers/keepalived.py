@@ -609,16 +609,19 @@ class KeepalivedImport:
             load_dict(data)
             return
         except ConfigError as err:
-            refused = {path.split(".")[1] for path, _ in err.problems
+            refused = {path.split(".")[1]: reason for path, reason in err.problems
                        if path.startswith("services.") and path.endswith(".topology")}
             if not refused or len(refused) != len(err.problems):
                 raise
-        for name in refused:
+        for name, reason in refused.items():
             where, kind = self.topology_lines[name]
-            self.warn(where, f"lb_kind {kind}: this fulcrum build has no kernel data plane yet, so the LVS "
-                             "topology was mapped to fulcrum's userspace proxy (the client IP is then not "
-                             "preserved)")
+            self.warn(where, f"lb_kind {kind}: {reason}: the LVS topology was mapped to fulcrum's userspace "
+                             "proxy (the client IP is then not preserved)")
             data["services"][name]["topology"] = "proxy"
+            persistence = data["services"][name].pop("persistence", None)
+            if persistence is not None:  # the proxy's form of IPVS persistence
+                data["pools"][data["services"][name]["pool"]]["sticky"] = {
+                    "mode": "source", "expiry": persistence, "table_size": PERSISTENCE_TABLE_SIZE}
         load_dict(data)
 
 

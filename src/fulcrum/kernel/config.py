@@ -101,6 +101,12 @@ def service_problems(name: str, service: Service, pool: Pool | None) -> list[tup
             problems.append((f"pools.{service.pool}.servers", f"{server.key}: a kernel topology needs "
                                                               "server addresses, not names"))
             return problems
+        if ipaddress.ip_address(server.address).is_loopback:
+            # IPVS delivers to a local real server; nftables cannot send a forwarded packet
+            # to a loopback address, so such a pool is the proxy's job
+            problems.append((f"{where}.topology", f"{service.topology!r} cannot send packets to the loopback "
+                                                  f"server {server.key}; use topology 'proxy' for local servers"))
+            return problems
     families = {_family(e.host) for e in service.listen}
     if service.topology == "dsr":
         ports = {e.port for e in service.listen}

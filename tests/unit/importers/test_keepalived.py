@@ -547,3 +547,17 @@ def test_keepalived_samples_convert_or_are_refused_with_a_reason(sample: Path) -
         return
     load_dict(data)
     assert warnings and all(re.match(re.escape(str(sample)) + r":\d+: ", w) for w in warnings)
+
+
+def test_a_local_real_server_keeps_the_proxy_with_the_reason(tmp_path: Path) -> None:
+    # IPVS delivers to a real server on the balancer itself; nftables cannot forward to
+    # 127.0.0.1, so such a service runs in the userspace proxy, persistence as its client table
+    text = ("virtual_server 198.18.0.20 80 {\n lb_kind NAT\n protocol TCP\n persistence_timeout 60\n"
+            " real_server 127.0.0.1 8080 {\n }\n}\n")
+    path = write(tmp_path, text)
+    data, warnings = convert_file(path)
+    service = data["services"]["vs_198_18_0_20_80"]
+    assert service["topology"] == "proxy" and "persistence" not in service
+    assert data["pools"]["vs_198_18_0_20_80"]["sticky"]["mode"] == "source"
+    assert warned(warnings, f"{path}:2", "loopback server 127.0.0.1:8080.*userspace proxy")
+    load_dict(data)

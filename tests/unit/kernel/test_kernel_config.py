@@ -67,3 +67,8 @@ def test_check_says_nat_servers_route_replies_through_the_balancer(tmp_path: Any
     result = CliRunner().invoke(main, ["check", "-c", str(path)])
     assert result.exit_code == 0
     assert "replies back through this balancer" in result.stderr
+
+
+def test_loopback_servers_are_the_proxys_job() -> None:
+    text = problem(data(servers=["127.0.0.1:8080"]))
+    assert "services.web.topology" in text and "loopback" in text
