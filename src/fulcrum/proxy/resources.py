@@ -22,6 +22,7 @@ import errno
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("fulcrum.resources")
@@ -58,7 +59,7 @@ class Pausable(Protocol):
 class AcceptGate:
     """Pauses every listener of this process on a shortage; resumes when descriptors free."""
 
-    def __init__(self, clock: object = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.listeners: set[Pausable] = set()
         self.paused = False
         self.clock = clock
@@ -117,7 +118,7 @@ class AcceptGate:
             self._arm_timer()  # still short: try again later (or at the next release)
 
     def _log(self, reason: str, where: str) -> None:
-        now = self.clock()  # type: ignore[operator]
+        now = self.clock()
         if now - self._last_log < LOG_INTERVAL:
             self._unlogged += 1
             return
