@@ -74,18 +74,18 @@ def external_cache(lab: Lab, name: str) -> str:
 def test_backup_takes_the_masters_flows_over_on_failover(lab: Lab) -> None:
     # lb0 first: lb1 then hears a master from its start and never is one before the failover
     lb0 = start_runner(lab["lb0"], lab.workdir, toml(lab, "lb0", "lb1", 200))
-    wait_for(lambda: transitions(lab.workdir / "lb0.log")[-1:] == ["master"], timeout=15, what="lb0 master")
+    wait_for(lambda: transitions(lab.workdir / "lb0.log")[-1:] == ["master"], timeout=30, what="lb0 master")
     start_runner(lab["lb1"], lab.workdir, toml(lab, "lb1", "lb0", 100))
-    wait_for(lambda: transitions(lab.workdir / "lb1.log")[-1:] == ["backup"], timeout=15, what="lb1 backup")
+    wait_for(lambda: transitions(lab.workdir / "lb1.log")[-1:] == ["backup"], timeout=30, what="lb1 backup")
     created = lab["lb0"].run("conntrack", "-I", *FLOW, "--state", "ESTABLISHED", "-t", "600", "-u", "ASSURED",
                              check=False)
     assert created.returncode == 0, created.stderr
     # the backup holds the flow in conntrackd's external cache, not in its kernel table
-    wait_for(lambda: "sport=40001" in external_cache(lab, "lb1"), timeout=10, what="the flow on lb1's conntrackd")
+    wait_for(lambda: "sport=40001" in external_cache(lab, "lb1"), timeout=30, what="the flow on lb1's conntrackd")
     assert "sport=40001" not in kernel_flows(lab, "lb1")
     lb0.send_signal(signal.SIGTERM)  # priority 0: lb1 takes over at once
     lb0.wait(timeout=20)
-    wait_for(lambda: transitions(lab.workdir / "lb1.log")[-1:] == ["master"], timeout=10, what="lb1 master")
+    wait_for(lambda: transitions(lab.workdir / "lb1.log")[-1:] == ["master"], timeout=30, what="lb1 master")
     wait_for(lambda: "sport=40001" in kernel_flows(lab, "lb1"), timeout=10,
              what="the flow committed into lb1's kernel table")
     flow = next(line for line in kernel_flows(lab, "lb1").splitlines() if "sport=40001" in line)
