@@ -161,7 +161,7 @@ class ConntrackDaemon:
         while loop.time() < deadline:
             if self.process.returncode is not None:
                 break
-            if await self._answers():
+            if await self._answers(timeout=max(0.5, deadline - loop.time())):
                 log.info("conntrackd started, pid %d: FTFW %s -> %s port %d on %s", self.process.pid,
                          self.sync.address, self.sync.peer, self.sync.port, self.sync.interface)
                 return
@@ -189,10 +189,11 @@ class ConntrackDaemon:
             await asyncio.sleep(0.05)
         return False
 
-    async def _answers(self) -> bool:
-        return await self.run([self.sync.command, "-C", self.paths.config, "-s", "runtime"], quiet=True)
+    async def _answers(self, timeout: float = COMMAND_TIMEOUT) -> bool:
+        return await self.run([self.sync.command, "-C", self.paths.config, "-s", "runtime"], quiet=True,
+                              timeout=timeout)
 
-    async def run(self, argv: list[str], quiet: bool = False) -> bool:
+    async def run(self, argv: list[str], quiet: bool = False, timeout: float = COMMAND_TIMEOUT) -> bool:
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -201,11 +202,11 @@ class ConntrackDaemon:
                 log.error("%s: %s", " ".join(argv), err)
             return False
         try:
-            _, stderr = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+            _, stderr = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
             process.kill()
             await process.wait()
-            log.error("%s: killed after %gs", " ".join(argv), COMMAND_TIMEOUT)
+            log.error("%s: killed after %gs", " ".join(argv), timeout)
             return False
         if process.returncode != 0 and not quiet:
             log.error("%s: exit status %d: %s", " ".join(argv), process.returncode,
