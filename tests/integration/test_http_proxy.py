@@ -11,6 +11,7 @@ import pytest
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
 from fulcrum.proxy.loop import loop_factory
+from tests.integration.helpers import wait_until
 from tests.integration.test_http_support import BackendProcess, Client, free_port, running
 
 Scenario = Callable[[int, Node], Awaitable[None]]
@@ -294,8 +295,11 @@ def test_slow_client_does_not_make_the_proxy_buffer_the_response(backends: dict[
     async def scenario(port: int, node: Node) -> None:
         c = await Client.connect(port)
         c.send(b"GET /big?n=64000000 HTTP/1.1\r\nHost: t\r\n\r\n")
-        await asyncio.sleep(1.5)  # the client reads nothing meanwhile: not the server's delay
-        (conn,) = list(node.contexts["web"].relays)
+        relays = node.contexts["web"].relays
+        await wait_until(lambda: any(r.write_paused for r in relays), timeout=30)  # type: ignore[attr-defined]
+        # The client goes on reading nothing for three response timeouts: not the server's delay.
+        await asyncio.sleep(1.5)
+        (conn,) = list(relays)
         buffered = conn.transport.get_write_buffer_size()  # type: ignore[attr-defined]
         assert buffered <= 2 * 1024 * 1024, buffered
         assert conn.write_paused  # type: ignore[attr-defined]

@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve()
 
 
 SEEN: list[bytes] = []  # request lines this process received, for /log
+BLOCK = b"x" * 65536  # /big's body is sent from this, as fast as the reader takes it
 
 
 class BackendProtocol(asyncio.Protocol):
@@ -45,9 +46,35 @@ class BackendProtocol(asyncio.Protocol):
         self.transport: Any = None
         self.tunnel = False
         self.proxy_line: bytes | None = None
+        self.streaming = 0  # /big's body bytes still to send
+        self.paused = False
+        self.deferred: list[tuple[bytes, str, dict[str, str]]] = []  # pipelined behind /big
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.pump()
+
+    def pump(self) -> None:
+        """/big's body, written as the reader takes it: the head goes out at once, whatever
+        the size (no 64 MB built before the first byte), and memory stays flat."""
+        t = self.transport
+        while self.streaming and not self.paused and not t.is_closing():
+            chunk = BLOCK if self.streaming >= len(BLOCK) else BLOCK[:self.streaming]
+            self.streaming -= len(chunk)
+            t.write(chunk)
+        if self.streaming or t.is_closing():
+            return
+        if not self.parser.should_keep_alive():
+            t.close()
+            return
+        while self.deferred and not self.streaming:
+            self.answer(*self.deferred.pop(0))
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -117,6 +144,9 @@ class BackendProtocol(asyncio.Protocol):
         t = self.transport
         if t.is_closing():
             return
+        if self.streaming:
+            self.deferred.append((method, path, query))
+            return
         name = self.name.encode()
         extra: list[tuple[bytes, bytes]] = [(b"X-Backend", name)]
         status, body = 200, name
@@ -130,6 +160,11 @@ class BackendProtocol(asyncio.Protocol):
             body = b"%d" % len(self.body)
         elif path == "/log":
             body = b"\n".join(SEEN)
+        elif path == "/big" and method != b"HEAD":
+            self.streaming = int(query.get("n", "1000000"))
+            t.write(b"HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: %d\r\n\r\n" % (name, self.streaming))
+            self.pump()
+            return
         elif path == "/big":
             body = b"x" * int(query.get("n", "1000000"))
         elif path == "/redirect":
