@@ -63,12 +63,14 @@ def start_name_servers(node: Node, workdir: Path) -> list[subprocess.Popen[bytes
 
 
 def ask_vip(client: Node, vip: str) -> str:
-    """Which node answers on the VIP now ("" if none)."""
+    """Which node answers on the VIP now ("" if none). The connect and the answer get 2 s:
+    a loaded machine may take longer than the 0.2 s this once allowed, and an answer that
+    is only late must not read as "nobody" (callers poll; none waits for "")."""
     script = (
         "import socket,sys\n"
         "f = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
         "try:\n"
-        "    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.2)\n"
+        "    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n"
         "    print(c.recv(16).decode())\n"
         "except OSError:\n"
         "    print('')\n")
