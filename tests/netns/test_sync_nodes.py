@@ -109,17 +109,25 @@ def test_every_worker_process_of_the_peer_takes_the_change(lab: Lab) -> None:
     lb1 = start(lab, "lb1", "lb0", 100, both, workers=2)  # workers is node-local
     wait_for(lambda: answers(lab, "lb1") == {"rs1", "rs2"}, 15, what="lb1 to serve rs1 and rs2")
 
+    log = lab.workdir / "lb1.log"
+    before = len(log.read_text())
     (lab.workdir / "lb0.toml").write_text(node_toml(lab, lab["lb0"], lab["lb1"], 150, ("rs1",)))
     lb0.send_signal(signal.SIGHUP)
     wait_for(lambda: answers(lab, "lb1", 16) == {"rs1"}, 15, what="lb1 to serve only rs1")
+    # The answers can come from the worker that took the change first; each worker logs its
+    # own reload, and the status below is asked for once both have.
+    wait_for(lambda: log.read_text()[before:].count("configuration reloaded") >= 2, 15,
+             what="both of lb1's workers to reload")
     # Each worker logs its own status on SIGUSR1: both must run the one-server pool.
-    log = lab.workdir / "lb1.log"
     seen = len(log.read_text())
     lb1.send_signal(signal.SIGUSR1)
 
     def pool_sizes() -> list[int]:
-        # `... status {json}` or, in key=value logs, `... status status={json}`
-        lines = [line for line in log.read_text()[seen:].splitlines() if " status {" in line or " status={" in line]
+        # `... status {json}` or, in key=value logs, `... status status={json}`; whole lines
+        # only (a worker may be half way through writing its own)
+        text = log.read_text()[seen:]
+        lines = [line for line in text[:text.rfind("\n") + 1].splitlines()
+                 if " status {" in line or " status={" in line]
         return [len(json.loads(line[line.index("{"):])["pools"]["web"]["servers"]) for line in lines]
 
     wait_for(lambda: len(pool_sizes()) >= 2, 10, what="both workers' status")
