@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import signal
 import tomllib
 from importlib import resources
@@ -91,7 +92,7 @@ async def _demo(listen_port: int, backend_port: int, wait: bool) -> int:
     for i, server in enumerate(config.pools["demo"].servers):
         name = f"backend-{i + 1}"
         try:
-            backends[name] = await loop.create_server(lambda n=name: DemoBackend(n), server.address, server.port)
+            backends[name] = await loop.create_server(functools.partial(DemoBackend, name), server.address, server.port)
         except OSError as err:
             print(f"fulcrum demo: cannot start {name} on {server.address}:{server.port}: {err.strerror}"
                   " (choose other ports with --backend-port)")
@@ -123,8 +124,8 @@ async def _demo(listen_port: int, backend_port: int, wait: bool) -> int:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
     await node.stop(drain=1.0)
-    for server in backends.values():
-        server.close()
+    for backend in backends.values():
+        backend.close()
     return 0
 
 

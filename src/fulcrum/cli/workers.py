@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Callable
 
+from fulcrum.config.model import Config
 from fulcrum.node import Node
 from fulcrum.shared import SharedState
 
@@ -28,7 +29,7 @@ RESTART_DELAY = 1.0
 FORWARDED = (signal.SIGHUP, signal.SIGUSR1)
 
 
-def supervise(node: Node, reload_config: Callable[[], object] | None,
+def supervise(node: Node, reload_config: Callable[[], Config] | None,
               serve: Callable[[Node], int], own_sockets: bool = True) -> int:
     """`own_sockets` False: privileges were dropped after binding (`user`, pen -u), and
     the kernel joins SO_REUSEPORT sockets of one user only, so every worker serves the
@@ -46,7 +47,7 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
         config = node.config
         if reload_config is not None and not inherit:
             try:
-                config = reload_config()  # type: ignore[assignment]
+                config = reload_config()
             except Exception as err:  # noqa: BLE001 - keep the running configuration
                 log.error("worker %d: configuration not reloadable (%s), using the last good one", index, err)
         pid = os.fork()
@@ -56,10 +57,10 @@ def supervise(node: Node, reload_config: Callable[[], object] | None,
             try:
                 worker = node
                 if not inherit and not own_sockets:
-                    worker.config = config  # type: ignore[assignment]  # the forked copy: its sockets
+                    worker.config = config  # the forked copy: its sockets
                 elif not inherit:
                     node.close_listeners()
-                    worker = Node(config, reuse_port=True)  # type: ignore[arg-type]
+                    worker = Node(config, reuse_port=True)
                     # what run_node set on the supervisor's node: where SIGHUP re-reads, ...
                     for name in ("loader", "default_control_socket", "pen_invocation", "config_path"):
                         setattr(worker, name, getattr(node, name))

@@ -43,7 +43,8 @@ def _rate(now: dict[str, Any], before: dict[str, Any] | None, interval: float) -
 def _health(server: dict[str, Any]) -> str:
     check = server.get("check")
     if not check:
-        return server.get("health", "-")
+        health: str = server.get("health", "-")
+        return health
     ok = check.get("ok")
     word = "-" if ok is None else ("ok" if ok else "fail")
     reason = check.get("reason") or ""
