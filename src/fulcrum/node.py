@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Config
@@ -21,6 +22,14 @@ from fulcrum.observe import Observer
 from fulcrum.proxy.context import ConnectionCounter, ServiceContext
 from fulcrum.proxy.listener import Listener, bind
 from fulcrum.proxy.tcp import ClientSide, sweep_idle
+
+if TYPE_CHECKING:  # the parts are imported when a configuration has them
+    from fulcrum.admin.plane import AdminPlane
+    from fulcrum.cluster.process import EngineProcess
+    from fulcrum.cluster.sync import ConfigSync
+    from fulcrum.health.monitor import HealthMonitor
+    from fulcrum.importers.pen import PenInvocation
+    from fulcrum.shared import SharedState
 
 log = logging.getLogger("fulcrum.node")
 
@@ -40,22 +49,22 @@ class Node:
         self.node_connections = ConnectionCounter(per_worker(config.max_connections, config.workers))
         self._service_counters: dict[str, ConnectionCounter] = {}
         self.observer = Observer(wall_clock=time.time)  # access logs, metrics and status read it
-        self.health: Any = None
+        self.health: HealthMonitor | None = None
         self.penctl: asyncio.Server | None = None
-        self._penctl_sock: Any = None  # bound by bind_all, served by _start_control
+        self._penctl_sock: socket.socket | None = None  # bound by bind_all, served by _start_control
         self.control_socket: asyncio.AbstractServer | None = None
-        self.cluster: Any = None  # EngineProcess when the config has a cluster section
+        self.cluster: EngineProcess | None = None  # when the config has a cluster section
         self.kernel = KernelPart()  # nat, fullnat and dsr services (first worker only)
         self.first_worker = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
-        self.shared: Any = None  # fulcrum.shared.SharedState with workers > 1 (counters, client table, commands)
-        self._commands: Any = None  # in workers after the first: where control commands arrive
-        self.pen_invocation: Any = None  # set by `fulcrum pen`: -X, -F for the control port
-        self.sync: Any = None  # ConfigSync when the config has a sync section
+        self.shared: SharedState | None = None  # with workers > 1 (counters, client table, commands)
+        self._commands: socket.socket | tuple[socket.socket, asyncio.TimerHandle] | None = None  # in workers after the first: where control commands arrive
+        self.pen_invocation: PenInvocation | None = None  # set by `fulcrum pen`: -X, -F for the control port
+        self.sync: ConfigSync | None = None  # when the config has a sync section
         self.config_path: str | None = None  # the file a synced change is written to
         self.loader: Callable[[], Config] | None = None  # reads the source again (reload.py)
         self.source_config = config  # the source as last read: runtime changes are the difference
         self.default_control_socket = False  # `fulcrum run` sets it: control.socket unset = default place
-        self.admin: Any = None  # AdminPlane when the config has an admin section (admin/plane.py)
+        self.admin: AdminPlane | None = None  # when the config has an admin section (admin/plane.py)
         self.started_at = time.time()  # for status: uptime
         self.reload_results = {"applied": 0, "rejected": 0}  # re-reads of the source (reload.py), for metrics
         self._sweepers: list[asyncio.TimerHandle] = []
@@ -163,7 +172,8 @@ class Node:
     async def _stop_cluster(self) -> None:
         """Stop the engine off the event loop: its hand-over must not stall the proxy."""
         engine, self.cluster = self.cluster, None
-        await asyncio.get_running_loop().run_in_executor(None, engine.stop)
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(None, engine.stop)
 
     async def _apply_services(self, config: Config) -> None:
         wanted: dict[EndpointKey, str] = {}

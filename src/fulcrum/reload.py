@@ -21,7 +21,7 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum import logs
 from fulcrum.accesslog import AccessLogs, open_access_logs
@@ -29,6 +29,9 @@ from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 from fulcrum.logs import build_handler, install_handler
+
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.reload")
 
@@ -50,7 +53,7 @@ class Prepared:
     log_handler: logging.Handler | None  # None: keep the current one (same settings)
     debug: bool = False
 
-    def commit(self, node: Any) -> None:
+    def commit(self, node: NodeLike) -> None:
         sinks = node.observer.sinks
         old = [sink for sink in sinks if isinstance(sink, AccessLogs)]
         sinks[:] = [sink for sink in sinks if not isinstance(sink, AccessLogs)]
@@ -205,13 +208,13 @@ def _show(value: Any) -> str:
 
 # -- the reload an operator asks for ----------------------------------------------------
 
-def _count(node: Any, result: str) -> None:
+def _count(node: NodeLike, result: str) -> None:
     results = getattr(node, "reload_results", None)  # status and /metrics show them
     if results is not None:
         results[result] = results.get(result, 0) + 1
 
 
-async def reload_from_source(node: Any) -> dict[str, Any]:
+async def reload_from_source(node: NodeLike) -> dict[str, Any]:
     """Read the node's source again (SIGHUP, `fulcrum ctl reload`, `fulcrum reload`), keep
     runtime changes the file did not touch, apply. Raises ConfigError/ReloadError with
     nothing changed. Returns what happened, for whoever asked."""

@@ -24,11 +24,14 @@ import shutil
 import tempfile
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fulcrum.admin.config import Admin
 from fulcrum.config.model import Logging
 from fulcrum.control.versions import LocalVersions
+
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.admin")
 
@@ -57,7 +60,7 @@ class AdminPlane:
         self.process: BaseProcess | None = None
         self.error: str | None = None
 
-    async def start(self, node: Any) -> None:
+    async def start(self, node: NodeLike) -> None:
         from fulcrum.control.socket import serve_control_socket
 
         self.control = await serve_control_socket(node, self.socket_path)
@@ -109,7 +112,7 @@ def _end(process: BaseProcess) -> None:
 
 # -- the node's hooks ----------------------------------------------------------------------
 
-async def admin_applied(node: Any) -> None:
+async def admin_applied(node: NodeLike) -> None:
     """After the node started or applied a reload: keep a local version (without config
     sync), and start, restart (its section changed) or stop the admin process."""
     settings: Admin | None = node.config.admin
@@ -134,14 +137,14 @@ async def admin_applied(node: Any) -> None:
 _restarts: set[asyncio.Task[None]] = set()
 
 
-async def _restart(node: Any, old: AdminPlane) -> None:
+async def _restart(node: NodeLike, old: AdminPlane) -> None:
     await asyncio.sleep(RESTART_DELAY)
     await old.stop()
     if node.config.admin is not None and node.admin is None and not getattr(node, "_stopping", False):
         await _start(node, node.config.admin)
 
 
-async def _start(node: Any, settings: Admin) -> None:
+async def _start(node: NodeLike, settings: Admin) -> None:
     versions = None
     if node.config.sync is None:
         versions = LocalVersions(settings.state_dir, settings.keep)
@@ -150,7 +153,7 @@ async def _start(node: Any, settings: Admin) -> None:
     await plane.start(node)
 
 
-async def admin_stop(node: Any) -> None:
+async def admin_stop(node: NodeLike) -> None:
     plane: AdminPlane | None = node.admin
     if plane is not None:
         node.admin = None

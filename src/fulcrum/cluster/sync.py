@@ -39,7 +39,7 @@ import signal
 import ssl
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.cluster.sync_config import SyncSettings
 from fulcrum.cluster.sync_split import merge, shared_part
@@ -64,13 +64,16 @@ from fulcrum.config.model import Config
 from fulcrum.config.types import split_host_port
 from fulcrum.control.commands import _edit_lock
 
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
+
 log = logging.getLogger("fulcrum.sync")
 
 MAX_MESSAGE = 16 * 1024 * 1024  # one configuration document, with room to spare
 
 
 class ConfigSync:
-    def __init__(self, node: Any, settings: SyncSettings):
+    def __init__(self, node: NodeLike, settings: SyncSettings):
         self.node = node
         self.settings = settings
         self.secret = settings.read_secret()
@@ -395,7 +398,7 @@ def write_config_file(path: str, config: Config, why: str) -> None:
 
 # -- the node's hooks ----------------------------------------------------------------
 
-async def sync_applied(node: Any) -> None:
+async def sync_applied(node: NodeLike) -> None:
     """After the node started or applied a reload: start, restart or stop config sync
     to match `node.config.sync`, and publish the change if its shared part is new."""
     settings = node.config.sync
@@ -423,7 +426,7 @@ async def sync_applied(node: Any) -> None:
         current.applied(node.config)
 
 
-async def sync_stop(node: Any) -> None:
+async def sync_stop(node: NodeLike) -> None:
     current: ConfigSync | None = getattr(node, "sync", None)
     if current is not None:
         await current.stop()

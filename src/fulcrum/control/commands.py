@@ -26,13 +26,17 @@ import inspect
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.balance.registry import known_schedulers
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 from fulcrum.config.types import join_host_port, parse_duration, split_host_port
+
+if TYPE_CHECKING:
+    from fulcrum.kernel.plane import NftPlane
+    from fulcrum.nodelike import NodeLike
 
 
 class CommandError(Exception):
@@ -154,7 +158,7 @@ def describe() -> list[dict[str, Any]]:
 
 # -- running commands -------------------------------------------------------------
 
-async def execute(node: Any, name: str, args: Mapping[str, Any] | None = None, carry: bool = True) -> Any:
+async def execute(node: NodeLike, name: str, args: Mapping[str, Any] | None = None, carry: bool = True) -> Any:
     """Run one command against a live node. Config commands end in `node.reload`. With
     workers > 1 a change made here is then carried to every other worker (`carry`:
     fulcrum/shared/commands.py), so a command acts on the whole node."""
@@ -183,10 +187,10 @@ async def execute(node: Any, name: str, args: Mapping[str, Any] | None = None, c
     return result
 
 
-_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[NodeLike, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def _edit_lock(node: Any) -> asyncio.Lock:
+def _edit_lock(node: NodeLike) -> asyncio.Lock:
     lock = _locks.get(node)
     if lock is None:
         lock = _locks[node] = asyncio.Lock()
@@ -372,7 +376,7 @@ def server_remove(draft: Draft, server: str, pool: str | None) -> dict[str, Any]
 
 @runtime_command("server.blacklist", "Skip a server for N seconds from now (pen's blacklist; runtime only).",
                  SERVER, Arg("seconds", seconds, "how long"), POOL)
-def server_blacklist(node: Any, server: str, seconds: float, pool: str | None) -> dict[str, Any]:
+def server_blacklist(node: NodeLike, server: str, seconds: float, pool: str | None) -> dict[str, Any]:
     name, index = Draft(node.config.model_dump()).find_server(server, pool)
     runtime = node.pools[name]
     key = node.config.pools[name].servers[index].key
@@ -491,14 +495,14 @@ def control_status_file(draft: Draft, path: str | None) -> str | None:
 # -- runtime: status, files, reload ---------------------------------------------------
 
 @runtime_command("status", "Services, pools and servers with their live state.", reads_only=True)
-def show_status(node: Any) -> dict[str, Any]:
+def show_status(node: NodeLike) -> dict[str, Any]:
     from fulcrum.control.status import status
 
     return status(node)
 
 
 @runtime_command("servers", "Every server with its index, limits, weight and counters.", POOL, reads_only=True)
-def list_servers(node: Any, pool: str | None) -> list[dict[str, Any]]:
+def list_servers(node: NodeLike, pool: str | None) -> list[dict[str, Any]]:
     from fulcrum.control.status import status
 
     pools = status(node)["pools"]
@@ -510,7 +514,7 @@ def list_servers(node: Any, pool: str | None) -> list[dict[str, Any]]:
 
 @runtime_command("status.write", "Write the HTML status page now (pen's SIGUSR1 with -w).",
                  Arg("path", text, "file (default: control.status_file)", required=False))
-def status_write(node: Any, path: str | None) -> str:
+def status_write(node: NodeLike, path: str | None) -> str:
     from fulcrum.control.status import write_status_file
 
     target = path or node.config.control.status_file
@@ -522,7 +526,7 @@ def status_write(node: Any, path: str | None) -> str:
 
 @runtime_command("config.write", "Write the running configuration to a file, as TOML or as a pen -F file.",
                  Arg("path", text, "file"), Arg("format", text, "toml | pen", required=False))
-def config_write(node: Any, path: str, format: str | None) -> str:
+def config_write(node: NodeLike, path: str, format: str | None) -> str:
     from fulcrum.control.status import atomic_write
 
     if format in (None, "toml"):
@@ -541,10 +545,10 @@ def config_write(node: Any, path: str, format: str | None) -> str:
 
 @runtime_command("kernel.list", "Kernel services (nat, fullnat, dsr): servers, weights, nftables counters "
                  "and the conntrack table (what `fulcrum ipvsadm -L` prints).")
-async def kernel_list(node: Any) -> dict[str, Any]:
+async def kernel_list(node: NodeLike) -> dict[str, Any]:
     from fulcrum.kernel.ipvsadm_view import read_conntrack
 
-    plane = getattr(getattr(node, "kernel", None), "plane", None)  # node.kernel: kernel/part.py
+    plane: NftPlane | None = getattr(getattr(node, "kernel", None), "plane", None)  # node.kernel: kernel/part.py
     stats = await asyncio.to_thread(plane.stats) if plane is not None else []
     conntrack, error = await read_conntrack() if stats else ("", None)
     return {"size": node.config.kernel.flow_table_size, "services": stats, "conntrack": conntrack,
@@ -553,7 +557,7 @@ async def kernel_list(node: Any) -> dict[str, Any]:
 
 @runtime_command("reload", "Apply a new configuration hitlessly: the given one, or re-read the node's source.",
                  Arg("config", lambda value: value, "a full configuration (dict)", required=False))
-async def reload(node: Any, config: Any) -> Any:
+async def reload(node: NodeLike, config: Any) -> Any:
     """Re-reading the source keeps runtime changes the file did not touch and returns what
     happened (reload.py); a failed reload raises with nothing changed."""
     if config is None:
@@ -580,7 +584,7 @@ def _whole_config(value: Any) -> Any:
 
 
 @runtime_command("config.show", "The running configuration (JSON, defaults filled in).", reads_only=True)
-def config_show(node: Any) -> dict[str, Any]:
+def config_show(node: NodeLike) -> dict[str, Any]:
     shown: dict[str, Any] = node.config.model_dump(mode="json")
     return shown
 
@@ -589,7 +593,7 @@ def config_show(node: Any) -> dict[str, Any]:
                  "to the configuration file, synced to the peers and kept as a version.",
                  Arg("config", _whole_config, "a full configuration (JSON object)"),
                  Arg("why", text, "what the change is, for the file's header", required=False))
-async def config_apply(node: Any, config: Config, why: str | None) -> dict[str, Any]:
+async def config_apply(node: NodeLike, config: Config, why: str | None) -> dict[str, Any]:
     from fulcrum.control.versions import apply_config, current_version
 
     async with _edit_lock(node):
@@ -598,7 +602,7 @@ async def config_apply(node: Any, config: Config, why: str | None) -> dict[str, 
 
 
 @runtime_command("config.versions", "The kept versions of the configuration, oldest first.", reads_only=True)
-def config_versions(node: Any) -> list[dict[str, Any]]:
+def config_versions(node: NodeLike) -> list[dict[str, Any]]:
     from fulcrum.control.versions import list_versions
 
     return list_versions(node)
@@ -606,7 +610,7 @@ def config_versions(node: Any) -> list[dict[str, Any]]:
 
 @runtime_command("config.version", "One kept version as this node would run it (JSON).",
                  Arg("version", count, "version number"), reads_only=True)
-def config_version(node: Any, version: int) -> dict[str, Any]:
+def config_version(node: NodeLike, version: int) -> dict[str, Any]:
     from fulcrum.control.versions import version_config
 
     shown: dict[str, Any] = version_config(node, version).model_dump(mode="json")
@@ -615,7 +619,7 @@ def config_version(node: Any, version: int) -> dict[str, Any]:
 
 @runtime_command("config.rollback", "Go back to a kept version: applied as a new change (synced, versioned).",
                  Arg("version", count, "version number"))
-async def config_rollback(node: Any, version: int) -> dict[str, Any]:
+async def config_rollback(node: NodeLike, version: int) -> dict[str, Any]:
     from fulcrum.control.versions import apply_config, current_version, version_config
 
     async with _edit_lock(node):

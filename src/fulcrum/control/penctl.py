@@ -24,7 +24,7 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.control.commands import CommandError, execute
@@ -38,6 +38,9 @@ from fulcrum.importers.pen_commands import (
     pen_mode_flags,
     translate_pen_command,
 )
+
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.penctl")
 
@@ -78,7 +81,7 @@ class PenProcess:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def serve_penctl(node: Any, host: str, port: int, *, invocation: PenInvocation | None = None,
+async def serve_penctl(node: NodeLike, host: str, port: int, *, invocation: PenInvocation | None = None,
                        process: PenProcess | None = None, sock: socket.socket | None = None) -> asyncio.Server:
     """Start pen's control port (on `sock` when the node bound it already). `invocation`
     (from `fulcrum pen`) enables `exit` (-X) and gives `write` its default file (-F); the
@@ -106,7 +109,7 @@ async def serve_penctl(node: Any, host: str, port: int, *, invocation: PenInvoca
     return await asyncio.start_server(handle, host, port, limit=LINE_LIMIT)
 
 
-async def respond(node: Any, line: str, process: PenProcess | None = None) -> str:
+async def respond(node: NodeLike, line: str, process: PenProcess | None = None) -> str:
     """Run one control line and return pen's reply text."""
     process = process or PenProcess()
     words = line.split()
@@ -127,7 +130,7 @@ async def respond(node: Any, line: str, process: PenProcess | None = None) -> st
         return f"error: {err.filename or ''}: {err.strerror or err}\n"
 
 
-async def _finish(node: Any, action: PenAction, process: PenProcess) -> str:
+async def _finish(node: NodeLike, action: PenAction, process: PenProcess) -> str:
     out = [action.notice + "\n"] if action.notice else []
     if action.process is not None:
         out.append(await _process_verb(node, *action.process, process=process))
@@ -136,7 +139,7 @@ async def _finish(node: Any, action: PenAction, process: PenProcess) -> str:
     return "".join(out)
 
 
-async def _process_verb(node: Any, verb: str, arg: str | None, process: PenProcess) -> str:
+async def _process_verb(node: NodeLike, verb: str, arg: str | None, process: PenProcess) -> str:
     if verb == "exit":
         if not process.exit_enabled:
             return "Exit is not enabled; restart with -X flag\n"
@@ -166,7 +169,7 @@ def _only(mapping: dict[str, Any], what: str) -> Any:
     return next(iter(mapping.values()))
 
 
-def query(node: Any, word: str, process: PenProcess) -> str:
+def query(node: NodeLike, word: str, process: PenProcess) -> str:
     """pen's reply to a command that prints a value."""
     config = node.config
     if word == "servers":
@@ -208,7 +211,7 @@ def query(node: Any, word: str, process: PenProcess) -> str:
     return f"{_num(value)}\n"
 
 
-def _servers(node: Any) -> list[tuple[str, Any]]:
+def _servers(node: NodeLike) -> list[tuple[str, Any]]:
     several = len(node.pools) > 1
     return [(f"{name}/{i}" if several else str(i), backend)
             for name, pool in node.pools.items() for i, backend in enumerate(pool.backends)]
@@ -222,7 +225,7 @@ def _server_line(entry: tuple[str, Any]) -> str:
             f"hard {b.hard_limit} weight {b.weight} prio {b.priority} sx {b.traffic} rx 0\n")
 
 
-def _recent(node: Any) -> str:
+def _recent(node: NodeLike) -> str:
     """pen's `recent`: clients seen lately, with the server they were sent to."""
     now = node.now()
     lines = []

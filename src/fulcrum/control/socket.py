@@ -18,11 +18,14 @@ import asyncio
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.control.commands import CommandError, execute, lookup
 from fulcrum.proxy.listener import ListenError
+
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.control")
 
@@ -50,7 +53,7 @@ def socket_path(configured: str | None) -> str | None:
     return configured or default_socket_path()
 
 
-async def serve_default_control_socket(node: Any) -> asyncio.AbstractServer | None:
+async def serve_default_control_socket(node: NodeLike) -> asyncio.AbstractServer | None:
     """The control socket at its default place, unless another live node has it there (a
     second node on the machine then has none, and says so)."""
     path = default_socket_path()
@@ -71,7 +74,7 @@ async def serve_default_control_socket(node: Any) -> asyncio.AbstractServer | No
         return None
 
 
-async def serve_control_socket(node: Any, path: str) -> asyncio.AbstractServer:
+async def serve_control_socket(node: NodeLike, path: str) -> asyncio.AbstractServer:
     """Serve the socket at `path`; ListenError (one line, exit status 1) when it cannot be made."""
     old_umask = os.umask(0o177)  # created 0600: no window in which others could connect
     try:
@@ -96,7 +99,7 @@ async def _in_use(path: str) -> bool:
     return True
 
 
-async def _handle(node: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _handle(node: NodeLike, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         try:
             async with asyncio.timeout(READ_TIMEOUT):
@@ -116,7 +119,7 @@ async def _handle(node: Any, reader: asyncio.StreamReader, writer: asyncio.Strea
         writer.close()
 
 
-async def _answer(node: Any, line: bytes) -> dict[str, Any]:
+async def _answer(node: NodeLike, line: bytes) -> dict[str, Any]:
     if len(line) > MAX_REQUEST:
         return {"ok": False, "error": "request too large"}
     try:

@@ -11,12 +11,18 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum import __version__
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.observe import Totals
+
+if TYPE_CHECKING:
+    from fulcrum.cluster.process import EngineProcess
+    from fulcrum.cluster.sync_config import SyncSettings
+    from fulcrum.health.monitor import HealthMonitor
+    from fulcrum.nodelike import NodeLike
 
 
 def server_state(pool: PoolRuntime, backend: Backend, now: float) -> str:
@@ -83,12 +89,12 @@ def _totals(totals: Totals) -> dict[str, Any]:
             "terminations": counted["terminations"]}
 
 
-def node_name(node: Any) -> str:
-    sync = getattr(node.config, "sync", None)
+def node_name(node: NodeLike) -> str:
+    sync: SyncSettings | None = getattr(node.config, "sync", None)
     return sync.node_id() if sync is not None else socket.gethostname()
 
 
-def status(node: Any) -> dict[str, Any]:
+def status(node: NodeLike) -> dict[str, Any]:
     """The node, every service, pool and server, and every VRRP router, as plain data.
 
     Running totals (requests, connections, bytes, status classes) come from the node's
@@ -103,7 +109,7 @@ def status(node: Any) -> dict[str, Any]:
     config = node.config
     now = node.now()
     # getattr: pen's control port and tests drive this with nodes that have only pools
-    health = getattr(node, "health", None)
+    health: HealthMonitor | None = getattr(node, "health", None)
     checks = health.status() if health is not None else {}
     observer = node_observer(node)
     pools: dict[str, Any] = {}
@@ -134,8 +140,8 @@ def status(node: Any) -> dict[str, Any]:
             "max_connections": service.max_connections,
             **_totals(observer.service_totals(name)),
         }
-    cluster = getattr(node, "cluster", None)
-    started = getattr(node, "started_at", time.time())
+    cluster: EngineProcess | None = getattr(node, "cluster", None)
+    started: float = getattr(node, "started_at", time.time())
     return {
         "node": node_name(node),
         "version": __version__,
@@ -168,7 +174,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "".join(out)
 
 
-def render_pen_html(node: Any, wall: datetime | None = None) -> str:
+def render_pen_html(node: NodeLike, wall: datetime | None = None) -> str:
     """pen's status page: the same sections and columns as pen 0.34's webstats().
 
     Differences, because fulcrum counts differently: `status` is a word (up, down,
@@ -226,5 +232,5 @@ def atomic_write(path: str | os.PathLike[str], body: str) -> None:
         raise
 
 
-def write_status_file(node: Any, path: str | os.PathLike[str]) -> None:
+def write_status_file(node: NodeLike, path: str | os.PathLike[str]) -> None:
     atomic_write(path, render_pen_html(node))

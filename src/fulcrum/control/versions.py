@@ -23,13 +23,18 @@ import secrets
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.cluster.sync_state import Document, digest
 from fulcrum.cluster.sync_store import SyncStore
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict, load_file
 from fulcrum.config.model import Config
+
+if TYPE_CHECKING:
+    from fulcrum.admin.plane import AdminPlane
+    from fulcrum.cluster.sync import ConfigSync
+    from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.versions")
 
@@ -85,30 +90,28 @@ class LocalVersions:
         return version
 
 
-def _store(node: Any) -> SyncStore | None:
-    if getattr(node, "sync", None) is not None:
-        store: SyncStore = node.sync.store
-        return store
-    plane = getattr(node, "admin", None)
+def _store(node: NodeLike) -> SyncStore | None:
+    sync: ConfigSync | None = getattr(node, "sync", None)
+    if sync is not None:
+        return sync.store
+    plane: AdminPlane | None = getattr(node, "admin", None)
     if plane is not None and plane.versions is not None:
-        local: SyncStore = plane.versions.store
-        return local
+        return plane.versions.store
     return None
 
 
-def current_version(node: Any) -> int | None:
+def current_version(node: NodeLike) -> int | None:
     """From memory (status asks for it on the node's loop: no disk reads there)."""
-    if getattr(node, "sync", None) is not None:
-        version: int = node.sync.state.key[0]
-        return version
-    plane = getattr(node, "admin", None)
+    sync: ConfigSync | None = getattr(node, "sync", None)
+    if sync is not None:
+        return sync.state.key[0]
+    plane: AdminPlane | None = getattr(node, "admin", None)
     if plane is not None and plane.versions is not None:
-        latest: int | None = plane.versions.latest
-        return latest
+        return plane.versions.latest
     return None
 
 
-def list_versions(node: Any) -> list[dict[str, Any]]:
+def list_versions(node: NodeLike) -> list[dict[str, Any]]:
     """Every kept version, oldest first; `current` marks the one running."""
     store = _store(node)
     if store is None:
@@ -118,7 +121,7 @@ def list_versions(node: Any) -> list[dict[str, Any]]:
              "current": digest(d.config) == running} for d in store.documents()]
 
 
-def _comparable(node: Any, config: Config) -> dict[str, Any]:
+def _comparable(node: NodeLike, config: Config) -> dict[str, Any]:
     if node.sync is not None:
         from fulcrum.cluster.sync_split import shared_part
 
@@ -126,7 +129,7 @@ def _comparable(node: Any, config: Config) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def version_config(node: Any, version: int) -> Config:
+def version_config(node: NodeLike, version: int) -> Config:
     """Version `version` as this node would run it (its own local settings kept)."""
     store = _store(node)
     document = store.find(version) if store is not None else None
@@ -142,7 +145,7 @@ def version_config(node: Any, version: int) -> Config:
     return load_dict(data)
 
 
-async def apply_config(node: Any, config: Config, why: str) -> str:
+async def apply_config(node: NodeLike, config: Config, why: str) -> str:
     """Run `config` hitlessly, keep it in the configuration file, sync and version it."""
     from fulcrum.cluster.sync import write_config_file
 

@@ -10,9 +10,13 @@ import multiprocessing.synchronize  # noqa: F401 - Lock() imports it lazily; `us
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fulcrum.shared.clients import SharedClientTable
 from fulcrum.shared.counters import SharedCounters
+
+if TYPE_CHECKING:
+    from fulcrum.shared.totals import PeerTotals
 
 
 @dataclass
@@ -22,6 +26,7 @@ class SharedState:
     workers: int
     directory: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fulcrum-workers-"))  # 0700
     index: int = 0  # this process's worker index, set after fork
+    peers: PeerTotals | None = None  # in the first worker: the others' totals (totals.listen)
 
     @classmethod
     def create(cls, workers: int, client_capacity: int) -> SharedState:
@@ -36,3 +41,10 @@ class SharedState:
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def required(shared: SharedState | None) -> SharedState:
+    """A node's `shared` where only a node with workers > 1 gets (the worker links)."""
+    if shared is None:
+        raise RuntimeError("the worker links need workers > 1: this node has no shared state")
+    return shared

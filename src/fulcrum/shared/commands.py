@@ -15,7 +15,12 @@ import json
 import logging
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
+
+from fulcrum.shared import required
 
 log = logging.getLogger("fulcrum.workers")
 
@@ -28,9 +33,9 @@ def _path(directory: str, index: int) -> str:
     return os.path.join(directory, f"worker-{index}.sock")
 
 
-def listen(node: Any) -> socket.socket:
+def listen(node: NodeLike) -> socket.socket:
     """In worker N > 0: apply what the first worker carries here."""
-    shared = node.shared
+    shared = required(node.shared)
     path = _path(shared.directory, shared.index)
     try:
         os.unlink(path)  # left by the worker of this index that died
@@ -44,7 +49,7 @@ def listen(node: Any) -> socket.socket:
     return sock
 
 
-def _receive(node: Any, sock: socket.socket) -> None:
+def _receive(node: NodeLike, sock: socket.socket) -> None:
     while True:
         try:
             data = sock.recv(1 << 20)
@@ -53,7 +58,7 @@ def _receive(node: Any, sock: socket.socket) -> None:
         asyncio.get_running_loop().create_task(_apply(node, data))
 
 
-async def _apply(node: Any, data: bytes) -> None:
+async def _apply(node: NodeLike, data: bytes) -> None:
     from fulcrum.config.load import load_dict
     from fulcrum.control.commands import execute
 
@@ -64,7 +69,7 @@ async def _apply(node: Any, data: bytes) -> None:
         else:
             await execute(node, message["command"], message.get("args") or {}, carry=False)
     except Exception as err:  # noqa: BLE001 - a worker keeps serving; the log says what failed
-        log.error("worker %d: could not apply %s from the first worker: %s", node.shared.index,
+        log.error("worker %d: could not apply %s from the first worker: %s", required(node.shared).index,
                   data[:200].decode(errors="replace"), err)
 
 
@@ -72,7 +77,7 @@ async def _settle(value: Any) -> Any:
     return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
 
 
-def carry(node: Any, name: str, args: dict[str, Any], config: Any = None) -> None:
+def carry(node: NodeLike, name: str, args: dict[str, Any], config: Any = None) -> None:
     """In the first worker, after `name` succeeded: the same change in every other worker."""
     shared = getattr(node, "shared", None)
     if shared is None or not node.first_worker or name in READ_ONLY:

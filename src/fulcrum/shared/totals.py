@@ -19,9 +19,13 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulcrum.observe import STATUS_CLASSES, Observer, Totals
+from fulcrum.shared import required
+
+if TYPE_CHECKING:
+    from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.workers")
 
@@ -39,9 +43,10 @@ class PeerTotals:
     snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-def listen(node: Any) -> socket.socket:
+def listen(node: NodeLike) -> socket.socket:
     """In the first worker: keep the other workers' latest totals."""
-    path = _path(node.shared.directory)
+    shared = required(node.shared)
+    path = _path(shared.directory)
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -49,8 +54,8 @@ def listen(node: Any) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.setblocking(False)
-    node.shared.peers = PeerTotals()
-    asyncio.get_running_loop().add_reader(sock.fileno(), _receive, node.shared.peers, sock)
+    shared.peers = PeerTotals()
+    asyncio.get_running_loop().add_reader(sock.fileno(), _receive, shared.peers, sock)
     return sock
 
 
@@ -67,16 +72,17 @@ def _receive(peers: PeerTotals, sock: socket.socket) -> None:
             log.warning("worker totals not understood: %s", err)
 
 
-def publish(node: Any) -> asyncio.TimerHandle:
+def publish(node: NodeLike) -> asyncio.TimerHandle:
     """In the other workers: send this worker's totals now and every PUBLISH_INTERVAL."""
     loop = asyncio.get_running_loop()
+    directory = required(node.shared).directory
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.setblocking(False)
     handle: list[asyncio.TimerHandle] = []
 
     def send() -> None:
         try:
-            sender.sendto(json.dumps(snapshot(node)).encode(), _path(node.shared.directory))
+            sender.sendto(json.dumps(snapshot(node)).encode(), _path(directory))
         except OSError:
             pass  # the first worker is restarting: the next second tells it
         handle[:] = [loop.call_later(PUBLISH_INTERVAL, send)]
@@ -85,10 +91,10 @@ def publish(node: Any) -> asyncio.TimerHandle:
     return handle[0]
 
 
-def snapshot(node: Any) -> dict[str, Any]:
+def snapshot(node: NodeLike) -> dict[str, Any]:
     observer: Observer = node.observer
     return {
-        "worker": node.shared.index,
+        "worker": required(node.shared).index,
         "connections": node.connections,
         "active": {name: ctx.connections.current for name, ctx in node.contexts.items()},
         "services": {name: totals.as_dict() for name, totals in observer.services.items()},
@@ -136,23 +142,23 @@ class NodeObserver:
         return _merged(parts)
 
 
-def _snapshots(node: Any) -> list[dict[str, Any]]:
+def _snapshots(node: NodeLike) -> list[dict[str, Any]]:
     shared = getattr(node, "shared", None)
     peers = getattr(shared, "peers", None)
     return list(peers.snapshots.values()) if peers is not None else []
 
 
-def node_observer(node: Any) -> Observer | NodeObserver:
+def node_observer(node: NodeLike) -> Observer | NodeObserver:
     own = getattr(node, "observer", None) or Observer()
     snapshots = _snapshots(node)
     return NodeObserver(own, snapshots) if snapshots else own
 
 
-def node_connections(node: Any) -> int:
+def node_connections(node: NodeLike) -> int:
     return int(node.connections) + sum(int(s["connections"]) for s in _snapshots(node))
 
 
-def service_active(node: Any, name: str) -> int:
+def service_active(node: NodeLike, name: str) -> int:
     ctx = getattr(node, "contexts", {}).get(name)
     own = ctx.connections.current if ctx is not None else 0
     return int(own) + sum(int(s["active"].get(name, 0)) for s in _snapshots(node))
