@@ -53,7 +53,7 @@ class ClientSide(asyncio.Protocol):
         self.tried: list[Backend] = []
         self.client_eof = False
         self.server_eof = False
-        self.connecting: asyncio.Task[None] | None = None
+        self.connecting: asyncio.Task[tuple[asyncio.BaseTransport, ServerSide]] | None = None
         self.closed = False
         self.connect_timer: asyncio.TimerHandle | None = None
         self.touched = True
@@ -80,7 +80,7 @@ class ClientSide(asyncio.Protocol):
             throttle.log(log, logging.WARNING, f"limit {self.ctx.name}",
                          "service %s: connection limit reached, refusing %s", self.ctx.name, peer_text(transport))
             self.closed = True
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # every stream transport has abort()
             self._observe(LIMIT)
             return
         if self.ctx.pool.wants_client or self.ctx.config.forwarded_for or self.ctx.observer.wants_client:
