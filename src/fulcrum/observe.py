@@ -75,17 +75,19 @@ class Totals:
     terminations: dict[str, int] = field(default_factory=dict)
 
     def add(self, obs: Observation) -> None:
-        if obs.kind == "http":
+        self.count(obs.kind == "http", obs.status, obs.bytes_in, obs.bytes_out, obs.termination)
+
+    def count(self, http: bool, status: int, bytes_in: int, bytes_out: int, termination: str) -> None:
+        if http:
             self.requests += 1
-            status = obs.status
             self.statuses[status // 100 - 1 if 100 <= status < 600 else 5] += 1
         else:
             self.connections += 1
-        self.bytes_in += obs.bytes_in
-        self.bytes_out += obs.bytes_out
-        if obs.termination:
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        if termination:
             self.errors += 1
-            self.terminations[obs.termination] = self.terminations.get(obs.termination, 0) + 1
+            self.terminations[termination] = self.terminations.get(termination, 0) + 1
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -132,6 +134,21 @@ class Observer:
                 obs.started = self.wall_clock() - obs.total
             for sink in self.sinks:
                 sink(obs)
+
+    def tally(self, service: str, pool: str | None, server: str | None, http: bool, status: int,
+              bytes_in: int, bytes_out: int, termination: str) -> None:
+        """What `record` does with an Observation nobody else reads (no sink is set): the
+        same Totals, without building the record (issue 10: per-request work nobody needs)."""
+        totals = self.services.get(service)
+        if totals is None:
+            totals = self.services[service] = Totals()
+        totals.count(http, status, bytes_in, bytes_out, termination)
+        if server is not None and pool is not None:
+            key = (pool, server)
+            server_totals = self.servers.get(key)
+            if server_totals is None:
+                server_totals = self.servers[key] = Totals()
+            server_totals.count(http, status, bytes_in, bytes_out, termination)
 
     def service_totals(self, name: str) -> Totals:
         return self.services.get(name) or Totals()

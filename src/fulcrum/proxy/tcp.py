@@ -283,7 +283,12 @@ class ClientSide(asyncio.Protocol):
 
     def _observe(self, termination: str) -> None:
         ctx = self.ctx
-        ctx.observer.record(Observation(
+        observer = ctx.observer
+        if not observer.sinks:  # only the totals read it: counted without a record
+            observer.tally(ctx.name, ctx.pool.name, self.served_by, False, 0, self.bytes_in, self.bytes_out,
+                           termination)
+            return
+        observer.record(Observation(
             kind="tcp", service=ctx.name, client=self.client_ip or "-", client_port=self.client_port,
             pool=ctx.pool.name, server=self.served_by, bytes_in=self.bytes_in,
             bytes_out=self.bytes_out, connect=self.connect_time,

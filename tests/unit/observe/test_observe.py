@@ -21,6 +21,22 @@ def test_http_records_count_requests_statuses_and_bytes_per_service_and_server()
     assert observer.server_totals("p", "10.0.0.2:80").requests == 0
 
 
+
+def test_a_tally_without_a_record_counts_what_the_record_would() -> None:
+    """With no sink the proxy counts straight into the totals (no Observation is built):
+    the figures are the same as through a record."""
+    recorded, tallied = Observer(), Observer()
+    cases = [(200, "p", "s:1", ""), (503, "p", None, CLIENT_ABORT), (0, None, None, CLIENT_ABORT), (101, "p", "s:1", "")]
+    for status, pool, server, termination in cases:
+        recorded.record(Observation(kind="http", service="web", pool=pool, server=server, status=status,
+                                    bytes_in=7, bytes_out=9, termination=termination))
+        tallied.tally("web", pool, server, True, status, 7, 9, termination)
+    tallied.tally("db", "p", "s:1", False, 0, 3, 4, "")
+    recorded.record(Observation(kind="tcp", service="db", pool="p", server="s:1", bytes_in=3, bytes_out=4))
+    for name in ("web", "db"):
+        assert tallied.service_totals(name).as_dict() == recorded.service_totals(name).as_dict()
+    assert tallied.server_totals("p", "s:1").as_dict() == recorded.server_totals("p", "s:1").as_dict()
+
 def test_tcp_records_count_connections_not_requests() -> None:
     observer = Observer()
     observer.record(Observation(kind="tcp", service="db", pool="p", server="s:1", bytes_in=3))

@@ -19,6 +19,11 @@ def observe(observer: Observer, service: str, core: ClientCore, ex: Exchange | N
         observer.record(Observation(kind="http", service=service, client=client, client_port=port,
                                     status=status, termination=TIMEOUT if status == 408 else REJECTED))
         return
+    pool = ex.pool
+    if not observer.sinks:  # only the totals read it: they are counted without a record
+        observer.tally(service, pool.name if pool is not None else None, ex.server_key, True, ex.status,
+                       ex.head_in + ex.body_in, ex.bytes_out, ex.termination)
+        return
     user_agent = referer = None
     if observer.wants_client:  # only a sink prints these: not looked up otherwise
         for name, value in ex.headers:
@@ -27,7 +32,6 @@ def observe(observer: Observer, service: str, core: ClientCore, ex: Exchange | N
                 user_agent = value.decode("latin-1")
             elif lower == b"referer":
                 referer = value.decode("latin-1")
-    pool = ex.pool
     wait_response = ex.t_response - ex.t_sent if ex.t_response and ex.t_sent else None
     observer.record(Observation(
         kind="http", service=service, client=client, client_port=port,

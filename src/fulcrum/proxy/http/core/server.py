@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from fulcrum.balance.base import Backend
-from fulcrum.proxy.http.core.states import SERVER, ServerState, move
+from fulcrum.proxy.http.core.states import SERVER_NEXT, ServerState
 
 if TYPE_CHECKING:
     from fulcrum.proxy.http.core.connection import ClientCore
@@ -56,7 +56,8 @@ class ServerSide:
         self.persistent = False  # the response just ended allows another (RFC 9112 §9.3)
 
     def move(self, event: str) -> None:
-        self.state = move(SERVER, self.state, event)
+        # the compiled table (a dict lookup, no call), as ClientCore moves its states
+        self.state = SERVER_NEXT[self.state][event]
 
     # -- response parser callbacks (httptools) -----------------------------------------
 
@@ -89,7 +90,7 @@ class ServerSide:
     def on_message_complete(self) -> None:
         if self.state is ServerState.RESPONSE:
             self.persistent = self.parser.should_keep_alive()  # only valid inside this callback
-            self.move("end")  # acted on once the read is parsed (ClientCore.server_data)
+            self.state = SERVER_NEXT[self.state]["end"]  # acted on once the read is parsed (ClientCore.server_data)
 
 
 class IdlePool:
@@ -103,14 +104,14 @@ class IdlePool:
         stack = self.idle.get((backend.key, owner))
         if stack and now - stack[-1].idle_since <= IDLE_SECONDS:
             side = stack.pop()
-            side.move("take")
+            side.state = SERVER_NEXT[side.state]["take"]
             side.reused = True
             return side
         return None
 
     def put(self, side: ServerSide, now: float) -> ServerSide | None:
         """Keep `side`; returns the oldest connection of its server when that overflows."""
-        side.move("reuse")
+        side.state = SERVER_NEXT[side.state]["reuse"]
         side.idle_since = now
         side.got_bytes = False
         side.reusable = True
