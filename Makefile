@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean man deb soak
+.PHONY: install demo test bench lint clean man deb soak compiled uncompiled
 
 install: $(STAMP)
 
@@ -41,5 +41,18 @@ man: $(STAMP)
 deb:
 	packaging/deb/build.sh
 
-clean:
+# Optional (issue 10): the HTTP hot path compiled with mypyc, extension modules beside the
+# sources in src/ (Python imports them before the .py). The pure Python stays the tested
+# fallback: `make uncompiled` removes the build. Needs a C compiler and Python's headers.
+# README.md, "Performance", has the figures.
+MYPYC_MODULES := $(addprefix fulcrum/proxy/http/,core/connection.py core/server.py exchange.py \
+	headers.py framing.py service.py record.py server.py upstream.py)
+
+compiled: $(STAMP)
+	cd src && ../$(BIN)/mypyc $(MYPYC_MODULES)
+
+uncompiled:
+	rm -rf src/build src/*__mypyc*.so $(patsubst %.py,src/%.*.so,$(MYPYC_MODULES))
+
+clean: uncompiled
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

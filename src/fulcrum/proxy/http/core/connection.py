@@ -194,22 +194,23 @@ class ClientCore:
     def _feed(self, data: bytes) -> None:
         try:
             self._parse(data)
-        except FramingError as err:
-            self._reject(RequestError(err.status, str(err)))
+        # one name per clause: mypyc (make compiled) gives a name one type for the function
+        except FramingError as framing:
+            self._reject(RequestError(framing.status, str(framing)))
         except RequestError as err:  # from a callback called directly (the end of a chunked body)
             self._reject(err)
         except _Stop:
             pass
-        except httptools.HttpParserCallbackError as err:
-            cause = err.__context__
+        except httptools.HttpParserCallbackError as callback:
+            cause = callback.__context__
             if isinstance(cause, RequestError):
                 self._reject(cause)
             elif not isinstance(cause, _Stop):
                 log.error("http: internal error", exc_info=cause)
                 self._reject(RequestError(500, "internal error"))
-        except httptools.HttpParserError as err:
+        except httptools.HttpParserError as invalid:
             if self.state is not C.MUST_CLOSE:  # bytes after the last request are not read
-                self._reject(RequestError(400, str(err)))
+                self._reject(RequestError(400, str(invalid)))
 
     def _parse(self, buf: bytes) -> None:
         """Cut the input at request boundaries and feed llhttp each head (and Content-Length
