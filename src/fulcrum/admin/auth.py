@@ -132,11 +132,6 @@ class Sessions:
         if sid:
             self._by_id.pop(sid, None)
 
-    def drop_user(self, user: str) -> None:
-        """A user removed from the configuration loses its sessions."""
-        for sid in [s for s, session in self._by_id.items() if session.user == user]:
-            del self._by_id[sid]
-
     def _expire(self, now: float) -> None:
         for sid in [s for s, session in self._by_id.items() if now - session.last_seen > self.timeout]:
             del self._by_id[sid]

@@ -57,7 +57,6 @@ MAX_BODY = 16 * 1024 * 1024
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-OPEN_PATHS = ("/login", "/static/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

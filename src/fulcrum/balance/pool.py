@@ -147,9 +147,6 @@ class PoolRuntime:
             return False
         return not (backend.max_connections and backend.active >= backend.max_connections)
 
-    def any_usable(self, now: float) -> bool:
-        return any(self.usable(b, now) for b in self.backends)
-
     # -- choice ------------------------------------------------------------------
 
     def remembered(self, client: str | None, now: float) -> Backend | None:

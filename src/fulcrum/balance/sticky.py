@@ -30,10 +30,6 @@ class ClientTable:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def forget_server(self, server: str) -> None:
-        for client in [c for c, (s, _) in self._entries.items() if s == server]:
-            del self._entries[client]
-
     def items(self) -> list[tuple[str, str, float]]:
         return [(client, server, seen) for client, (server, seen) in self._entries.items()]
 

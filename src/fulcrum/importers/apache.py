@@ -1,6 +1,6 @@
 """Apache httpd mod_proxy / mod_proxy_balancer configuration, read into the one model.
 
-    fulcrum import apache httpd.conf -o fulcrum.toml      (or: python -m fulcrum.importers.apache)
+    fulcrum import apache httpd.conf -o fulcrum.toml
 
 Mapped: <VirtualHost addr:port> (one http service per listen address; several virtual hosts
 on one address become Host routes), ServerName/ServerAlias, ProxyPass/ProxyPassReverse,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -405,23 +404,3 @@ def convert(text: str) -> tuple[dict[str, Any], list[str]]:
 def convert_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
     return convert(Path(path).read_text())
 
-
-def main(argv: list[str]) -> int:
-    """`python -m fulcrum.importers.apache FILE -o OUT`: warnings to stderr."""
-    import argparse
-
-    import tomli_w
-
-    parser = argparse.ArgumentParser(prog="fulcrum import apache")
-    parser.add_argument("file")
-    parser.add_argument("-o", "--output", required=True)
-    args = parser.parse_args(argv)
-    data, warnings = convert_file(args.file)
-    for warning in warnings:
-        print(f"warning: {args.file}: {warning}", file=sys.stderr)
-    Path(args.output).write_text(tomli_w.dumps(data))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -34,7 +34,6 @@ PING_WEIGHT = -(PREFERRED_PRIORITY - OTHER_PRIORITY + 10)
 DEFAULT_KEEPALIVE = 2.0
 FIRST_VRID = 1
 IP_RESOURCES = {"IPaddr", "IPaddr2", "IPv6addr"}
-DEFAULT_RESOURCE_DIRS = ("/etc/ha.d/resource.d", "/etc/init.d")
 
 
 class HeartbeatError(ValueError):

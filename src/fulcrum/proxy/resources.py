@@ -67,7 +67,6 @@ class AcceptGate:
         self._resume_soon: asyncio.Handle | None = None
         self._last_log = float("-inf")
         self._unlogged = 0
-        self.shortages = 0  # since start: exported for status and tests
 
     def register(self, listener: Pausable) -> None:
         self.listeners.add(listener)
@@ -77,7 +76,6 @@ class AcceptGate:
 
     def exhausted(self, reason: str, where: str) -> None:
         """A shortage happened (`where`: what was being done). Pause accepting; log, rate-limited."""
-        self.shortages += 1
         self._log(reason, where)
         if not self.paused:
             self.paused = True

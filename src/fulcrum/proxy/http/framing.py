@@ -46,10 +46,6 @@ def split_method(buf: bytes, start: int) -> int:
     return end if end < len(buf) else -1
 
 
-def is_token(value: bytes) -> bool:
-    return _TOKEN.fullmatch(value) is not None
-
-
 # RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 #   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 #   chunk-ext-val = token / quoted-string   (BWS = OWS = *( SP / HTAB ))
