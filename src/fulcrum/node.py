@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.config.kernel import is_kernel
 from fulcrum.config.model import Config
-from fulcrum.kernel.config import is_kernel
 from fulcrum.kernel.part import POLL as KERNEL_POLL
 from fulcrum.kernel.part import KernelPart
 from fulcrum.observe import Observer

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import tomli_w
 
-from fulcrum.cluster.config import Cluster
 from fulcrum.cluster.process import EngineProcess, RestartBackoff, missing_interfaces
+from fulcrum.config.cluster import Cluster
 from tests.integration.helpers import FulcrumProcess, free_port, service_config
 
 MISSING = "fcnope0"  # a name no machine of ours has

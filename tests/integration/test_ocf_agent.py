@@ -219,7 +219,7 @@ def test_unit_runs_reloads_and_stops_fulcrum_as_designed() -> None:
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure"
     assert set(service["AmbientCapabilities"].split()) == {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"}
     # the default drain (10 s) and one notify hook's timeout (10 s) fit in the stop timeout
-    from fulcrum.cluster.config import Notify
+    from fulcrum.config.cluster import Notify
     from fulcrum.config.model import Timeouts
 
     assert float(service["TimeoutStopSec"].removesuffix("s")) > Timeouts().drain + Notify().timeout

@@ -14,8 +14,8 @@ import pytest
 from conftest import VIP4, Lab, wait_for
 from vrrp_lab import start_runner, transitions
 
-from fulcrum.cluster.config import ConntrackSync
 from fulcrum.cluster.conntrackd import paths
+from fulcrum.config.cluster import ConntrackSync
 
 pytestmark = [
     pytest.mark.netns,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import fulcrum
-from fulcrum.cluster.sync_split import local_part, shared_part
 from fulcrum.config.load import load_dict, load_file
+from fulcrum.config.split import local_part, shared_part
 
 EXAMPLES = Path(fulcrum.__file__).parent / "examples"  # a namespace package: no __init__.py
 FILES = sorted(EXAMPLES.glob("*.toml"))

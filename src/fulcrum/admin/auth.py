@@ -19,6 +19,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from fulcrum.config.admin import parse_hash
+
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 HASH_BYTES = 32
@@ -28,10 +30,6 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
 def hash_password(password: str, salt: bytes | None = None, n: int = SCRYPT_N) -> str:
     salt = salt if salt is not None else secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
@@ -39,28 +37,9 @@ def hash_password(password: str, salt: bytes | None = None, n: int = SCRYPT_N) -
     return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
-def _parse_hash(value: str) -> tuple[int, int, int, bytes, bytes]:
-    parts = value.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("not a scrypt$N$r$p$salt$hash password hash")
-    n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-    if n < 2 or n & (n - 1) or n > 2**20 or not 1 <= r <= 32 or not 1 <= p <= 16:
-        raise ValueError("scrypt parameters out of range")
-    return n, r, p, _unb64(parts[4]), _unb64(parts[5])
-
-
-def check_hash_format(value: str) -> str | None:
-    """None when `value` is a usable password hash, else what is wrong with it."""
-    try:
-        _parse_hash(value)
-    except ValueError as err:
-        return str(err) if "scrypt" in str(err) else "not a scrypt$N$r$p$salt$hash password hash"
-    return None
-
-
 def verify_password(password: str, stored: str) -> bool:
     try:
-        n, r, p, salt, expected = _parse_hash(stored)
+        n, r, p, salt, expected = parse_hash(stored)
     except ValueError:
         return False
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
@@ -74,13 +53,6 @@ def new_token() -> str:
 
 def token_digest(token: str) -> str:
     return "sha256$" + hashlib.sha256(token.encode()).hexdigest()
-
-
-def check_token_format(value: str) -> str | None:
-    kind, _, hexdigest = value.partition("$")
-    if kind != "sha256" or len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
-        return "not a sha256$HEX token digest"
-    return None
 
 
 def token_user(token: str, tokens: dict[str, str]) -> str | None:

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
-from fulcrum.admin.config import Admin
+from fulcrum.config.admin import Admin
 from fulcrum.config.model import Logging
 from fulcrum.control.versions import LocalVersions
 

@@ -45,8 +45,8 @@ from fulcrum.admin.auth import (
     token_user,
     verify_password,
 )
-from fulcrum.admin.config import Admin
 from fulcrum.admin.node_client import NodeClient
+from fulcrum.config.admin import Admin
 from fulcrum.config.types import split_host_port
 
 log = logging.getLogger("fulcrum.admin")

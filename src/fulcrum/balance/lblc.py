@@ -19,18 +19,12 @@ from typing import Generic, TypeVar
 from fulcrum.balance.base import Backend, Options, PickContext, Scheduler
 from fulcrum.balance.lc import least_per_weight
 from fulcrum.balance.registry import register
+from fulcrum.config.schedulers import option_number
 
 DEFAULT_TABLE_SIZE = 16384
 DEFAULT_EXPIRY = 24 * 60 * 60.0
 
 Entry = TypeVar("Entry")
-
-
-def option_number(options: Options, name: str, default: float) -> float:
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"option {name}: must be a positive number, not {value!r}")
-    return float(value)
 
 
 class LocalityTable(Generic[Entry]):

@@ -20,10 +20,10 @@ from fulcrum.balance.lblc import (
     LocalityTable,
     configured_table,
     least_connection,
-    option_number,
     overloaded,
 )
 from fulcrum.balance.registry import register
+from fulcrum.config.schedulers import option_number
 
 
 @dataclass

@@ -24,47 +24,7 @@ from math import gcd
 from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.hashing import stable_hash
 from fulcrum.balance.registry import register
-
-# IPVS's CONFIG_IP_VS_MH_TAB_INDEX primes (each near a power of two), up to 2^20.
-PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071, 262139, 524287,
-          1048573)
-DEFAULT_TABLE_SIZE = 65521
-MAX_TABLE_SIZE = PRIMES[-1]  # a table of 2^20 slots serves 10,000 servers at 100 slots each
-SLOTS_PER_SERVER = 100
-
-
-def is_prime(number: int) -> bool:
-    if number < 2:
-        return False
-    divisor = 2
-    while divisor * divisor <= number:
-        if number % divisor == 0:
-            return False
-        divisor += 1
-    return True
-
-
-def table_size_for(servers: int, requested: object = None) -> int:
-    """The table size M to use, or ValueError saying why `requested` will not do."""
-    needed = SLOTS_PER_SERVER * servers
-    if requested is None:
-        for prime in PRIMES:
-            if prime >= DEFAULT_TABLE_SIZE and prime > needed:
-                return prime
-        raise ValueError(f"mh: {servers} servers need a table larger than {PRIMES[-1]}")
-    if isinstance(requested, bool) or not isinstance(requested, int):
-        raise ValueError(f"mh option table_size: {requested!r} is not an integer")
-    if not SLOTS_PER_SERVER < requested <= MAX_TABLE_SIZE:
-        # checked before anything is allocated or factored: 1000000007 would be 8 GB of table
-        raise ValueError(f"mh option table_size: {requested} is out of range; give a prime "
-                         f"from {SLOTS_PER_SERVER + 1} to {MAX_TABLE_SIZE} (IPVS's largest)")
-    if not is_prime(requested):
-        raise ValueError(f"mh option table_size: {requested} is not prime (Maglev needs a "
-                         f"prime so every server's permutation reaches every slot)")
-    if requested <= needed:
-        raise ValueError(f"mh option table_size: {requested} is too small for {servers} "
-                         f"servers; it must be more than {SLOTS_PER_SERVER} x servers = {needed}")
-    return requested
+from fulcrum.config.schedulers import table_size_for
 
 
 def populate(names: list[str], weights: list[int], size: int) -> list[int]:

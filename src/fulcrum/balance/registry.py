@@ -1,4 +1,5 @@
-"""Scheduler registry: algorithm name -> module. Modules are imported on first use.
+"""Scheduler registry: algorithm name -> module. Modules are imported on first use; the
+names are config/schedulers.py's (the model checks a pool's scheduler against them).
 
 IPVS names where IPVS has the algorithm, mod_proxy_balancer names for its own,
 and pen's behaviours under their pen names."""
@@ -9,36 +10,7 @@ import importlib
 from collections.abc import Sequence
 
 from fulcrum.balance.base import Backend, Options, Scheduler
-
-# name -> module under fulcrum.balance that registers it
-MODULES: dict[str, str] = {
-    # IPVS
-    "rr": "rr",
-    "wrr": "wrr",
-    "lc": "lc",
-    "wlc": "wlc",
-    "sed": "sed",
-    "nq": "nq",
-    "sh": "sh",
-    "dh": "dh",
-    "mh": "maglev",
-    "fo": "fo",
-    "ovf": "ovf",
-    "lblc": "lblc",
-    "lblcr": "lblcr",
-    # mod_proxy_balancer
-    "byrequests": "byrequests",
-    "bytraffic": "bytraffic",
-    "bybusyness": "bybusyness",
-    # weighted random (nftables numgen random)
-    "random": "random",
-    # power of two random choices
-    "random2": "random2",
-    # pen
-    "hash": "hash",
-    "weight": "weight",
-    "prio": "prio",
-}
+from fulcrum.config.schedulers import SCHEDULERS
 
 _registered: dict[str, type[Scheduler]] = {}
 
@@ -50,15 +22,11 @@ def register(cls: type[Scheduler]) -> type[Scheduler]:
     return cls
 
 
-def known_schedulers() -> set[str]:
-    return set(MODULES)
-
-
 def scheduler_class(name: str) -> type[Scheduler]:
     if name not in _registered:
-        if name not in MODULES:
+        if name not in SCHEDULERS:
             raise KeyError(f"unknown scheduler {name!r}")
-        importlib.import_module(f"fulcrum.balance.{MODULES[name]}")
+        importlib.import_module(f"fulcrum.balance.{SCHEDULERS[name]}")
     return _registered[name]
 
 

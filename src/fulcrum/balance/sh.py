@@ -18,19 +18,13 @@ server coming back gets exactly its old clients back."""
 
 from __future__ import annotations
 
-from fulcrum.balance.base import Backend, Options, PickContext, Scheduler
+from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.hashing import stable_hash
 from fulcrum.balance.registry import register
 from fulcrum.balance.wrr import smooth_sequence
+from fulcrum.config.schedulers import option_int
 
 DEFAULT_TABLE_SIZE = 256  # IPVS: CONFIG_IP_VS_SH_TAB_BITS = 8
-
-
-def option_int(options: Options, name: str, default: int) -> int:
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"option {name}: must be a positive integer, not {value!r}")
-    return value
 
 
 @register

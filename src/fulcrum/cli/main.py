@@ -97,7 +97,7 @@ def check(path: str, quiet: bool) -> None:
         click.echo(f"warning: {where}: {advice}", err=True)
     if not quiet:
         click.echo(tomli_w.dumps(redacted(config.model_dump(mode="json", exclude_none=True))), nl=False)
-    from fulcrum.kernel.config import notes
+    from fulcrum.config.kernel import notes
 
     for note in notes(config):
         click.echo(f"note: {note}", err=True)

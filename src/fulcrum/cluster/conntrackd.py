@@ -38,7 +38,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from fulcrum.cluster.config import ConntrackSync
+from fulcrum.config.cluster import ConntrackSync
 
 log = logging.getLogger("fulcrum.cluster.conntrackd")
 

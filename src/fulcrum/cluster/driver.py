@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from fulcrum.cluster.config import VirtualRouter
 from fulcrum.cluster.hooks import HookRunner
 from fulcrum.cluster.track import Tracking
 from fulcrum.cluster.vip import Announcer, Interface
@@ -28,6 +27,7 @@ from fulcrum.cluster.vrrp.packet import (
 )
 from fulcrum.cluster.vrrp.socket import VrrpSocket
 from fulcrum.cluster.vrrp.timers import Deadlines
+from fulcrum.config.cluster import VirtualRouter
 
 log = logging.getLogger("fulcrum.cluster")
 

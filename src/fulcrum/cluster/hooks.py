@@ -10,7 +10,7 @@ import shlex
 import subprocess
 from collections.abc import Awaitable, Callable
 
-from fulcrum.cluster.config import Notify
+from fulcrum.config.cluster import Notify
 
 log = logging.getLogger("fulcrum.cluster.hooks")
 

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from fulcrum.balance.pool import PoolRuntime
-from fulcrum.cluster.config import Cluster
+from fulcrum.config.cluster import Cluster
 from fulcrum.config.model import Logging
 
 log = logging.getLogger("fulcrum.cluster")

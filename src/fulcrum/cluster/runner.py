@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fulcrum.cluster.config import Cluster
 from fulcrum.cluster.conntrackd import ConntrackDaemon, ConntrackError
 from fulcrum.cluster.driver import RouterDriver
 from fulcrum.cluster.watch import LinkWatcher, Pinger
+from fulcrum.config.cluster import Cluster
 from fulcrum.config.errors import ConfigError
 
 log = logging.getLogger("fulcrum.cluster")

@@ -9,9 +9,9 @@ Why this shape:
   exchanges latest versions with each peer (hello). The hello is what makes a node
   that was down, or missed an offer, catch up: the reply carries the newer document.
 - Each connection carries one request line and one reply line, JSON, signed with
-  HMAC-SHA256 (sync_state.py), optionally inside mutual TLS (sync_config.py); every
+  HMAC-SHA256 (sync_state.py), optionally inside mutual TLS (config/sync.py); every
   connect, handshake and read is bounded by `timeout`.
-- A peer's document is merged with this node's local settings (sync_split.py),
+- A peer's document is merged with this node's local settings (config/split.py),
   validated, applied with `node.reload`, then written to this node's configuration
   file (atomically, so a restart keeps it) and to the version store. Apply before
   write: a change that cannot run here (say, a port in use) is rejected and written
@@ -41,8 +41,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fulcrum.cluster.sync_config import SyncSettings
-from fulcrum.cluster.sync_split import merge, shared_part
 from fulcrum.cluster.sync_state import (
     NONCE_BYTES,
     Adopt,
@@ -61,6 +59,8 @@ from fulcrum.cluster.sync_store import SyncStore, atomic_write
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
 from fulcrum.config.model import Config
+from fulcrum.config.split import merge, shared_part
+from fulcrum.config.sync import SyncSettings
 from fulcrum.config.types import split_host_port
 from fulcrum.control.commands import _edit_lock
 

@@ -45,7 +45,7 @@ def _load(path: str) -> Config:
 def rollback_file(path: str, version: int) -> Config:
     """Write version `version` (with this node's local settings) to the file `path`."""
     from fulcrum.cluster.sync import write_config_file
-    from fulcrum.cluster.sync_split import merge
+    from fulcrum.config.split import merge
 
     config = _load(path)
     document = _store_of(config).find(version)
@@ -65,7 +65,7 @@ def sync_group() -> None:
 @click.option("-c", "--config", "path", required=True, type=click.Path(dir_okay=False))
 def versions(path: str) -> None:
     """List the kept versions, oldest first; `*` marks what the file holds now."""
-    from fulcrum.cluster.sync_split import shared_part
+    from fulcrum.config.split import shared_part
 
     config = _load(path)
     current = digest(shared_part(config))

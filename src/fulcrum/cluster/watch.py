@@ -13,8 +13,8 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from fulcrum.cluster.config import TrackPing
 from fulcrum.cluster.vrrp.packet import internet_checksum
+from fulcrum.config.cluster import TrackPing
 from fulcrum.health.counter import HealthCounter
 
 log = logging.getLogger("fulcrum.cluster.watch")

@@ -8,10 +8,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fulcrum.config.cluster import reference_problems
 from fulcrum.config.errors import ConfigError
+from fulcrum.config.kernel import service_problems
 from fulcrum.config.model import Config, Endpoint, Http, Pool
+from fulcrum.config.schedulers import option_problem
 from fulcrum.config.types import is_ipv6
-from fulcrum.kernel.config import service_problems
 
 
 def load_file(path: str | Path) -> Config:
@@ -64,15 +66,15 @@ def check_references(config: Config) -> None:
     for name, pool in config.pools.items():
         problems.extend(_scheduler_options(name, pool))
     if config.sync is not None and config.sync.tls_cert is None:
-        from fulcrum.cluster.sync_split import shared_secrets
+        from fulcrum.config.split import (
+            shared_secrets,  # split.py reads configurations with load_dict
+        )
 
         secrets = shared_secrets(config)
         if secrets:
             problems.append(("sync", f"the shared configuration holds secrets ({', '.join(secrets)}) that config "
                                      "sync would send readable: set sync.tls_cert, tls_key and tls_ca (mutual TLS)"))
     if config.cluster is not None:
-        from fulcrum.cluster.config import reference_problems
-
         problems.extend(reference_problems(config.cluster, set(config.pools)))
     if problems:
         raise ConfigError(problems)
@@ -112,13 +114,7 @@ def _listen_overlaps(config: Config) -> list[tuple[str, str]]:
 
 
 def _scheduler_options(name: str, pool: Pool) -> list[tuple[str, str]]:
-    """Build the pool's scheduler once: a bad option (a non-prime mh table_size, say)
-    is a configuration error, not a failure at start."""
-    from fulcrum.balance.pool import backend_from
-    from fulcrum.balance.registry import make_scheduler
-
-    try:
-        make_scheduler(pool.scheduler, [backend_from(s) for s in pool.servers], pool.options)
-    except (ValueError, TypeError) as err:
-        return [(f"pools.{name}.options", str(err))]
-    return []
+    """The pool's scheduler options as its scheduler checks them: a bad option (a
+    non-prime mh table_size, say) is a configuration error, not a failure at start."""
+    problem = option_problem(pool.scheduler, pool.options, len(pool.servers))
+    return [(f"pools.{name}.options", problem)] if problem else []

@@ -13,10 +13,14 @@ from pydantic import (
     model_validator,
 )
 
+from fulcrum.config.admin import Admin
+from fulcrum.config.cluster import Cluster
+from fulcrum.config.kernel import IPText, KernelSettings
+from fulcrum.config.schedulers import known_schedulers
 from fulcrum.config.serverspec import parse_server_spec
 from fulcrum.config.strict import Strict
+from fulcrum.config.sync import SyncSettings
 from fulcrum.config.types import Duration, Host, Port, join_host_port, split_host_port
-from fulcrum.kernel.config import IPText, KernelSettings
 
 
 def _absolute_path(path: str) -> str:
@@ -164,8 +168,6 @@ class Pool(Strict):
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, name: str) -> str:
-        from fulcrum.balance.registry import known_schedulers
-
         if name not in known_schedulers():
             raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(sorted(known_schedulers()))}")
         return name
@@ -273,7 +275,7 @@ class Service(Strict):
     timeouts: Timeouts | None = None
     http: Http = Field(default_factory=Http, description="only used when mode = 'http'")
     log: ServiceLog | None = Field(None, description="this service's access log, if not as in [log]")
-    # kernel topologies (nat, fullnat, dsr): fulcrum/kernel/config.py checks these
+    # kernel topologies (nat, fullnat, dsr): fulcrum/config/kernel.py checks these
     protocol: Literal["tcp", "udp"] = Field("tcp", description="udp only with a kernel topology (pen -U, IPVS -u)")
     persistence: Duration = Field(0.0, description="kernel topologies: a client keeps its server until it has opened no new connection for this long (IPVS -p); 0 = off")
     snat: list[IPText] = Field(default_factory=list, description="fullnat: source addresses towards the servers; empty = the balancer's own address on that side")
@@ -351,12 +353,3 @@ class Config(Strict):
 
     def service_timeouts(self, name: str) -> Timeouts:
         return self.services[name].timeouts or self.timeouts
-
-
-# The cluster section lives beside the VRRP code that uses it; it builds on `Strict`
-# above, so it can only be imported once this module has defined it.
-from fulcrum.admin.config import Admin  # noqa: E402, I001
-from fulcrum.cluster.config import Cluster  # noqa: E402
-from fulcrum.cluster.sync_config import SyncSettings  # noqa: E402
-
-Config.model_rebuild()

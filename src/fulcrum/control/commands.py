@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fulcrum.balance.registry import known_schedulers
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
+from fulcrum.config.schedulers import known_schedulers
 from fulcrum.config.types import join_host_port, parse_duration, split_host_port
 
 if TYPE_CHECKING:

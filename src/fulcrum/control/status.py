@@ -20,7 +20,7 @@ from fulcrum.observe import Totals
 
 if TYPE_CHECKING:
     from fulcrum.cluster.process import EngineProcess
-    from fulcrum.cluster.sync_config import SyncSettings
+    from fulcrum.config.sync import SyncSettings
     from fulcrum.health.monitor import HealthMonitor
     from fulcrum.nodelike import NodeLike
 

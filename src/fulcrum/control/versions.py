@@ -123,7 +123,7 @@ def list_versions(node: NodeLike) -> list[dict[str, Any]]:
 
 def _comparable(node: NodeLike, config: Config) -> dict[str, Any]:
     if node.sync is not None:
-        from fulcrum.cluster.sync_split import shared_part
+        from fulcrum.config.split import shared_part
 
         return shared_part(config)
     return config.model_dump(mode="json")
@@ -136,7 +136,7 @@ def version_config(node: NodeLike, version: int) -> Config:
     if document is None:
         raise ConfigError.at("version", f"version {version} is not kept here")
     if node.sync is not None:
-        from fulcrum.cluster.sync_split import merge
+        from fulcrum.config.split import merge
 
         return merge(document.config, node.config)
     data = dict(document.config)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fulcrum.config.kernel import KERNEL_SCHEDULERS  # the others need per-server connection counts
 from fulcrum.config.load import load_dict
 from fulcrum.config.types import join_host_port
-from fulcrum.kernel.config import KERNEL_SCHEDULERS  # the others need per-server connection counts
 
 DEFAULT_PERSISTENCE = 300  # ipvsadm -p without a timeout (ipvsadm(8))
 DEFAULT_SCHEDULER = "wlc"  # ipvsadm without -s

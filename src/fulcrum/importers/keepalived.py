@@ -480,7 +480,7 @@ class KeepalivedImport:
     def kernel_service(self, block: Statement, service: dict[str, Any], pool: dict[str, Any]) -> None:
         """IPVS's own terms for an LVS service fulcrum runs in the kernel: persistence is
         the service's, and the kernel has no connection counts for lc, wlc, ..."""
-        from fulcrum.kernel.config import KERNEL_SCHEDULERS
+        from fulcrum.config.kernel import KERNEL_SCHEDULERS
 
         sticky = pool.pop("sticky", None)
         if sticky is not None:

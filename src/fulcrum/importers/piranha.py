@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fulcrum.config.kernel import KERNEL_SCHEDULERS
 from fulcrum.config.load import load_dict
 from fulcrum.config.types import join_host_port
 from fulcrum.importers.heartbeat import OTHER_PRIORITY, PREFERRED_PRIORITY, advert_interval
-from fulcrum.kernel.config import KERNEL_SCHEDULERS
 
 TOPOLOGIES = {"nat": "nat", "direct": "dsr", "tunnel": "fullnat"}
 # lvs.cf(5) and piranha's defaults when a key is absent

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fulcrum.balance.maglev import populate, table_size_for
+from fulcrum.balance.maglev import populate
+from fulcrum.config.schedulers import table_size_for
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from fulcrum.balance.base import Backend
+from fulcrum.config.kernel import is_kernel
 from fulcrum.config.model import Config, Pool
 from fulcrum.kernel.buckets import ServerState
-from fulcrum.kernel.config import is_kernel
 from fulcrum.kernel.nftables import Applier, counters
 from fulcrum.kernel.render import FAMILIES, Link, Plan, PoolView, counter_name, render
 

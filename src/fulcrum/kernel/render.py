@@ -33,16 +33,22 @@ maps say later; dsr has no conntrack on the balancer, so its flow map does that 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fulcrum.config.kernel import KernelSettings, is_kernel
 from fulcrum.config.model import Service
 from fulcrum.kernel.buckets import ServerState, assign, bucket_size
-from fulcrum.kernel.config import KernelSettings, is_kernel, safe_name
 
 # jhash seed of sh and mh: a constant, so every node hashes a client to the same bucket.
 HASH_SEED = 0x66756C63  # "fulc"
 FLOW_HASH_MOD = 4294967291  # the largest prime below 2**32
+
+
+def safe_name(text: str) -> str:
+    """A name nft accepts for chains and maps: letters, digits and underscores."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ from fulcrum.admin.auth import (
     LoginLimiter,
     Sessions,
     VerifiedCache,
-    check_hash_format,
-    check_token_format,
     csrf_ok,
     hash_password,
     token_digest,
     token_user,
     verify_password,
 )
+from fulcrum.config.admin import check_hash_format, check_token_format
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fulcrum.balance.base import Backend, Scheduler
-from fulcrum.balance.registry import MODULES, scheduler_class
+from fulcrum.balance.registry import scheduler_class
+from fulcrum.config.schedulers import SCHEDULERS
 
-ALL = sorted(MODULES)
+ALL = sorted(SCHEDULERS)
 # ovf answers None when every usable server is past its weight (IPVS does too).
 MAY_DECLINE = {"ovf"}
 

@@ -24,7 +24,8 @@ from balance_helpers import (
 )
 
 from fulcrum.balance.base import Backend, Scheduler
-from fulcrum.balance.maglev import DEFAULT_TABLE_SIZE, Maglev, populate, table_size_for
+from fulcrum.balance.maglev import Maglev, populate
+from fulcrum.config.schedulers import DEFAULT_TABLE_SIZE, table_size_for
 
 HASHED = ["sh", "dh", "mh", "hash"]
 N = 10

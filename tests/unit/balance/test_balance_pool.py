@@ -9,8 +9,8 @@ import pytest
 
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
-from fulcrum.balance.registry import MODULES
 from fulcrum.config.model import Pool
+from fulcrum.config.schedulers import SCHEDULERS
 
 
 def runtime(servers: list[Any], scheduler: str = "rr", **pool: Any) -> PoolRuntime:
@@ -33,7 +33,7 @@ def named(pool: PoolRuntime, key: str) -> Backend:
     return backend
 
 
-@pytest.mark.parametrize("scheduler", sorted(MODULES))
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_backup_only_when_no_primary_is_usable(scheduler: str) -> None:
     pool = runtime(["10.0.0.1:80", "10.0.0.2:80", {"address": "10.0.0.9", "port": 80,
                                                    "backup": True}], scheduler)

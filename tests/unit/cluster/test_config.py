@@ -4,7 +4,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from fulcrum.cluster.config import Cluster, VirtualRouter, reference_problems
+from fulcrum.config.cluster import Cluster, VirtualRouter, reference_problems
 from fulcrum.config.errors import ConfigError
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fulcrum.cluster.config import Cluster, ConntrackSync
 from fulcrum.cluster.conntrackd import paths, render, switch_commands
+from fulcrum.config.cluster import Cluster, ConntrackSync
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 

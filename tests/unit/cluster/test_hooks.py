@@ -2,8 +2,8 @@ import asyncio
 import logging
 import sys
 
-from fulcrum.cluster.config import Notify
 from fulcrum.cluster.hooks import HookRunner
+from fulcrum.config.cluster import Notify
 
 
 def run(notify: Notify, states: list[str]) -> None:

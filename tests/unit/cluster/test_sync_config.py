@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fulcrum.cluster.sync_config import SyncSettings
+from fulcrum.config.sync import SyncSettings
 
 BASE = {"listen": "198.18.0.1:7946", "peers": ["[fd00:f0c::2]:7946"]}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sync_helpers import node_data
 
-from fulcrum.cluster.sync_split import merge, shared_part
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
+from fulcrum.config.split import merge, shared_part
 
 LB0 = load_dict(node_data("lb0", priority=150, interface="eth0"))
 LB1 = load_dict(node_data("lb1", priority=100, interface="ens3", port=8081))

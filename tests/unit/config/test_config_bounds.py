@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from fulcrum.balance.maglev import table_size_for
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
+from fulcrum.config.schedulers import table_size_for
 
 FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
 

@@ -5,7 +5,7 @@ nonce (sync_state.Freshness), which proves it comes from a cluster node and is f
 does not hide it. Give tls_cert/tls_key/tls_ca to also encrypt it, with each side's
 certificate checked against the cluster's own CA (mutual TLS). A configuration whose
 shared part holds a secret (a sticky-cookie key) is refused without TLS
-(sync_split.shared_secrets, checked by config/load.py).
+(split.shared_secrets, checked by config/load.py).
 
 The whole section is node-local (each node lists its own address and the others'),
 so it is never itself synced: a synced secret change would lock the peers out."""

@@ -3,10 +3,12 @@
 The whole section is node-local (never synced, like `sync`): each node names its own
 listen addresses and certificate, and a synced user list would let one node's operator
 lock every other node's out. Passwords are stored as scrypt hashes made by
-`fulcrum admin passwd USER` (auth.py); bearer tokens as SHA-256 digests made by
+`fulcrum admin passwd USER` (admin/auth.py); bearer tokens as SHA-256 digests made by
 `fulcrum admin token NAME` (a random 32-byte token needs no slow hash)."""
 
 from __future__ import annotations
+
+import base64
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,6 +16,38 @@ from fulcrum.config.strict import Strict
 from fulcrum.config.types import Duration
 
 DEFAULT_PORT = 3636  # Piranha's port
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def parse_hash(value: str) -> tuple[int, int, int, bytes, bytes]:
+    """(N, r, p, salt, hash) of a `scrypt$N$r$p$SALT$HASH` password hash (admin/auth.py
+    makes and checks them); ValueError when it is not one."""
+    parts = value.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise ValueError("not a scrypt$N$r$p$salt$hash password hash")
+    n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+    if n < 2 or n & (n - 1) or n > 2**20 or not 1 <= r <= 32 or not 1 <= p <= 16:
+        raise ValueError("scrypt parameters out of range")
+    return n, r, p, _unb64(parts[4]), _unb64(parts[5])
+
+
+def check_hash_format(value: str) -> str | None:
+    """None when `value` is a usable password hash, else what is wrong with it."""
+    try:
+        parse_hash(value)
+    except ValueError as err:
+        return str(err) if "scrypt" in str(err) else "not a scrypt$N$r$p$salt$hash password hash"
+    return None
+
+
+def check_token_format(value: str) -> str | None:
+    kind, _, hexdigest = value.partition("$")
+    if kind != "sha256" or len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+        return "not a sha256$HEX token digest"
+    return None
 
 
 def _endpoint_type() -> type[Strict]:
@@ -67,8 +101,6 @@ class Admin(Strict):
     @field_validator("users")
     @classmethod
     def _hashes(cls, users: dict[str, str]) -> dict[str, str]:
-        from fulcrum.admin.auth import check_hash_format
-
         for name, value in users.items():
             if not name or ":" in name:
                 raise ValueError(f"user name {name!r}: must be non-empty and have no ':'")
@@ -80,8 +112,6 @@ class Admin(Strict):
     @field_validator("tokens")
     @classmethod
     def _digests(cls, tokens: dict[str, str]) -> dict[str, str]:
-        from fulcrum.admin.auth import check_token_format
-
         for name, value in tokens.items():
             problem = check_token_format(value)
             if problem:

@@ -1,11 +1,11 @@
 """The `kernel` section of the configuration and the rules a service with a kernel
 topology (`nat`, `fullnat`, `dsr`) must follow. model.py imports the section; load.py
-asks `service_problems` for the cross-section rules (a service and its pool)."""
+asks `service_problems` for the cross-section rules (a service and its pool). The kernel
+plane that runs these services is fulcrum/kernel/."""
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field
@@ -151,8 +151,3 @@ def notes(config: Config) -> list[str]:
                 out.append(f"pools.{service.pool}: max_connections and hard_limit are not enforced by "
                            f"kernel topologies (service {name!r})")
     return out
-
-
-def safe_name(text: str) -> str:
-    """A name nft accepts for chains and maps: letters, digits and underscores."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)
