@@ -46,7 +46,8 @@ deb:
 # fallback: `make uncompiled` removes the build. Needs a C compiler and Python's headers.
 # README.md, "Performance", has the figures.
 MYPYC_MODULES := $(addprefix fulcrum/proxy/http/,core/connection.py core/server.py exchange.py \
-	headers.py framing.py service.py record.py server.py upstream.py)
+	headers.py framing.py service.py record.py routing.py server.py upstream.py) \
+	fulcrum/proxy/tcp.py fulcrum/observe.py
 
 compiled: $(STAMP)
 	cd src && ../$(BIN)/mypyc $(MYPYC_MODULES)

@@ -10,7 +10,7 @@ Order of choice for a new connection:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Any
 
 from fulcrum.balance.base import Backend, PickContext
@@ -29,6 +29,7 @@ def backend_from(server: Server) -> Backend:
 
 
 # schedulers that hash or track the client address (dh and lblc fall back to it)
+_NONE: frozenset[int] = frozenset()  # nothing excluded
 CLIENT_KEYED = frozenset({"sh", "dh", "mh", "hash", "lblc", "lblcr"})
 
 _CONFIGURED = ("weight", "max_connections", "hard_limit", "priority", "backup", "lbset",
@@ -170,8 +171,9 @@ class PoolRuntime:
             if self.count_fields[-1] == 2:
                 for backend in self.backends:
                     backend.traffic = get(backend.slot, 2)
-        excluded = {id(b) for b in exclude}
-        chosen = self.remembered(client, now)
+        # (per request or connection: no set built and no call made when there is nothing to ask)
+        excluded = {id(b) for b in exclude} if exclude else _NONE
+        chosen = self.remembered(client, now) if self.clients is not None else None
         if chosen is not None and (id(chosen) in excluded or not self.usable(chosen, now, sticky=True)):
             chosen = None
         if chosen is None:
@@ -184,7 +186,7 @@ class PoolRuntime:
         return chosen
 
     def _schedule(self, now: float, client: str | None, key: str | None,
-                  excluded: set[int]) -> Backend | None:
+                  excluded: Set[int]) -> Backend | None:
         usable = self.usable
         if len(self._tiers) == 1 and not excluded:
             # the common case (one tier, first try): no membership tests per candidate

@@ -7,7 +7,7 @@ import os
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-from fulcrum.proxy.http import stale_build
+from fulcrum import stale_build
 
 
 def test_a_source_newer_than_its_build_is_stale(tmp_path: Path) -> None:
@@ -18,6 +18,6 @@ def test_a_source_newer_than_its_build_is_stale(tmp_path: Path) -> None:
         path.write_bytes(b"")
         os.utime(path, (when, when))
     (tmp_path / "plain.py").write_bytes(b"")  # no build: nothing to compare
-    assert stale_build(tmp_path) == [source]
+    assert stale_build(str(tmp_path)) == [str(source)]
     os.utime(built, (300, 300))  # built again
-    assert stale_build(tmp_path) == []
+    assert stale_build(str(tmp_path)) == []
