@@ -55,7 +55,7 @@ from fulcrum.cluster.sync_state import (
     signed,
     verified,
 )
-from fulcrum.cluster.sync_store import SyncStore, atomic_write
+from fulcrum.cluster.sync_store import SyncStore
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
 from fulcrum.config.model import Config
@@ -63,6 +63,7 @@ from fulcrum.config.split import merge, shared_part
 from fulcrum.config.sync import SyncSettings
 from fulcrum.config.types import split_host_port
 from fulcrum.control.commands import _edit_lock
+from fulcrum.files import atomic_write
 
 if TYPE_CHECKING:
     from fulcrum.nodelike import NodeLike

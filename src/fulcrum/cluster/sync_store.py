@@ -10,37 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fulcrum.cluster.sync_state import Document
+from fulcrum.files import atomic_write
 
 log = logging.getLogger("fulcrum.sync")
 
 _NAME = re.compile(r"^(\d{1,18})-(.+)\.json$")
-
-
-def atomic_write(path: Path, body: bytes, mode: int = 0o600) -> None:
-    """Readers see the old file or the new one; the new one survives a power cut."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself is durable
-    finally:
-        os.close(directory)
 
 
 class SyncStore:

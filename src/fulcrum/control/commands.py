@@ -527,7 +527,7 @@ def status_write(node: NodeLike, path: str | None) -> str:
 @runtime_command("config.write", "Write the running configuration to a file, as TOML or as a pen -F file.",
                  Arg("path", text, "file"), Arg("format", text, "toml | pen", required=False))
 def config_write(node: NodeLike, path: str, format: str | None) -> str:
-    from fulcrum.control.status import atomic_write
+    from fulcrum.files import atomic_write
 
     if format in (None, "toml"):
         import tomli_w
@@ -539,7 +539,7 @@ def config_write(node: NodeLike, path: str, format: str | None) -> str:
         body = render_pen_config(node.config, path)
     else:
         raise CommandError(f"config.write: unknown format {format!r}; use toml or pen")
-    atomic_write(path, body)
+    atomic_write(path, body, 0o644)
     return path
 
 

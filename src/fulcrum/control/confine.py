@@ -4,7 +4,7 @@ pen's control port has no authentication (as pen's), so `write FILE` and `web_st
 from any local user must not reach files outside `control.pen_dir`. A path is refused when
 it has a `..` component, when it is absolute and outside the directory, or when a symlink
 (in a directory on the way or as the file itself) leads outside. The file is then replaced
-by rename (control.status.atomic_write), which never follows a symlink at the target. The
+by rename (fulcrum.files.atomic_write), which never follows a symlink at the target. The
 directory itself must be writable only by fulcrum's user; that is the operator's part."""
 
 from __future__ import annotations

@@ -7,15 +7,14 @@ from __future__ import annotations
 import html
 import os
 import socket
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fulcrum import __version__
 from fulcrum.balance.base import Backend
 from fulcrum.balance.pool import PoolRuntime
+from fulcrum.files import atomic_write
 from fulcrum.observe import Totals
 
 if TYPE_CHECKING:
@@ -212,25 +211,5 @@ def render_pen_html(node: NodeLike, wall: datetime | None = None) -> str:
     return "".join(out)
 
 
-def atomic_write(path: str | os.PathLike[str], body: str) -> None:
-    """Write `body` to `path` so readers see the old file or the new one, never half of one."""
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    except OSError as err:  # name the file asked for, not the temporary one
-        raise OSError(err.errno, err.strerror, str(target)) from None
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(body)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_status_file(node: NodeLike, path: str | os.PathLike[str]) -> None:
-    atomic_write(path, render_pen_html(node))
+    atomic_write(path, render_pen_html(node), 0o644)
