@@ -14,6 +14,8 @@ Layout (one table per family, both named `kernel.table`, default `fulcrum`):
     chain postrouting  (nat, srcnat)    fullnat: original VIP:port -> snat / masquerade
     chain forward      (filter)         per service: jump st_<s>_v4 (packet counters
                                         per server and direction, for `kernel_stats`)
+    chain st_<s>_v4    ct direction . ct reply ip saddr . ct reply proto-src vmap @st_<s>_v4_m
+    map   st_<s>_v4_m  original|reply . server . port -> goto st_<s>_v4_s<i>_in|_out (a counter)
 
   table netdev fulcrum                                dsr, per device, IPv4 and IPv6
     chain ingress_<dev> (filter, ingress) ip daddr . meta l4proto . th dport vmap @dispatch4_<dev>
@@ -230,7 +232,11 @@ def _nat(table: Table, settings: KernelSettings, name: str, service: Service, po
     rules.append(f"{pick_expression(pool.scheduler, family, size)} vmap @{base}_b")
     table.add_chain(base, rules)
     table.add_map(f"{base}_b", f"typeof numgen inc mod {size} : verdict;", _bucket_elements(buckets, base))
-    stats = []
+    # Packet counters per server and direction, for every forwarded packet of the
+    # service: one map lookup finds the counting chain (a rule per server and direction
+    # evaluated 2 x servers rules, 3 conntrack loads each, on every packet).
+    stats = f"st_{sid}_{family.suffix}"
+    counting: dict[str, str] = {}
     for server in everyone:
         chain = _server_chain(base, server)
         remember = _persistence(table, settings, service, family, chain, server) if service.persistence else ""
@@ -238,10 +244,14 @@ def _nat(table: Table, settings: KernelSettings, name: str, service: Service, po
             f"meta l4proto {proto} counter {remember}"
             f"dnat {family.ip} to {family.endpoint(server.address, server.port)} "
             f"{stat_comment('conns', name, family, server)}"])
-        reply = f"meta l4proto {proto} ct reply {family.ip} saddr {server.address} ct reply proto-src {server.port}"
-        stats.append(f"ct direction original {reply} counter {stat_comment('in', name, family, server)}")
-        stats.append(f"ct direction reply {reply} counter {stat_comment('out', name, family, server)}")
-    table.add_chain(f"st_{sid}_{family.suffix}", stats)
+        counter = _server_chain(stats, server)
+        for direction, kind in (("original", "in"), ("reply", "out")):
+            counting.setdefault(f"{direction} . {server.address} . {server.port}", f"goto {counter}_{kind}")
+            table.add_chain(f"{counter}_{kind}", [f"counter {stat_comment(kind, name, family, server)}"])
+    # the protocol gives `ct reply proto-src` its type (a port) in the concatenation
+    table.add_chain(stats, [f"meta l4proto {proto} ct direction . ct reply {family.ip} saddr . ct reply proto-src "
+                            f"vmap @{stats}_m"])
+    table.add_map(f"{stats}_m", f"type ct_dir . {family.addr_type} . inet_service : verdict;", counting)
     forward = table.chains.get("forward")
     post = table.chains.get("postrouting")
     forward_rules = list(forward.rules) if forward else []

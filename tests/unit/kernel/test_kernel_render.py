@@ -46,6 +46,18 @@ def test_nat_dispatches_each_vip_to_its_service_chain() -> None:
     assert set(inet.elements["svc_web_v6_b"].values()) == {"goto svc_web_v6_s2"}  # v6 VIP -> v6 servers
 
 
+def test_packet_counters_are_one_map_lookup_per_packet_whatever_the_pool_size() -> None:
+    inet = plan_of(config()).tables["inet"]
+    assert inet.chains["st_web_v4"].rules == (
+        "meta l4proto tcp ct direction . ct reply ip saddr . ct reply proto-src vmap @st_web_v4_m",)
+    assert inet.elements["st_web_v4_m"] == {
+        "original . 198.18.0.21 . 80": "goto st_web_v4_s0_in", "reply . 198.18.0.21 . 80": "goto st_web_v4_s0_out",
+        "original . 198.18.0.22 . 80": "goto st_web_v4_s1_in", "reply . 198.18.0.22 . 80": "goto st_web_v4_s1_out"}
+    assert inet.elements["st_web_v6_m"]["reply . fd00:f0c::21 . 80"] == "goto st_web_v6_s2_out"
+    counting = inet.chains["st_web_v4_s1_out"].rules  # kernel_stats finds the counter by its comment
+    assert counting == ('counter comment "fulcrum out web v4 198.18.0.22:80"',)
+
+
 def test_fullnat_rewrites_the_source_with_the_snat_addresses() -> None:
     assert "masquerade" in rules(plan_of(config("fullnat")))
     one = rules(plan_of(config("fullnat", snat=["198.18.1.1"])))
