@@ -36,6 +36,7 @@ from dataclasses import fields
 from typing import IO, Protocol
 
 from fulcrum.config.model import Config, Logging
+from fulcrum.config.types import join_host_port
 from fulcrum.observe import Observation
 
 log = logging.getLogger("fulcrum.accesslog")
@@ -74,9 +75,7 @@ def _iso(wall: float) -> str:
 
 
 def _client(obs: Observation) -> str:
-    if ":" in obs.client:
-        return f"[{obs.client}]:{obs.client_port}"
-    return f"{obs.client}:{obs.client_port}"
+    return join_host_port(obs.client, obs.client_port)
 
 
 def _quote(value: str | None) -> str:

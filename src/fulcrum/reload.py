@@ -28,6 +28,7 @@ from fulcrum.accesslog import AccessLogs, open_access_logs
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
+from fulcrum.config.types import join_host_port
 from fulcrum.logs import build_handler, install_handler
 
 if TYPE_CHECKING:
@@ -167,8 +168,7 @@ def _is_servers(value: Any) -> bool:
 
 
 def _server_key(server: dict[str, Any]) -> str:
-    host = str(server["address"])
-    return f"[{host}]:{server['port']}" if ":" in host else f"{host}:{server['port']}"
+    return join_host_port(str(server["address"]), server["port"])
 
 
 def _keyed(servers: Any) -> Any:

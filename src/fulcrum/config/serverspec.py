@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulcrum.config.types import split_bracketed
+
 FIELDS = ("port", "max_connections", "hard_limit", "weight", "priority")
 
 
@@ -18,10 +20,7 @@ def parse_server_spec(text: str, default_port: int | None = None) -> dict[str, A
     if not text:
         raise ValueError("empty server")
     if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{text!r}: missing ']' after IPv6 address")
-        host, rest = text[1:end], text[end + 1:]
+        host, rest = split_bracketed(text)
         if rest and not rest.startswith(":"):
             raise ValueError(f"{text!r}: expected ':' after ']'")
         parts = rest[1:].split(":") if rest else []

@@ -74,16 +74,21 @@ def _check_host(host: str) -> str:
 Host = Annotated[str, AfterValidator(_check_host)]
 
 
+def split_bracketed(text: str) -> tuple[str, str]:
+    """`[v6]rest` -> (v6, rest): the address inside the brackets and what follows `]`."""
+    end = text.find("]")
+    if end < 0:
+        raise ValueError(f"{text!r}: missing ']' after IPv6 address")
+    return text[1:end], text[end + 1:]
+
+
 def split_host_port(text: str, default_host: str | None = None) -> tuple[str, int]:
     """Split `host:port`, `[v6]:port` or (with a default host) a bare `port`.
 
     Raises ValueError with a readable reason."""
     text = text.strip()
     if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{text!r}: missing ']' after IPv6 address")
-        host, rest = text[1:end], text[end + 1:]
+        host, rest = split_bracketed(text)
         if not rest.startswith(":"):
             raise ValueError(f"{text!r}: expected [address]:port")
         port_text = rest[1:]
@@ -100,8 +105,14 @@ def split_host_port(text: str, default_host: str | None = None) -> tuple[str, in
     return _check_host(host or (default_host or "0.0.0.0")), port
 
 
-def join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def bracket_host(host: str) -> str:
+    """An IPv6 address in brackets (`[2001:db8::1]`), as in a URL authority or `host:port`."""
+    return f"[{host}]" if ":" in host else host
+
+
+def join_host_port(host: str, port: int | str) -> str:
+    """`192.0.2.1:80`, `[2001:db8::1]:80`, `example.com:80`: the one `host:port` form."""
+    return f"{bracket_host(host)}:{port}"
 
 
 def is_ipv6(host: str) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 import httptools
 
 from fulcrum.config.model import HealthCheck
-from fulcrum.config.types import format_duration, join_host_port
+from fulcrum.config.types import bracket_host, format_duration, join_host_port
 
 Result = tuple[bool, str]
 Probe = Callable[[HealthCheck, str, int], Awaitable[Result]]
@@ -119,7 +119,7 @@ def http_request(check: HealthCheck, address: str, port: int, tls: bool) -> byte
     if check.host:
         host = check.host
     elif port == (443 if tls else 80):
-        host = f"[{address}]" if ":" in address else address
+        host = bracket_host(address)
     else:
         host = join_host_port(address, port)
     return (f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\n"

@@ -18,6 +18,7 @@ from typing import Any
 
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_dict
+from fulcrum.config.types import join_host_port
 from fulcrum.importers.keepalived_syntax import KeepalivedSyntaxError, Statement, parse_file
 
 # keepalived's own defaults (keepalived.conf(5), keepalived 2.2)
@@ -63,8 +64,7 @@ def duration(value: float) -> str:
 
 
 def host_port(address: str, port: str | int) -> str:
-    address = address.strip("[]")
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return join_host_port(address.strip("[]"), port)
 
 
 @dataclass

@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fulcrum.config.types import join_host_port  # ipvsadm's numeric form: [2001:db8::1]:80
+
 IPVS_VERSION = "1.2.1"
 FORWARD = {"nat": "Masq", "dsr": "Route", "fullnat": "FullNat"}
 PROTOCOL_ORDER = {"TCP": 6, "UDP": 17}
@@ -72,23 +74,18 @@ class Flow:
     destination: tuple[str, int]  # the reply's source: the server a NAT flow went to
 
 
-def address_port(address: str, port: int) -> str:
-    """ipvsadm's numeric form: 192.0.2.1:80, [2001:db8::1]:80."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def _sort_key(address: str, port: int) -> tuple[int, int, int]:
     ip = ipaddress.ip_address(address)
     return ip.version, int(ip), port
 
 
 def _service_name(service: VirtualService) -> str:
-    name = f"{service.protocol}  {address_port(service.address, service.port)}"
+    name = f"{service.protocol}  {join_host_port(service.address, service.port)}"
     return name if ":" in service.address else name[:33]  # ipvsadm cuts IPv4 names at 33
 
 
 def _server_name(server: RealServer) -> str:
-    name = address_port(server.address, server.port)
+    name = join_host_port(server.address, server.port)
     return name if ":" in server.address else name[:28]
 
 
@@ -180,8 +177,8 @@ def list_connections(flows: Iterable[Flow]) -> str:
         state = flow.state or ("UDP" if flow.protocol == "UDP" else "NONE")
         expire = f"{minutes:02d}:{seconds:02d}"
         out.append(f"{flow.protocol:<3} {expire:<6} {state:<11} "
-                   f"{address_port(*flow.source):<18} {address_port(*flow.virtual):<18} "
-                   f"{address_port(*flow.destination)}\n")
+                   f"{join_host_port(*flow.source):<18} {join_host_port(*flow.virtual):<18} "
+                   f"{join_host_port(*flow.destination)}\n")
     return "".join(out)
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from fulcrum.config.kernel import KernelSettings, is_kernel
 from fulcrum.config.model import Service
+from fulcrum.config.types import join_host_port
 from fulcrum.kernel.buckets import ServerState, assign, bucket_size
 
 # jhash seed of sh and mh: a constant, so every node hashes a client to the same bucket.
@@ -125,7 +126,7 @@ class Family:
 
     def endpoint(self, address: str, port: int) -> str:
         """`dnat ip to 198.18.0.21:80` / `dnat ip6 to [fd00::21]:80`."""
-        return f"{address}:{port}" if self.version == 4 else f"[{address}]:{port}"
+        return join_host_port(address, port)
 
 
 FAMILIES = (Family(4), Family(6))

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from fulcrum.balance.base import Backend
+from fulcrum.config.types import join_host_port
 from fulcrum.health.probes import describe_error
 from fulcrum.logs import throttle
 from fulcrum.observe import (
@@ -346,7 +347,7 @@ def peer_text(transport: Any) -> str:
     peer = transport.get_extra_info("peername") if transport is not None else None
     if not peer:
         return "unknown"
-    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+    return join_host_port(peer[0], peer[1])
 
 
 def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
