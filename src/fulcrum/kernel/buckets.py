@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fulcrum.balance.maglev import populate
+from fulcrum.balance.wrr import smooth_sequence  # the user-space wrr's: both lay out alike
 from fulcrum.config.schedulers import table_size_for
 
 
@@ -63,21 +64,6 @@ def tier_of(servers: Sequence[ServerState], chosen: Sequence[ServerState]) -> li
         return list(chosen)
     tier = (chosen[0].backup, chosen[0].lbset)
     return [s for s in servers if (s.backup, s.lbset) == tier and s.weight > 0]
-
-
-def smooth_sequence(weights: Sequence[int], length: int) -> list[int]:
-    """`length` picks of smooth weighted round robin (balance/wrr.py's arithmetic):
-    index i appears in proportion to weights[i], interleaved rather than bunched."""
-    credit = [0] * len(weights)
-    total = sum(weights)
-    out = []
-    for _ in range(length):
-        for i, weight in enumerate(weights):
-            credit[i] += weight
-        best = max(range(len(weights)), key=lambda i: credit[i])  # first on ties
-        credit[best] -= total
-        out.append(best)
-    return out
 
 
 def bucket_size(scheduler: str, pool_servers: int, buckets: int, options: Mapping[str, object]) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from fulcrum.kernel.buckets import ServerState, assign, choosable, smooth_sequence
+from fulcrum.balance.wrr import smooth_sequence
+from fulcrum.kernel.buckets import ServerState, assign, choosable
 
 
 def servers(*weights: int, **changes: object) -> list[ServerState]:
