@@ -187,7 +187,7 @@ class Node:
                 name=name, config=service, pool=self.pools[service.pool],
                 timeouts=config.service_timeouts(name), node_connections=self.node_connections,
                 connections=counter, health=self.health, pools=self.pools,
-                relays=old.relays if old is not None else set(), observer=self.observer,
+                open_connections=old.open_connections if old is not None else set(), observer=self.observer,
             )
             self.contexts[name] = ctx
             for endpoint in service.listen:
@@ -349,20 +349,20 @@ class Node:
             self.control_socket.close()
         drain = self.config.timeouts.drain if drain is None else drain
         for ctx in self.contexts.values():
-            for relay in list(ctx.relays):
-                shutdown = getattr(relay, "shutdown", None)  # http: close idle, finish in flight
+            for conn in list(ctx.open_connections):
+                shutdown = getattr(conn, "shutdown", None)  # http: close idle, finish in flight
                 if shutdown is not None:
                     shutdown()
-        live = [r for ctx in self.contexts.values() for r in ctx.relays]
+        live = [r for ctx in self.contexts.values() for r in ctx.open_connections]
         if live:
             log.info("draining %d connection(s) for up to %gs", len(live), drain)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + drain
-            while loop.time() < deadline and any(ctx.relays for ctx in self.contexts.values()):
+            while loop.time() < deadline and any(ctx.open_connections for ctx in self.contexts.values()):
                 await asyncio.sleep(0.05)
             for ctx in self.contexts.values():
-                for relay in list(ctx.relays):
-                    relay.abort()  # type: ignore[attr-defined]  # tcp ClientSide or http HttpConnection
+                for conn in list(ctx.open_connections):
+                    conn.abort()  # type: ignore[attr-defined]  # tcp ClientSide or http HttpConnection
         await self.kernel.stop()  # our nftables tables go; nothing else is touched
         if self.health is not None:
             await self.health.stop()

@@ -295,11 +295,11 @@ def test_slow_client_does_not_make_the_proxy_buffer_the_response(backends: dict[
     async def scenario(port: int, node: Node) -> None:
         c = await Client.connect(port)
         c.send(b"GET /big?n=64000000 HTTP/1.1\r\nHost: t\r\n\r\n")
-        relays = node.contexts["web"].relays
-        await wait_until(lambda: any(r.write_paused for r in relays), timeout=30)  # type: ignore[attr-defined]
+        conns = node.contexts["web"].open_connections
+        await wait_until(lambda: any(r.write_paused for r in conns), timeout=30)  # type: ignore[attr-defined]
         # The client goes on reading nothing for three response timeouts: not the server's delay.
         await asyncio.sleep(1.5)
-        (conn,) = list(relays)
+        (conn,) = list(conns)
         buffered = conn.transport.get_write_buffer_size()  # type: ignore[attr-defined]
         assert buffered <= 2 * 1024 * 1024, buffered
         assert conn.write_paused  # type: ignore[attr-defined]

@@ -177,7 +177,7 @@ def test_aborted_upload_client_eof_mid_body_frees_the_server_side_at_once(backen
             assert await c.closed(timeout=10)
             c.close()
         assert await _fds_back_to(baseline) <= baseline
-        assert not node.contexts["web"].relays
+        assert not node.contexts["web"].open_connections
 
     run(config([backend.port], http={"body_timeout": "60s"}), scenario)
 

@@ -43,7 +43,7 @@ class ServiceContext:
     connections: ConnectionCounter
     health: PassiveHealth | None = None
     pools: dict[str, PoolRuntime] = field(default_factory=dict)  # every pool, for http routes
-    relays: set[object] = field(default_factory=set)
+    open_connections: set[object] = field(default_factory=set)  # the client side of each: tcp ClientSide, http HttpConnection
     observer: Observer = field(default_factory=Observer)  # the node's; every finished request/connection goes here
 
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)

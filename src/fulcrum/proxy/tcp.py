@@ -88,7 +88,7 @@ class ClientSide(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.client_ip, self.client_port = peer[0], peer[1]
-        self.ctx.relays.add(self)
+        self.ctx.open_connections.add(self)
         if self.ctx.config.forwarded_for:
             from fulcrum.proxy.forwarded import ForwardedInjector
 
@@ -266,7 +266,7 @@ class ClientSide(asyncio.Protocol):
             return
         self.closed = True
         ctx = self.ctx
-        ctx.relays.discard(self)
+        ctx.open_connections.discard(self)
         ctx.release()
         if self.connecting is not None:
             self.connecting.cancel()
@@ -351,10 +351,10 @@ def peer_text(transport: Any) -> str:
 
 
 def sweep_idle(ctx: ServiceContext, ticks_allowed: int) -> None:
-    """Called every idle_timeout/4: close relays with no traffic for that many ticks.
+    """Called every idle_timeout/4: close connections with no traffic for that many ticks.
 
     A flag set per read is cheaper than re-arming a timer per chunk."""
-    for item in list(ctx.relays):
+    for item in list(ctx.open_connections):
         relay: Any = item  # a tcp ClientSide or an http HttpConnection: same attributes
         if relay.touched:
             relay.touched = False

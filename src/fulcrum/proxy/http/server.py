@@ -90,7 +90,7 @@ class HttpConnection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
             return
-        ctx.relays.add(self)
+        ctx.open_connections.add(self)
         svc = self.svc
         svc.watch(self)
         peer = transport.get_extra_info("peername")
@@ -288,7 +288,7 @@ class HttpConnection(asyncio.Protocol):
     def _closed(self) -> None:
         if not self.closed:
             self.closed = True
-            self.ctx.relays.discard(self)
+            self.ctx.open_connections.discard(self)
             self.ctx.release()
             self.svc.unwatch(self)
 
