@@ -55,16 +55,16 @@ class HttpService:
         config = pool.config
         if not config.tls:
             return None
-        ctx = self._client_tls.get(pool.name)
-        if ctx is None:
-            ctx = ssl.create_default_context(cafile=config.tls_ca)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = self._client_tls.get(pool.name)
+        if context is None:
+            context = ssl.create_default_context(cafile=config.tls_ca)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
             if not config.tls_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["http/1.1"])
-            self._client_tls[pool.name] = ctx
-        return ctx
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["http/1.1"])
+            self._client_tls[pool.name] = context
+        return context
 
     # -- the deadline sweep: every connection's timeouts, checked together ----------------
 

@@ -40,17 +40,28 @@ def certificate_names(cert: Certificate) -> list[str]:
     return names
 
 
-def _context(cert: Certificate, ciphers: str | None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(ciphers or MODERN_CIPHERS)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.set_alpn_protocols(["http/1.1"])
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _configure(context: ssl.SSLContext, cert: Certificate, ciphers: str | None) -> None:
+    """Ciphers, options, ALPN and one certificate: the same for the listener's context and
+    each per-name context the SNI callback chooses."""
+    context.set_ciphers(ciphers or MODERN_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.set_alpn_protocols(["http/1.1"])
     try:
-        ctx.load_cert_chain(cert.cert, cert.key)
+        context.load_cert_chain(cert.cert, cert.key)
     except (OSError, ssl.SSLError) as err:
         raise TlsError(f"cannot load certificate {cert.cert} with key {cert.key}: {err}") from err
-    return ctx
+
+
+def _context(cert: Certificate, ciphers: str | None) -> ssl.SSLContext:
+    context = _server_context()
+    _configure(context, cert, ciphers)
+    return context
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -67,8 +78,7 @@ class ServerTls:
     and swaps the per-name contexts its SNI callback chooses from."""
 
     def __init__(self, tls: Tls):
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context = _server_context()
         self.context.sni_callback = self._choose
         self.by_name: list[tuple[list[str], ssl.SSLContext]] = []
         self.load(tls)
@@ -76,19 +86,15 @@ class ServerTls:
     def load(self, tls: Tls) -> None:
         """Read every certificate; on any error nothing changes (the reload fails whole)."""
         contexts = [(certificate_names(c), _context(c, tls.ciphers)) for c in tls.certificates]
-        first = tls.certificates[0]
-        self.context.set_ciphers(tls.ciphers or MODERN_CIPHERS)
-        self.context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-        self.context.set_alpn_protocols(["http/1.1"])
-        self.context.load_cert_chain(first.cert, first.key)
+        _configure(self.context, tls.certificates[0], tls.ciphers)  # no SNI match: the first certificate
         self.by_name = contexts
 
     def _choose(self, sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         if server_name:
             name = server_name.lower()
-            for names, ctx in self.by_name:
+            for names, context in self.by_name:
                 if any(_matches(p, name) for p in names):
-                    sslobj.context = ctx
+                    sslobj.context = context
                     return
         # no or unknown name: the listener context (the first certificate) answers
 
