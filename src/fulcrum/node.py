@@ -215,12 +215,13 @@ class Node:
 
     async def _start_control(self) -> None:
         if self.shared is not None and self._commands is None:
+            from fulcrum.control.commands import execute
             from fulcrum.shared import commands, totals
 
             if self.first_worker:  # the other workers' totals, for node-wide status
                 self._commands = totals.listen(self)
             else:  # control commands carried from the first worker; totals sent to it
-                self._commands = (commands.listen(self), totals.publish(self))
+                self._commands = (commands.listen(self, execute), totals.publish(self))
         path = self.config.control.socket
         if path != "off" and self.control_socket is None and self.first_worker:
             from fulcrum.control.socket import serve_control_socket, serve_default_control_socket
@@ -279,7 +280,7 @@ class Node:
         if self.config.sync is not None or self.sync is not None:
             from fulcrum.cluster.sync import sync_applied
 
-            await sync_applied(self)
+            self.sync = await sync_applied(self, self.sync)
 
     async def _apply_admin(self) -> None:
         """The admin plane (its own process) follows every applied configuration."""
@@ -334,9 +335,8 @@ class Node:
 
             await admin_stop(self)
         if self.sync is not None:
-            from fulcrum.cluster.sync import sync_stop
-
-            await sync_stop(self)
+            await self.sync.stop()
+            self.sync = None
         if self.cluster is not None:
             # First hand the VIPs over (priority 0 adverts): the peer takes new clients at
             # once, instead of them being refused here while we drain.

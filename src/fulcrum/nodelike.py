@@ -7,6 +7,8 @@ lifecycle (admin/plane.py), re-reading the source (reload.py) and the worker lin
 and tests drive them with small fakes. `Node` is the one full implementation (mypy
 checks that it is one wherever a Node is passed).
 
+`edit_lock(node)` is the node's one lock for configuration edits.
+
 A leaf: nothing of fulcrum is imported at run time (only for the type checker), so any
 package may name it without an import edge.
 
@@ -17,6 +19,8 @@ may be a fake says so with `getattr(node, name, None)`.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,3 +72,17 @@ class NodeLike(Protocol):
 
     async def reload_from_source(self) -> dict[str, Any]:
         """Re-read the source keeping runtime changes (reload.py)."""
+
+
+_locks: weakref.WeakKeyDictionary[NodeLike, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def edit_lock(node: NodeLike) -> asyncio.Lock:
+    """The node's one lock for configuration edits: the command table's config edits and
+    applies (control/commands.py) and config sync's adoption of a peer's change
+    (cluster/sync.py) take it, so two edits of the same snapshot never lose one change.
+    Kept beside the node, not in either of them, so neither imports the other."""
+    lock = _locks.get(node)
+    if lock is None:
+        lock = _locks[node] = asyncio.Lock()
+    return lock

@@ -21,7 +21,7 @@ import tomli_w
 from click.testing import CliRunner
 
 from fulcrum.cli.main import main as fulcrum_cli
-from fulcrum.cluster.sync_cli import rollback_file
+from fulcrum.cli.sync import rollback_file
 from fulcrum.cluster.sync_state import Document, canonical, signed
 from fulcrum.config.load import load_file
 from fulcrum.control.commands import execute

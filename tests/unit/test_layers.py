@@ -3,12 +3,15 @@
 Every module is read as source (nothing is imported), and every import counts — at module level
 and inside functions alike — except the body of an ``if TYPE_CHECKING:`` block, which never runs.
 A unit is a top-level package (``fulcrum.cluster``, with everything below it) or a top-level module
-(``fulcrum.node``). The layers themselves are drawn in src/fulcrum/README.md.
+(``fulcrum.node``); ``fulcrum`` itself (its ``__init__``) is the unit ``fulcrum``. The layers are
+listed in src/fulcrum/README.md (its ```layers block): every unit is in exactly one layer, and every
+import goes to a unit of a strictly lower layer.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import fulcrum
@@ -27,7 +30,7 @@ def _unit_of_file(path: Path) -> tuple[str, list[str]]:
         package = parts[:-1]
     else:
         package = parts[:-1]
-    unit = parts[0] if len(parts) > 1 or parts[0] != "__init__" else ""
+    unit = parts[0] if len(parts) > 1 or parts[0] != "__init__" else "fulcrum"
     return unit, package
 
 
@@ -76,11 +79,11 @@ def _unit_of_module(dotted: str) -> str | None:
     if parts[0] != "fulcrum":
         return None
     if len(parts) == 1:
-        return ""
+        return "fulcrum"
     head = parts[1]
     if (SRC / head).is_dir() or (SRC / f"{head}.py").is_file():
         return head
-    return ""  # a name defined in fulcrum/__init__.py
+    return "fulcrum"  # a name defined in fulcrum/__init__.py
 
 
 def import_graph() -> dict[str, dict[str, list[str]]]:
@@ -144,6 +147,46 @@ def _describe(component: list[str], graph: dict[str, dict[str, list[str]]]) -> s
             if dst in members:
                 lines.append(f"  {src} → {dst}: {', '.join(where[:3])}")
     return "\n".join(lines)
+
+
+def readme_layers() -> dict[str, int]:
+    """unit -> layer number, from the ```layers block of src/fulcrum/README.md (lines
+    `NUMBER  unit, unit, ...  # comment`)."""
+    text = (SRC / "README.md").read_text()
+    block = re.search(r"^```layers\n(.*?)^```", text, re.S | re.M)
+    assert block, "src/fulcrum/README.md has no ```layers block"
+    layers: dict[str, int] = {}
+    for line in block.group(1).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        number, _, names = line.partition(" ")
+        for name in names.split(","):
+            name = name.strip()
+            assert name not in layers, f"{name} is in two layers of the README"
+            layers[name] = int(number)
+    return layers
+
+
+def test_no_cycle_between_packages() -> None:
+    graph = import_graph()
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles between packages:\n" + "\n".join(
+        _describe(c, graph) for c in cycles
+    )
+
+
+def test_imports_go_down_the_layers_of_the_readme() -> None:
+    graph = import_graph()
+    layers = readme_layers()
+    missing = sorted(set(graph) - set(layers))
+    assert not missing, f"units not placed in src/fulcrum/README.md's layers: {missing}"
+    stale = sorted(set(layers) - set(graph))
+    assert not stale, f"src/fulcrum/README.md's layers name units that do not exist: {stale}"
+    upward = [f"{src} (layer {layers[src]}) → {dst} (layer {layers[dst]}): {', '.join(where[:3])}"
+              for src in sorted(graph) for dst, where in sorted(graph[src].items())
+              if layers[dst] >= layers[src]]
+    assert not upward, "imports that do not go down the layers:\n" + "\n".join(upward)
 
 
 def test_config_model_imports_nothing_of_fulcrum() -> None:

@@ -12,19 +12,14 @@ import click
 from fulcrum import __version__
 from fulcrum.cli.admin import admin_group
 from fulcrum.cli.ctl import ctl, reload_command
+from fulcrum.cli.errors import fail_config
 from fulcrum.cli.ipvsadm import ipvsadm
 from fulcrum.cli.realserver import realserver
-from fulcrum.cluster.sync_cli import sync_group
+from fulcrum.cli.sync import sync_group
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.load import load_file
 from fulcrum.config.model import Config
 from fulcrum.logs import setup_logging
-
-
-def fail_config(err: ConfigError) -> None:
-    for path, reason in err.problems:
-        click.echo(f"fulcrum: {path}: {reason}", err=True)
-    sys.exit(err.exit_status)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,9 +21,10 @@ def realserver() -> None:
               help="where setup records what it changed, for teardown")
 def setup_command(vips: tuple[str, ...], state_file: str) -> None:
     """Add the VIPs to lo and set arp_ignore/arp_announce (idempotent)."""
+    from fulcrum.cluster.vip import Interface
     from fulcrum.kernel.realserver import setup
 
-    _report(lambda: setup(list(vips), state_file), "already set up; nothing changed")
+    _report(lambda: setup(list(vips), Interface, state_file), "already set up; nothing changed")
 
 
 @realserver.command("teardown")
@@ -31,9 +32,10 @@ def setup_command(vips: tuple[str, ...], state_file: str) -> None:
               help="the state file setup wrote")
 def teardown_command(state_file: str) -> None:
     """Remove exactly what setup added and restore the sysctls it changed."""
+    from fulcrum.cluster.vip import Interface
     from fulcrum.kernel.realserver import teardown
 
-    _report(lambda: teardown(state_file), "nothing to undo")
+    _report(lambda: teardown(Interface, state_file), "nothing to undo")
 
 
 def _report(action, nothing: str) -> None:  # type: ignore[no-untyped-def]

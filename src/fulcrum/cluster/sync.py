@@ -3,7 +3,7 @@
 Why this shape:
 - The hook is the node's apply, not the file or the command: every successful
   `Node.reload` (SIGHUP, a control command, later the web UI) and the node's start
-  call `sync_applied(node)`, so no front end can forget to sync, and a change that
+  call `sync_applied(node, node.sync)`, so no front end can forget to sync, and a change that
   failed to apply is never sent.
 - A node sends its new version to every peer at once (offer) and, every `interval`,
   exchanges latest versions with each peer (hello). The hello is what makes a node
@@ -62,8 +62,8 @@ from fulcrum.config.model import Config
 from fulcrum.config.split import merge, shared_part
 from fulcrum.config.sync import SyncSettings
 from fulcrum.config.types import split_host_port
-from fulcrum.control.commands import _edit_lock
 from fulcrum.files import atomic_write
+from fulcrum.nodelike import edit_lock
 
 if TYPE_CHECKING:
     from fulcrum.nodelike import NodeLike
@@ -213,7 +213,7 @@ class ConfigSync:
             assert isinstance(decision, Apply)
             # The control commands' lock: a command editing a snapshot taken before this
             # apply would otherwise undo it with its own reload.
-            async with _edit_lock(self.node):
+            async with edit_lock(self.node):
                 try:
                     config = merge(document.config, self.node.config)
                 except ConfigError as err:
@@ -399,36 +399,30 @@ def write_config_file(path: str, config: Config, why: str) -> None:
 
 # -- the node's hooks ----------------------------------------------------------------
 
-async def sync_applied(node: NodeLike) -> None:
+async def sync_applied(node: NodeLike, current: ConfigSync | None) -> ConfigSync | None:
     """After the node started or applied a reload: start, restart or stop config sync
-    to match `node.config.sync`, and publish the change if its shared part is new."""
+    to match `node.config.sync`, and publish the change if its shared part is new.
+    `current` is the node's running ConfigSync; the one to keep is returned (the node
+    holds it: this module never sets the node's parts)."""
     settings = node.config.sync
-    current: ConfigSync | None = getattr(node, "sync", None)
     if current is not None and (settings is None or settings != current.settings):
         await current.stop()
-        node.sync = current = None
+        current = None
     if settings is None or not getattr(node, "first_worker", True):
-        return
+        return current
     if current is None:
         try:
             syncer = ConfigSync(node, settings)
         except (OSError, ValueError) as err:
             log.error("sync: not started: %s", err)
-            return
+            return None
         try:
             await syncer.start()
         except OSError as err:
             # Serving matters more than syncing: the node runs, unsynced, and says why.
             log.error("sync: not started: %s", err)
             await syncer.stop()
-            return
-        node.sync = syncer
-    else:
-        current.applied(node.config)
-
-
-async def sync_stop(node: NodeLike) -> None:
-    current: ConfigSync | None = getattr(node, "sync", None)
-    if current is not None:
-        await current.stop()
-        node.sync = None
+            return None
+        return syncer
+    current.applied(node.config)
+    return current

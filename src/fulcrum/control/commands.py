@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,14 +32,12 @@ from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 from fulcrum.config.schedulers import known_schedulers
 from fulcrum.config.types import join_host_port, parse_duration, split_host_port
+from fulcrum.control.errors import CommandError
+from fulcrum.nodelike import edit_lock
 
 if TYPE_CHECKING:
     from fulcrum.kernel.plane import NftPlane
     from fulcrum.nodelike import NodeLike
-
-
-class CommandError(Exception):
-    """A command could not run: unknown name, bad argument, unknown server."""
 
 
 # -- argument parsers: accept text (penctl, CLI) and typed values (REST JSON) --------
@@ -169,7 +166,7 @@ async def execute(node: NodeLike, name: str, args: Mapping[str, Any] | None = No
     if command.edits_config:
         # One edit at a time per node: two concurrent edits of the same snapshot
         # would otherwise lose one of the changes.
-        async with _edit_lock(node):
+        async with edit_lock(node):
             data = node.config.model_dump()
             result = command.func(Draft(data), **bound)
             new_config = load_dict(data)
@@ -185,16 +182,6 @@ async def execute(node: NodeLike, name: str, args: Mapping[str, Any] | None = No
         else:
             carry_to_workers(node, name, given)
     return result
-
-
-_locks: weakref.WeakKeyDictionary[NodeLike, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _edit_lock(node: NodeLike) -> asyncio.Lock:
-    lock = _locks.get(node)
-    if lock is None:
-        lock = _locks[node] = asyncio.Lock()
-    return lock
 
 
 def edit_dict(data: dict[str, Any], name: str, args: Mapping[str, Any] | None = None) -> Any:
@@ -534,7 +521,7 @@ def config_write(node: NodeLike, path: str, format: str | None) -> str:
 
         body = tomli_w.dumps(node.config.model_dump(mode="json", exclude_none=True))
     elif format == "pen":
-        from fulcrum.importers.pen_commands import render_pen_config
+        from fulcrum.control.pen_commands import render_pen_config
 
         body = render_pen_config(node.config, path)
     else:
@@ -596,7 +583,7 @@ def config_show(node: NodeLike) -> dict[str, Any]:
 async def config_apply(node: NodeLike, config: Config, why: str | None) -> dict[str, Any]:
     from fulcrum.control.versions import apply_config, current_version
 
-    async with _edit_lock(node):
+    async with edit_lock(node):
         result = await apply_config(node, config, why or "applied through the command table")
     return {"result": result, "version": current_version(node)}
 
@@ -622,7 +609,7 @@ def config_version(node: NodeLike, version: int) -> dict[str, Any]:
 async def config_rollback(node: NodeLike, version: int) -> dict[str, Any]:
     from fulcrum.control.versions import apply_config, current_version, version_config
 
-    async with _edit_lock(node):
+    async with edit_lock(node):
         config = version_config(node, version)
         result = await apply_config(node, config, f"rollback to version {version}")
     return {"result": result, "version": current_version(node), "rolled_back_to": version}

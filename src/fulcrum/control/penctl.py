@@ -5,7 +5,7 @@ end of the client's stream ends a line too), and reads the reply until the serve
 closes. A client that sends nothing for READ_TIMEOUT seconds, or a line longer than
 LINE_LIMIT, is dropped without a reply. Replies use pen's formats (`servers`,
 `mode`, the bare numbers of `timeout`, `clients_max`...; `status` is pen's HTML page).
-Commands are translated by fulcrum.importers.pen_commands and run through the one command
+Commands are translated by fulcrum.control.pen_commands and run through the one command
 table, so a change made here is a configuration change the node reloads.
 
 Bound to localhost unless an address is given (control.pen_port carries it). The
@@ -29,17 +29,17 @@ from typing import TYPE_CHECKING, Any
 from fulcrum.config.errors import ConfigError
 from fulcrum.control.commands import CommandError, execute
 from fulcrum.control.confine import confined_path
-from fulcrum.control.status import render_pen_html
-from fulcrum.importers.pen import PenInvocation
-from fulcrum.importers.pen_commands import (
+from fulcrum.control.pen_commands import (
     PEN_PRECEDENCE,
     PenAction,
     PenRefused,
     pen_mode_flags,
     translate_pen_command,
 )
+from fulcrum.control.status import render_pen_html
 
 if TYPE_CHECKING:
+    from fulcrum.importers.pen import PenInvocation
     from fulcrum.nodelike import NodeLike
 
 log = logging.getLogger("fulcrum.penctl")

@@ -15,7 +15,6 @@ import functools
 import os
 import re
 import signal
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +22,7 @@ import httptools
 
 from fulcrum.config.model import HealthCheck
 from fulcrum.config.types import bracket_host, format_duration, join_host_port
+from fulcrum.failures import describe_error
 
 Result = tuple[bool, str]
 Probe = Callable[[HealthCheck, str, int], Awaitable[Result]]
@@ -41,24 +41,6 @@ async def run_probe(check: HealthCheck, address: str, port: int) -> Result:
         return False, f"timeout after {format_duration(check.timeout)}"
     except (OSError, httptools.HttpParserError, UnicodeError) as exc:
         return False, describe_error(exc, address)
-
-
-def describe_error(exc: BaseException, address: str = "") -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connect refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve {address}" if address else "cannot resolve host"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, httptools.HttpParserError):
-        return "invalid HTTP response"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
 
 
 # -- tcp and tls -------------------------------------------------------------------

@@ -20,7 +20,7 @@ from fulcrum.config.load import load_dict
 from fulcrum.config.model import Config
 from fulcrum.config.types import join_host_port, parse_duration
 from fulcrum.control.commands import CommandError, edit_dict, lookup
-from fulcrum.importers.pen_commands import (
+from fulcrum.control.pen_commands import (
     PenRefused,
     parse_listen,
     parse_server,

@@ -20,12 +20,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 DEFAULT_STATE = "/run/fulcrum/realserver.json"
 DEVICE = "lo"
 ARP_SYSCTLS = {"net/ipv4/conf/all/arp_ignore": "1", "net/ipv4/conf/all/arp_announce": "2"}
+
+
+class Addresses(Protocol):
+    """A device's addresses over netlink: cluster/vip.py's Interface, which the CLI
+    hands in (the kernel plane does not import the cluster plane)."""
+
+    def has(self, vip: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> bool: ...
+    def add(self, vip: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None: ...
+    def remove(self, vip: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None: ...
+    def close(self) -> None: ...
 
 
 class RealserverError(Exception):
@@ -61,10 +72,8 @@ def _sysctl(name: str, value: str | None = None) -> str:
                               f"{err.strerror or err}") from err
 
 
-def setup(vips: list[str], state_file: str = DEFAULT_STATE) -> list[str]:
+def setup(vips: list[str], interface: Callable[[str], Addresses], state_file: str = DEFAULT_STATE) -> list[str]:
     """Put `vips` on lo with the ARP settings; returns what was done (for the operator)."""
-    from fulcrum.cluster.vip import Interface
-
     wanted = [_vip(v) for v in vips]
     path = Path(state_file)
     state = _read_state(path)
@@ -76,7 +85,7 @@ def setup(vips: list[str], state_file: str = DEFAULT_STATE) -> list[str]:
                 state["sysctls"].setdefault(name, before)  # the value before our first setup
                 _sysctl(name, value)
                 done.append(f"{name.replace('/', '.')} = {value} (was {before})")
-    lo = Interface(DEVICE)
+    lo = interface(DEVICE)
     try:
         for vip in wanted:
             if lo.has(vip):
@@ -91,16 +100,14 @@ def setup(vips: list[str], state_file: str = DEFAULT_STATE) -> list[str]:
     return done
 
 
-def teardown(state_file: str = DEFAULT_STATE) -> list[str]:
+def teardown(interface: Callable[[str], Addresses], state_file: str = DEFAULT_STATE) -> list[str]:
     """Undo what setup recorded; returns what was done."""
-    from fulcrum.cluster.vip import Interface
-
     path = Path(state_file)
     if not path.exists():
         return []
     state = _read_state(path)
     done = []
-    lo = Interface(DEVICE)
+    lo = interface(DEVICE)
     try:
         for text in state["addresses"]:
             lo.remove(ipaddress.ip_interface(text))

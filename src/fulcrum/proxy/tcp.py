@@ -14,7 +14,7 @@ from typing import Any
 
 from fulcrum.balance.base import Backend
 from fulcrum.config.types import join_host_port
-from fulcrum.health.probes import describe_error
+from fulcrum.failures import describe_error
 from fulcrum.logs import throttle
 from fulcrum.observe import (
     CLIENT_ABORT,

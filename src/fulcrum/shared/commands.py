@@ -15,12 +15,17 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from fulcrum.shared import required
 
 if TYPE_CHECKING:
     from fulcrum.nodelike import NodeLike
 
-from fulcrum.shared import required
+# control/commands.py's `execute`, handed in by the node: the command table sits above
+# this module, which only carries its calls between workers.
+Execute = Callable[..., Awaitable[Any]]
 
 log = logging.getLogger("fulcrum.workers")
 
@@ -33,8 +38,9 @@ def _path(directory: str, index: int) -> str:
     return os.path.join(directory, f"worker-{index}.sock")
 
 
-def listen(node: NodeLike) -> socket.socket:
-    """In worker N > 0: apply what the first worker carries here."""
+def listen(node: NodeLike, execute: Execute) -> socket.socket:
+    """In worker N > 0: apply what the first worker carries here; `execute(node, name,
+    args, carry=False)` runs a carried runtime command (control/commands.py)."""
     shared = required(node.shared)
     path = _path(shared.directory, shared.index)
     try:
@@ -45,22 +51,21 @@ def listen(node: NodeLike) -> socket.socket:
     sock.bind(path)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
-    loop.add_reader(sock.fileno(), _receive, node, sock)
+    loop.add_reader(sock.fileno(), _receive, node, sock, execute)
     return sock
 
 
-def _receive(node: NodeLike, sock: socket.socket) -> None:
+def _receive(node: NodeLike, sock: socket.socket, execute: Execute) -> None:
     while True:
         try:
             data = sock.recv(1 << 20)
         except BlockingIOError:
             return
-        asyncio.get_running_loop().create_task(_apply(node, data))
+        asyncio.get_running_loop().create_task(_apply(node, data, execute))
 
 
-async def _apply(node: NodeLike, data: bytes) -> None:
+async def _apply(node: NodeLike, data: bytes, execute: Execute) -> None:
     from fulcrum.config.load import load_dict
-    from fulcrum.control.commands import execute
 
     try:
         message = json.loads(data)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fulcrum.config.errors import ConfigError
+from fulcrum.control.pen_commands import render_pen_config
 from fulcrum.importers.pen import parse_pen_argv
-from fulcrum.importers.pen_commands import render_pen_config
 
 # Written by Debian's pen 0.34.1 (`penctl 127.0.0.1:18990 write /tmp/pen.written`) for
 # `pen -f -u root -X -C 127.0.0.1:18990 -w /tmp/penw.html -c 100 127.0.0.1:18999

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from fulcrum.cli.errors import fail_config
 from fulcrum.cluster.sync_state import Document, digest
 from fulcrum.cluster.sync_store import SyncStore
 from fulcrum.config.errors import ConfigError
@@ -32,7 +33,6 @@ def _store_of(config: Config) -> SyncStore:
 
 
 def _load(path: str) -> Config:
-    from fulcrum.cli.main import fail_config
     from fulcrum.config.load import load_file
 
     try:

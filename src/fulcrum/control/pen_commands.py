@@ -17,7 +17,7 @@ from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
 from fulcrum.config.serverspec import parse_server_spec
 from fulcrum.config.types import join_host_port, split_host_port
-from fulcrum.control.commands import CommandError
+from fulcrum.control.errors import CommandError
 
 # -- pen's scheduler flags -----------------------------------------------------------
 
