@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.admin_lab import PASSWORD, USER, AdminLab, wait_for
-from tests.integration.helpers import free_port
+from tests.support import free_port
 
 SHOTS = os.environ.get("FULCRUM_SCREENSHOTS")
 

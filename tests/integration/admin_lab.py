@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from fulcrum.admin.auth import hash_password, new_token, token_digest
-from tests.integration.helpers import FULCRUM, free_port
+from tests.support import FULCRUM, free_port, wait_for
 
 USER, PASSWORD = "alice", "correct horse"
 START_TIMEOUT = 30.0
@@ -67,17 +66,6 @@ class Backend:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-
-
-def wait_for(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {getattr(predicate, '__name__', predicate)}")
-        time.sleep(every)
 
 
 class Answer:

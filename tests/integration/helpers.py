@@ -1,31 +1,15 @@
-"""Real sockets on loopback: small backends, a client, and bounded waits."""
+"""Real sockets on loopback: small backends, a client, and node configurations (the waits,
+ports and processes every test shares are in tests/support.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
-
-FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port
 
 
 class NameBackend(asyncio.Protocol):
@@ -108,16 +92,6 @@ async def ask_name(host: str, port: int) -> str:
     return (await ask(host, port)).decode().strip()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> None:
-    """Poll `predicate` until true; fail after `timeout` (never waits forever)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(step)
-
-
 def make_node(data: dict[str, Any]) -> Node:
     return Node(load_dict(data))
 
@@ -135,41 +109,3 @@ def service_config(listen: list[str], ports: list[int], pool: dict[str, Any] | N
         "pools": {"p": pool if pool is not None else pool_config(ports)},
         "log": {"level": "debug"},
     }
-
-
-class FulcrumProcess:
-    """`fulcrum run -c FILE` (or any fulcrum argv) as a child process with bounded waits."""
-
-    def __init__(self, args: list[str], log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([FULCRUM, *args], stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_listening(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"fulcrum exited {self.proc.returncode}: {self.output()}")
-            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"fulcrum not listening on {port}: {self.output()}")
-
-    def signal(self, sig: signal.Signals) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait(5)
-        self.log.close()
-        return code

@@ -11,8 +11,8 @@ from pathlib import Path
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
 from fulcrum.proxy.loop import loop_factory
-from tests.integration.helpers import free_port
 from tests.integration.test_http_support import Client, running
+from tests.support import free_port, wait_until
 
 
 def test_http_requests_in_combined_and_json(tmp_path: Path) -> None:
@@ -36,7 +36,8 @@ def test_http_requests_in_combined_and_json(tmp_path: Path) -> None:
             c = await Client.connect(api)
             assert (await c.get("/name")).status == 200
             c.close()
-            await asyncio.sleep(0.1)
+            await wait_until(lambda: node.observer.service_totals("web").requests == 2
+                             and node.observer.service_totals("api").requests == 1, what="the 3 requests recorded")
         finally:
             await node.stop(drain=0)
 

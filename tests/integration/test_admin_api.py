@@ -14,7 +14,7 @@ import pytest
 
 from fulcrum.control.commands import COMMANDS
 from tests.integration.admin_lab import PASSWORD, USER, AdminLab, wait_for
-from tests.integration.helpers import FULCRUM, free_port
+from tests.support import FULCRUM, free_port
 
 
 @pytest.fixture()

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import tomli_w
 
-from tests.integration.helpers import (
-    FULCRUM,
-    Backends,
-    ask_name,
-    free_port,
-    make_node,
-    service_config,
-)
+from tests.integration.helpers import Backends, ask_name, make_node, service_config
+from tests.support import FULCRUM, free_port
 
 
 async def ctl(*words: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ import re
 import socket
 import subprocess
 
-from tests.integration.helpers import FULCRUM, free_port
+from tests.support import FULCRUM, free_port
 
 
 def free_port_run(count: int) -> int:

@@ -5,14 +5,14 @@ No root needed: the engine fails on the interface name before it opens a raw soc
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import tomli_w
 
 from fulcrum.cluster.process import EngineProcess, RestartBackoff, missing_interfaces
 from fulcrum.config.cluster import Cluster
-from tests.integration.helpers import FulcrumProcess, free_port, service_config
+from tests.integration.helpers import service_config
+from tests.support import FulcrumProcess, free_port
 
 MISSING = "fcnope0"  # a name no machine of ours has
 CLUSTER = {"virtual_routers": {"web": {"vrid": 51, "interface": MISSING, "vips": ["198.18.0.100/24"]}}}
@@ -69,9 +69,7 @@ def test_fulcrum_run_restarts_its_engine_with_growing_delays(tmp_path: Path):
     node = FulcrumProcess(["run", "-c", str(config)], tmp_path / "node.log")
     try:
         node.wait_listening(port)  # the proxy serves while its engine cannot run
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "starting it again in 4s" not in node.output():
-            time.sleep(0.1)
+        node.wait_for_log("starting it again in 4s", timeout=30)
         delays = re.findall(rf"interface '{MISSING}' of virtual router 'web' does not exist; "
                             r"starting it again in (\d+)s", node.output())
         assert delays[:3] == ["1", "2", "4"], node.output()

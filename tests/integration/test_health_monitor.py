@@ -12,10 +12,10 @@ from typing import Any
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import HealthCheck, Pool
 from fulcrum.health.monitor import HealthMonitor
-from tests.integration.helpers import wait_until
 
 # Both event loops, and the bounded runner, as for the probes.
 from tests.integration.test_health_probes import event_loop_kind, run  # noqa: F401
+from tests.support import wait_until
 
 LOOPBACK = "127.0.0.1"
 

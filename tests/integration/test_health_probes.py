@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from fulcrum.config.model import HealthCheck
 from fulcrum.health.probes import run_probe
-from tests.integration.helpers import free_port
+from tests.support import free_port, wait_for
 
 LOOPBACK = "127.0.0.1"
 
@@ -273,7 +272,4 @@ def test_script_is_killed_with_its_children_at_the_timeout(tmp_path):
     # SIGKILL went to the whole group; the kernel finishes the child off asynchronously,
     # so wait for that (bounded) rather than look at one instant.
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 10
-    while not process_gone(child) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process_gone(child)
+    wait_for(lambda: process_gone(child), what=f"the probe's child {child} gone")

@@ -8,8 +8,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.helpers import FULCRUM, FulcrumProcess
-from tests.integration.test_http_support import BackendProcess, Client, free_port
+from tests.integration.test_http_support import BackendProcess, Client
+from tests.support import FULCRUM, FulcrumProcess, free_port
 
 TALK = """
 <VirtualHost 127.0.0.1:{port}>

@@ -11,7 +11,8 @@ import pytest
 from fulcrum.node import Node
 from fulcrum.observe import CLIENT_ABORT, NO_SERVER, REJECTED, SERVER_ABORT, Observation
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client, free_port, running
+from tests.integration.test_http_support import BackendProcess, Client, running
+from tests.support import free_port
 
 
 @pytest.fixture(scope="module")

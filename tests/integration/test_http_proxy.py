@@ -11,8 +11,8 @@ import pytest
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
 from fulcrum.proxy.loop import loop_factory
-from tests.integration.helpers import wait_until
-from tests.integration.test_http_support import BackendProcess, Client, free_port, running
+from tests.integration.test_http_support import BackendProcess, Client, running
+from tests.support import free_port, wait_until
 
 Scenario = Callable[[int, Node], Awaitable[None]]
 
@@ -404,14 +404,19 @@ def test_closed_connections_are_freed_without_the_garbage_collector(backends: di
                     await c.get(path, "Connection: close\r\n")
                     assert await c.closed()
                     c.close()
-            async with asyncio.timeout(10):
-                while node.connections:
-                    await asyncio.sleep(0.02)
-            await asyncio.sleep(0.2)  # let the transports deliver connection_lost
+            await wait_until(lambda: not node.connections)
+
+            def freed(kinds: tuple[type, ...]) -> bool:
+                return not any(isinstance(o, kinds) for o in gc.get_objects())
+
+            # once the transports have delivered connection_lost
+            await wait_until(lambda: freed((HttpConnection, Exchange)), step=0.05,
+                             what="every HttpConnection and Exchange freed, the collector off")
             for up in [o for o in gc.get_objects() if isinstance(o, Upstream) and not o.closed]:
                 up.close()  # kept-alive server connections are meant to live; close them
             up = None  # the loop variable must not keep the last one alive
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: freed((HttpConnection, Exchange, Upstream)), step=0.05,
+                             what="every Upstream freed once closed, the collector off")
             alive = [type(o).__name__ for o in gc.get_objects()
                      if isinstance(o, HttpConnection | Exchange | Upstream)]
         finally:

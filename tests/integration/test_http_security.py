@@ -11,7 +11,8 @@ import pytest
 
 from fulcrum.node import Node
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client, free_port, running
+from tests.integration.test_http_support import BackendProcess, Client, running
+from tests.support import free_port, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -259,9 +260,14 @@ def test_graceful_stop_closes_idle_keepalive_at_once_and_answers_in_flight_with_
         for c in idle:
             assert (await c.get("/name")).status == 200
         busy = [await Client.connect(port) for _ in range(5)]
+        before = (await seen_by(backend)).count(b"GET /slow?s=1")
         for c in busy:
             c.send(b"GET /slow?s=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        await asyncio.sleep(0.3)  # the slow requests are with the server now
+
+        async def with_the_server() -> bool:  # the backend logs a request once it has read it
+            return (await seen_by(backend)).count(b"GET /slow?s=1") >= before + 5
+
+        await wait_until(with_the_server, what="the 5 slow requests with the server")
         stop = asyncio.create_task(node.stop(drain=60))
         for c in idle:
             assert await c.closed(timeout=5)

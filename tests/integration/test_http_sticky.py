@@ -12,9 +12,9 @@ import pytest
 import tomli_w
 
 from fulcrum.node import Node
-from tests.integration.helpers import FulcrumProcess
 from tests.integration.test_http_proxy import config, run
-from tests.integration.test_http_support import BackendProcess, Client, free_port, running
+from tests.integration.test_http_support import BackendProcess, Client, running
+from tests.support import FulcrumProcess, free_port
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,24 +238,23 @@ async def serve(name: str, port: int, route: str, cert: str | None = None, key: 
 # -- used by the tests ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class BackendProcess:
     def __init__(self, name: str, route: str | None = None, tls: tuple[str, str] | None = None):
+        # here, not at the top: this file also runs as the backend script, without tests/ importable
+        from tests.support import free_port, wait_connectable
+
         self.name = name
         self.port = free_port()
         self.proc = subprocess.Popen([sys.executable, str(HERE), name, str(self.port), route or name, *(tls or ())])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise AssertionError(f"backend {name} did not start")
+        try:
+            wait_connectable(self.port, alive=self._alive)
+        except AssertionError as err:
+            self.stop()
+            raise AssertionError(f"backend {name} did not start: {err}") from None
+
+    def _alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"exited {self.proc.returncode}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

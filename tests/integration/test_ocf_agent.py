@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import FULCRUM, free_port
 from tests.integration.test_http_support import BackendProcess
 from tests.integration.test_import_cli import fetch_name
+from tests.support import FULCRUM, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "packaging" / "ocf" / "fulcrum"

@@ -6,23 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from tests.integration.helpers import FULCRUM, FulcrumProcess, free_port, service_config
+from tests.integration.helpers import service_config
 from tests.integration.test_process import BackendThread, ask_sync
+from tests.support import FulcrumProcess, free_port, run_fulcrum, wait_for
 
 
 def write(path: Path, data: dict[str, Any]) -> None:
     path.write_text(tomli_w.dumps(data))
-
-
-def fulcrum(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FULCRUM, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 def receive(sock: socket.socket, timeout: float = 15.0) -> str:
@@ -52,7 +48,7 @@ def test_notify_ready_reloading_stopping_and_reload_command(tmp_path: Path) -> N
         assert "READY=1" in receive(notify)
         data["pools"]["p"]["servers"].append(f"127.0.0.1:{backends.ports[1]}")
         write(cfg, data)
-        result = fulcrum("reload", "-c", str(cfg))
+        result = run_fulcrum("reload", "-c", str(cfg))
         assert result.returncode == 0, result.stderr
         assert "reloaded: 1 service(s), 1 pool(s)" in result.stdout
         assert "RELOADING=1" in (reloading := receive(notify)) and "MONOTONIC_USEC=" in reloading
@@ -61,12 +57,12 @@ def test_notify_ready_reloading_stopping_and_reload_command(tmp_path: Path) -> N
         # an invalid file: refused before the node is asked (exit 2, no reload happens)
         bad = dict(data, workers=0)
         write(cfg, bad)
-        result = fulcrum("reload", "-c", str(cfg))
+        result = run_fulcrum("reload", "-c", str(cfg))
         assert result.returncode == 2 and "workers" in result.stderr
         # a file the node cannot apply (its access log directory is missing): exit 1, the reason
         data["log"] = {"access": str(tmp_path / "nowhere" / "access.log")}
         write(cfg, data)
-        result = fulcrum("reload", "-c", str(cfg))
+        result = run_fulcrum("reload", "-c", str(cfg))
         assert result.returncode == 1 and "nowhere" in result.stderr, result.stderr
         assert "RELOADING=1" in receive(notify) and "READY=1" in receive(notify)
         assert "reload rejected" in proc.output()
@@ -86,7 +82,7 @@ def test_daemon_exits_non_zero_with_the_reason_when_it_cannot_serve(tmp_path: Pa
     data["log"] = {"file": str(tmp_path / "fulcrum.log"), "access": str(tmp_path / "nowhere" / "access.log")}
     data["control"] = {"socket": "off"}
     write(cfg, data)
-    result = fulcrum("run", "--daemon", "-c", str(cfg))
+    result = run_fulcrum("run", "--daemon", "-c", str(cfg))
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "nowhere" in result.stderr
 
@@ -100,33 +96,22 @@ def test_daemon_with_relative_paths_serves_and_reloads(tmp_path: Path) -> None:
     write(tmp_path / "f.toml", data)
     pid = 0
     try:
-        result = fulcrum("run", "--daemon", "-c", "f.toml", "--pidfile", "fulcrum.pid", cwd=tmp_path)
+        result = run_fulcrum("run", "--daemon", "-c", "f.toml", "--pidfile", "fulcrum.pid", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         pid = int((tmp_path / "fulcrum.pid").read_text())
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # serving when --daemon returned: no wait needed
         data["pools"]["p"]["servers"].append(f"127.0.0.1:{backends.ports[1]}")
         write(tmp_path / "f.toml", data)
-        result = fulcrum("reload", "-c", "f.toml", cwd=tmp_path)  # the daemon re-reads its own, absolute path
+        result = run_fulcrum("reload", "-c", "f.toml", cwd=tmp_path)  # the daemon re-reads its own, absolute path
         assert result.returncode == 0, result.stderr + (tmp_path / "fulcrum.log").read_text()
         assert "configuration reloaded" in (tmp_path / "fulcrum.log").read_text()
         assert (tmp_path / "control.sock").exists()
     finally:
         if pid:
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and (tmp_path / "fulcrum.pid").exists():
-                time.sleep(0.05)
+            wait_for(lambda: not (tmp_path / "fulcrum.pid").exists(), 20, what="the pidfile removed")
         backends.close()
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_access_log_lines_reopen_on_sighup_and_the_status_table(tmp_path: Path) -> None:
@@ -154,11 +139,11 @@ def test_access_log_lines_reopen_on_sighup_and_the_status_table(tmp_path: Path) 
         wait_for(lambda: access.read_text().count("\n") == 1)
         rotated = (tmp_path / "access.log.1").read_text().count("\n")
 
-        table = fulcrum("ctl", "-c", str(cfg), "--interval", "0.2", "status")
+        table = run_fulcrum("ctl", "-c", str(cfg), "--interval", "0.2", "status")
         assert table.returncode == 0, table.stderr
         assert table.stdout.startswith("fulcrum ")
         assert "svc tcp 127.0.0.1:" in table.stdout and f"-> 127.0.0.1:{backends.ports[0]}" in table.stdout
-        as_json = fulcrum("ctl", "-c", str(cfg), "status", "--json")
+        as_json = run_fulcrum("ctl", "-c", str(cfg), "status", "--json")
         assert as_json.returncode == 0 and '"pools"' in as_json.stdout
         assert (tmp_path / "access.log.1").read_text().count("\n") == rotated  # nothing more went there
     finally:
@@ -197,10 +182,10 @@ def test_ctl_works_without_configuring_a_socket(tmp_path: Path) -> None:
         try:
             proc.wait_listening(port)
             wait_for(lambda: (runtime / "control.sock").exists())
-            table = fulcrum("ctl", "--interval", "0", "status")
+            table = run_fulcrum("ctl", "--interval", "0", "status")
             assert table.returncode == 0, table.stderr
             assert f"-> 127.0.0.1:{backends.ports[0]}" in table.stdout
-            drained = fulcrum("ctl", "server.drain", f"127.0.0.1:{backends.ports[0]}")
+            drained = run_fulcrum("ctl", "server.drain", f"127.0.0.1:{backends.ports[0]}")
             assert drained.returncode == 0, drained.stderr
         finally:
             proc.stop()
@@ -221,7 +206,7 @@ def test_daemon_without_a_log_file_logs_to_syslog(tmp_path: Path) -> None:
     data["control"] = {"socket": "off"}
     write(cfg, data)
     pidfile = tmp_path / "fulcrum.pid"
-    result = fulcrum("run", "--daemon", "-c", str(cfg), "--pidfile", str(pidfile))
+    result = run_fulcrum("run", "--daemon", "-c", str(cfg), "--pidfile", str(pidfile))
     try:
         assert result.returncode == 0, result.stderr
         lines = []

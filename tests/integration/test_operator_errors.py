@@ -9,19 +9,14 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import FULCRUM, FulcrumProcess, free_port
+from tests.support import FulcrumProcess, free_port, run_fulcrum
 
 MISSING = "/nonexistent-fulcrum-dir/x"
-
-
-def fulcrum(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FULCRUM, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 def service(port: int, extra: str = "") -> str:
@@ -47,7 +42,7 @@ def test_an_unreadable_configuration_is_one_line_and_exit_2(tmp_path: Path, cont
                                                             command: str) -> None:
     path = tmp_path / "f.toml"
     path.write_bytes(content)
-    done = fulcrum(command, "-c", str(path))
+    done = run_fulcrum(command, "-c", str(path))
     assert done.returncode == 2
     assert one_line(done) == f"fulcrum: {path}: {reason}"
 
@@ -55,7 +50,7 @@ def test_an_unreadable_configuration_is_one_line_and_exit_2(tmp_path: Path, cont
 def test_pen_F_on_a_binary_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "pen.cfg"
     path.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe")
-    done = fulcrum("pen", "-f", "-F", str(path), str(free_port()), "127.0.0.1:9")
+    done = run_fulcrum("pen", "-f", "-F", str(path), str(free_port()), "127.0.0.1:9")
     assert done.returncode == 2
     assert one_line(done) == f"fulcrum: pen -F {path}: not a pen configuration file: byte 8 is not text"
 
@@ -72,7 +67,7 @@ def test_run_with_a_file_it_cannot_write_is_one_line_and_exit_1(tmp_path: Path, 
         args = ["run"]
     else:
         path.write_text(service(free_port(), 'control = { socket = "off" }'))
-    done = fulcrum(*args, "-c", str(path))
+    done = run_fulcrum(*args, "-c", str(path))
     assert done.returncode == 1
     assert one_line(done).endswith(reason)
 
@@ -83,7 +78,7 @@ def test_an_unwritable_log_file_is_one_line_and_logging_goes_to_standard_error(t
     path.write_text(service(port, f'control = {{ socket = "off" }}\nlog = {{ file = "{MISSING}/fulcrum.log" }}'))
     proc = FulcrumProcess(["run", "-c", str(path)], tmp_path / "out")
     try:
-        proc.wait_listening(port)
+        proc.wait_serving(port)
     finally:
         assert proc.stop() == 0
     text = proc.output()
@@ -93,13 +88,13 @@ def test_an_unwritable_log_file_is_one_line_and_logging_goes_to_standard_error(t
 
 
 def test_pen_p_into_a_missing_directory_is_one_line_and_exit_1() -> None:
-    done = fulcrum("pen", "-f", "-p", f"{MISSING}/pen.pid", str(free_port()), "127.0.0.1:9")
+    done = run_fulcrum("pen", "-f", "-p", f"{MISSING}/pen.pid", str(free_port()), "127.0.0.1:9")
     assert done.returncode == 1
     assert one_line(done) == f"fulcrum: cannot write pidfile {MISSING}/pen.pid: No such file or directory"
 
 
 def test_pen_l_into_a_missing_directory_is_one_line_and_exit_1() -> None:
-    done = fulcrum("pen", "-f", "-l", f"{MISSING}/pen.log", str(free_port()), "127.0.0.1:9")
+    done = run_fulcrum("pen", "-f", "-l", f"{MISSING}/pen.log", str(free_port()), "127.0.0.1:9")
     assert done.returncode == 1
     line = one_line(done)
     assert f"cannot open {MISSING}/pen.log: No such file or directory" in line
@@ -111,7 +106,7 @@ def test_pen_C_on_a_port_in_use_is_one_line_and_exit_1() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         run_as = ["-u", "nobody"] if os.geteuid() == 0 else []
-        done = fulcrum("pen", "-f", *run_as, "-C", str(port), str(free_port()), "127.0.0.1:9")
+        done = run_fulcrum("pen", "-f", *run_as, "-C", str(port), str(free_port()), "127.0.0.1:9")
     assert done.returncode == 1
     assert one_line(done) == f"fulcrum: cannot listen on 127.0.0.1:{port}: address already in use"
 
@@ -119,7 +114,7 @@ def test_pen_C_on_a_port_in_use_is_one_line_and_exit_1() -> None:
 def test_import_into_a_missing_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
     source = tmp_path / "keepalived.conf"
     source.write_text("virtual_server 10.0.0.1 80 {\n    real_server 10.0.0.2 80 {\n    }\n}\n")
-    done = fulcrum("import", "keepalived", str(source), "-o", f"{MISSING}/out.toml")
+    done = run_fulcrum("import", "keepalived", str(source), "-o", f"{MISSING}/out.toml")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     # (the importer's warnings about the file come first, one line each)
     assert done.stderr.splitlines()[-1] == f"fulcrum: cannot write {MISSING}/out.toml: No such file or directory"
@@ -136,9 +131,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FulcrumProc
     path.write_text(service(port, f'control = {{ socket = "{sock}", status_file = "{tmp}/www/status.html" }}'))
     proc = FulcrumProcess(["run", "-c", str(path)], tmp / "out")
     proc.wait_listening(port)  # bound; serving (signal handlers set) once the control socket answers:
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc.wait_for(lambda: os.path.exists(sock), what=f"the control socket {sock}")
     assert ask(sock, b'{"command": "status"}\n')["ok"] is True, proc.output()
     yield proc, sock
     proc.stop()
@@ -162,9 +155,7 @@ def test_sigusr1_with_an_unwritable_status_file_is_one_line_and_the_node_keeps_s
     status_dir = Path(sock).parent / "www"
     status_dir.rmdir()
     proc.signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while "not written" not in proc.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc.wait_for_log("not written")
     text = proc.output()
     assert "Traceback" not in text
     assert f"status page {status_dir}/status.html not written: No such file or directory" in text
@@ -191,7 +182,7 @@ def test_oversized_or_deep_control_requests_get_a_clear_error(node: tuple[Fulcru
 ])
 def test_ctl_mistakes_are_one_line_and_exit_1(node: tuple[FulcrumProcess, str], words: list[str], reason: str) -> None:
     proc, sock = node
-    done = fulcrum("ctl", "-s", sock, *words)
+    done = run_fulcrum("ctl", "-s", sock, *words)
     assert done.returncode == 1
     assert one_line(done) == reason
     assert "Traceback" not in proc.output()

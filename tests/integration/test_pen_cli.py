@@ -10,14 +10,14 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import FULCRUM, FulcrumProcess, ask, free_port
+from tests.integration.helpers import ask
 from tests.integration.test_process import BackendThread
+from tests.support import FULCRUM, FulcrumProcess, free_port
 
 NOBODY = pwd.getpwnam("nobody")
 
@@ -72,9 +72,7 @@ def test_the_talks_command_line_works_as_written(service_dir: Path) -> None:
         assert penctl(control, "conn_max").strip() == "6144"
         assert penctl(control, "clients_max").strip() == "262144"
         proc.signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while not status.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc.wait_for(status.exists, what=f"the status page {status}")
         assert "<html" in status.read_text().lower()
         penctl(control, "exit")  # allowed by -X: a clean stop
         assert proc.proc.wait(15) == 0

@@ -14,9 +14,10 @@ import pytest
 from fulcrum.config.load import load_dict
 from fulcrum.node import Node
 from fulcrum.proxy.loop import loop_factory
-from tests.integration.helpers import free_port, refused, service_config
+from tests.integration.helpers import refused, service_config
 from tests.integration.test_http_support import Client, running
 from tests.integration.test_http_tls import make_cert
+from tests.support import free_port, wait_until
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -39,7 +40,7 @@ def test_tls_connections_leave_no_asyncio_warning(tmp_path: Path, caplog: pytest
                 assert (await c.get("/name")).body == b"a"
                 c.writer.write_eof() if c.writer.can_write_eof() else None
                 c.close()
-                await asyncio.sleep(0.1)
+                await wait_until(lambda: node.connections == 0, what="the TLS connection closed at the node")
         finally:
             await node.stop(drain=0)
 

@@ -20,10 +20,11 @@ from fulcrum.control.commands import execute
 from fulcrum.node import Node
 from fulcrum.proxy.loop import loop_factory
 from fulcrum.reload import ReloadError, merge_runtime
-from tests.integration.helpers import Backends, ask_name, free_port, service_config
+from tests.integration.helpers import Backends, ask_name, service_config
 from tests.integration.test_ctl import ctl
 from tests.integration.test_http_support import BackendProcess, Client, running
 from tests.integration.test_http_tls import make_cert
+from tests.support import free_port
 
 
 def file_node(path: Path, data: dict[str, Any]) -> Node:

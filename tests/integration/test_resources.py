@@ -9,7 +9,6 @@ import asyncio
 import os
 import resource
 import subprocess
-import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fulcrum.proxy.resources import LOG_INTERVAL
-from tests.integration.helpers import FULCRUM, free_port
+from tests.support import FULCRUM, free_port, wait_for, wait_until
 
 NOFILE = 64  # the limit of the fulcrum process: 150 clients need about 300 descriptors
 
@@ -57,6 +56,9 @@ def test_out_of_descriptors_blames_no_server_and_service_resumes_at_once(tmp_pat
                       f'[pools.p]\nservers = ["127.0.0.1:{backend_port}"]\nhealth = {{ kind = "none" }}\n')
     log = tmp_path / "log"
 
+    async def serving() -> bool:
+        return await ask(port, 0) == "ok"
+
     async def scenario() -> tuple[Counter[str], list[str]]:
         backend = await slow_backend(backend_port)
         env = {**os.environ, "FULCRUM_LOOP": "asyncio" if loop == "asyncio" else "auto"}
@@ -64,10 +66,7 @@ def test_out_of_descriptors_blames_no_server_and_service_resumes_at_once(tmp_pat
             proc = await asyncio.create_subprocess_exec(FULCRUM, "run", "-c", str(config), stdout=out, stderr=out,
                                                         preexec_fn=limit_descriptors, env=env)
         try:
-            for _ in range(100):  # until it serves
-                if await ask(port, 0) == "ok":
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(serving, timeout=30, step=0.1, what="fulcrum serving")
             burst = Counter(await asyncio.gather(*(ask(port, i) for i in range(150))))
             after = [await ask(port, i) for i in range(20)]  # one at a time: descriptors are free again
         finally:
@@ -101,14 +100,9 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_limit(tmp_path: Path) -
     proc = subprocess.Popen([FULCRUM, "run", "-c", str(config)], preexec_fn=soft_64_hard_4096,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        limits = ""
-        while time.monotonic() < deadline:
-            limits = Path(f"/proc/{proc.pid}/limits").read_text()
-            if "Max open files            4096                 4096" in limits:
-                break
-            time.sleep(0.05)
-        assert "Max open files            4096                 4096" in limits, limits
+        limits = Path(f"/proc/{proc.pid}/limits")
+        wait_for(lambda: "Max open files            4096                 4096" in limits.read_text(),
+                 what="the soft limit raised to 4096")
     finally:
         proc.terminate()
         proc.wait(30)

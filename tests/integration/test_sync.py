@@ -26,7 +26,7 @@ from fulcrum.cluster.sync_state import Document, canonical, signed
 from fulcrum.config.load import load_file
 from fulcrum.control.commands import execute
 from fulcrum.node import Node
-from tests.integration.helpers import free_port, wait_until
+from tests.support import free_port, wait_until
 
 SECRET = "the pair's shared sync secret"
 

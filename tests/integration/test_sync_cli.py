@@ -4,27 +4,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 import tomllib
 from pathlib import Path
 
 import tomli_w
 
 from fulcrum.config.load import load_file
-from tests.integration.helpers import FULCRUM, FulcrumProcess, free_port
-
-
-def fulcrum(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FULCRUM, *args], capture_output=True, text=True, timeout=30)
-
-
-def wait_for_log(process: FulcrumProcess, text: str, count: int = 1, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while process.output().count(text) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not logged {count} time(s): {process.output()}")
-        time.sleep(0.05)
+from tests.support import FulcrumProcess, free_port, run_fulcrum
 
 
 def test_rollback_rewrites_the_file_and_reloads_the_running_node_as_a_new_version(tmp_path: Path) -> None:
@@ -42,26 +28,26 @@ def test_rollback_rewrites_the_file_and_reloads_the_running_node_as_a_new_versio
     node = FulcrumProcess(["run", "-c", str(path)], tmp_path / "lb0.log")
     try:
         node.wait_listening(port)
-        wait_for_log(node, "at version 1,")
+        node.wait_for_log("at version 1,")
         data["pools"]["web"]["servers"].append("127.0.0.1:9002")
         path.write_text(tomli_w.dumps(data))
         node.signal(signal.SIGHUP)
-        wait_for_log(node, "local change is version 2")
+        node.wait_for_log("local change is version 2")
 
-        listing = fulcrum("sync", "versions", "-c", str(path))
+        listing = run_fulcrum("sync", "versions", "-c", str(path))
         assert listing.returncode == 0, listing.stderr
         lines = listing.stdout.splitlines()
         assert [line.split()[-5:-3] for line in lines] == [["1", "lb0"], ["2", "lb0"]]
         assert lines[1].startswith("*") and not lines[0].startswith("*")
 
-        result = fulcrum("sync", "rollback", "1", "-c", str(path))
+        result = run_fulcrum("sync", "rollback", "1", "-c", str(path))
         assert result.returncode == 0, result.stderr
         assert "reload sent to pid" in result.stdout
-        wait_for_log(node, "local change is version 3")
+        node.wait_for_log("local change is version 3")
         assert len(load_file(path).pools["web"].servers) == 1
         assert tomllib.loads(path.read_text())["sync"]["node"] == "lb0"
 
-        missing = fulcrum("sync", "rollback", "99", "-c", str(path))
+        missing = run_fulcrum("sync", "rollback", "99", "-c", str(path))
         assert missing.returncode != 0 and "version 99 is not kept" in missing.stderr
     finally:
         assert node.stop() == 0

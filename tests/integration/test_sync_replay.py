@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fulcrum.cluster.sync_state import Document, canonical, signed
 from fulcrum.control.commands import execute
-from tests.integration.helpers import wait_until
 from tests.integration.test_sync import SECRET, Pair, both_started, offer, run, send, weight
+from tests.support import wait_until
 
 YEAR = 365 * 24 * 3600.0
 

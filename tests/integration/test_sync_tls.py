@@ -14,8 +14,8 @@ import pytest
 
 from fulcrum.cluster.sync_state import canonical, signed
 from fulcrum.control.commands import execute
-from tests.integration.helpers import wait_until
 from tests.integration.test_sync import SECRET, Pair, both_started, run, weight
+from tests.support import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 

@@ -13,13 +13,12 @@ from tests.integration.helpers import (
     Backends,
     ask,
     ask_name,
-    free_port,
     make_node,
     pool_config,
     refused,
     service_config,
-    wait_until,
 )
+from tests.support import free_port, wait_until
 
 Scenario = Callable[[Backends], Awaitable[None]]
 
@@ -176,6 +175,14 @@ def test_stubborn_pool_does_not_fail_over() -> None:
     run(scenario)
 
 
+def established(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+        return True
+    except OSError:  # not (yet) connected
+        return False
+
+
 def test_connect_timeout_fails_over_to_another_server() -> None:
     async def scenario(backends: Backends) -> None:
         good = await backends.start("good")
@@ -190,7 +197,8 @@ def test_connect_timeout_fails_over_to_another_server() -> None:
             filler.setblocking(False)
             filler.connect_ex(blackhole.getsockname())
             fillers.append(filler)
-        await asyncio.sleep(0.2)
+        # the queue is full once the first filler is established (backlog 0 holds one)
+        await wait_until(lambda: any(established(f) for f in fillers), what="the blackhole's queue full")
         port = free_port()
         pool = pool_config([blackhole.getsockname()[1], good])
         data = service_config([f"127.0.0.1:{port}"], [], pool)
@@ -387,7 +395,11 @@ def test_closed_connections_are_freed_without_the_garbage_collector() -> None:
             for _ in range(50):
                 assert await ask("127.0.0.1", port, b"x") == b"echo:x"
             await wait_until(lambda: node.connections == 0)
-            await asyncio.sleep(0.1)  # let the transports deliver connection_lost
+
+            def freed() -> bool:  # once the transports have delivered connection_lost
+                return not any(isinstance(o, ClientSide | ServerSide) for o in gc.get_objects())
+
+            await wait_until(freed, step=0.05, what="every ClientSide and ServerSide freed, the collector off")
             alive = [o for o in gc.get_objects() if isinstance(o, ClientSide | ServerSide)]
         finally:
             gc.enable()

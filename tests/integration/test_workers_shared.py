@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.integration.helpers import FULCRUM, Backends, FulcrumProcess, free_port, service_config
+from tests.integration.helpers import Backends, service_config
+from tests.support import FULCRUM, FulcrumProcess, free_port, wait_until
 
 CONNECTIONS = 12  # 2 * 0.5^12: the chance that SO_REUSEPORT gives them all to one worker
 
@@ -27,13 +28,14 @@ def start(tmp_path: Path, data: dict) -> tuple[FulcrumProcess, int]:  # type: ig
 
 
 async def wait_serving(node: FulcrumProcess, backends: Backends, port: int) -> None:
-    for _ in range(600):  # 30 s: starting is slow on a loaded machine
+    def both_started() -> bool:
         assert node.proc.poll() is None, node.output()
-        if node.output().count("fulcrum started") == 2:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(node.output())
+        return node.output().count("fulcrum started") == 2
+
+    try:  # 30 s: starting is slow on a loaded machine
+        await wait_until(both_started, timeout=30, step=0.05, what="both workers started")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{node.output()}") from None
     backends.hits.clear()
 
 
@@ -46,11 +48,10 @@ async def hold(port: int, source: str = "127.0.0.1") -> asyncio.StreamWriter:
 
 
 async def settle(backends: Backends, total: int) -> None:
-    for _ in range(200):
-        if sum(backends.hits.values()) >= total:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{dict(backends.hits)} after {total} connections")
+    try:
+        await wait_until(lambda: sum(backends.hits.values()) >= total, what=f"{total} connections at the backends")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {dict(backends.hits)}") from None
 
 
 async def ctl(sock: str, *words: str) -> str:
@@ -86,11 +87,13 @@ def test_lc_over_two_workers_spreads_long_lived_connections_evenly(tmp_path: Pat
             for writer in held:
                 writer.write_eof()
             held.clear()
-            for _ in range(100):
+
+            async def all_counted() -> list[dict]:  # type: ignore[type-arg]
                 servers = json.loads(await ctl(sock, "servers"))
-                if sum(s["connections"] for s in servers) == CONNECTIONS:
-                    break
-                await asyncio.sleep(0.1)
+                return servers if sum(s["connections"] for s in servers) == CONNECTIONS else []
+
+            servers = await wait_until(all_counted, timeout=30, step=0.1,
+                                       what=f"{CONNECTIONS} connections counted node-wide")
             assert sum(s["connections"] for s in servers) == CONNECTIONS, servers
             assert sum(s["active"] for s in servers) == 0
         finally:

@@ -12,12 +12,18 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+# The labs here import tests.support (the helpers every test shares); this folder is not a
+# package, and its lab scripts also run as programs, so the checkout's root goes on the path.
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 PREFIX = f"fc{os.getpid()}"
 NODES = {  # name: last byte of its addresses
@@ -87,18 +93,6 @@ class Lab:
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll until `predicate()` is truthy; its value, or a failure naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _build(prefix: str, workdir: Path) -> Lab:

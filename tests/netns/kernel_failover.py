@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import VIP4, Lab, wait_for
-from lvs_lab import FULCRUM, GATEWAY4, nat_routing
+from conftest import VIP4, Lab
+from lvs_lab import GATEWAY4, nat_routing
+from tests.support import FULCRUM, wait_for
 from vrrp_lab import transitions
 
 STREAM_PORT = 9000

@@ -14,11 +14,10 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from conftest import VIP4, VIP6, Lab, Node, wait_for
+from conftest import VIP4, VIP6, Lab, Node
+from tests.support import FULCRUM, wait_for
 
-FULCRUM = Path(sys.executable).parent / "fulcrum"
 PORT = 80
 SERVERS = ("rs1", "rs2")
 

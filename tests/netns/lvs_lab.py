@@ -4,13 +4,10 @@ that asks the VIP, and the routing a `nat` topology needs on one segment."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 from conftest import Lab, Node
 
-FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
 PORT = 8080
 GATEWAY4 = "198.18.0.254"  # lvs.cf's nat_router: the servers' gateway, moved with the master
 
@@ -88,7 +85,3 @@ def nat_routing(lab: Lab, balancers: list[str], gateway: str) -> None:
         lab[name].run("sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0",
                       "net.ipv4.conf.eth0.accept_redirects=0")
         lab[name].run("ip", "route", "add", f"{lab['client'].v4}/32", "via", gateway)
-
-
-def fulcrum(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FULCRUM, *args], capture_output=True, text=True, timeout=60)

@@ -21,6 +21,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from conftest import PREFIX, VIP4, VIP6, Lab, _build, _teardown, _unavailable
+from tests.support import wait_for
 from vrrp_lab import (
     PORT,
     keepalived_conf,
@@ -70,14 +71,6 @@ while time.monotonic() < until:
 """
 
 
-def wait(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        time.sleep(0.02)
-
-
 def start_vrrp(lab: Lab, name: str, priority: int, advert: float, peer: str) -> subprocess.Popen[bytes]:
     if peer == "node":
         return start_node(lab[name], lab, priority, f"{round(advert * 1000)}ms")
@@ -110,7 +103,7 @@ def one_round(workdir: Path, advert: float, how: str, vip: str, peer: str,
     lab = _build(prefix, workdir)
     try:
         master = start_vrrp(lab, "lb0", 200, advert, peer)
-        wait(lambda: lab["lb0"].has_address(vip), 15)
+        wait_for(lambda: lab["lb0"].has_address(vip), 15, what=f"lb0 holding {vip}")
         start_vrrp(lab, "lb1", 100, advert, peer)
         services = []
         if peer == "node":
@@ -125,9 +118,9 @@ def one_round(workdir: Path, advert: float, how: str, vip: str, peer: str,
         router = "v4" if vip == VIP4 else "v6"
         if peer == "keepalived":
             log = workdir / "lb1-keepalived.log"
-            wait(lambda: f"({router}) Entering BACKUP STATE" in log.read_text(), 30)
+            wait_for(lambda: f"({router}) Entering BACKUP STATE" in log.read_text(), 30, what="keepalived backup")
         else:
-            wait(lambda: transitions(workdir / "lb1.log", router)[-1:] == ["backup"], 30)
+            wait_for(lambda: transitions(workdir / "lb1.log", router)[-1:] == ["backup"], 30, what="lb1 backup")
         poller_script = workdir / "poller.py"
         poller_script.write_text(POLLER)
         poller = lab["client"].popen(sys.executable, str(poller_script), vip, str(PORT), "30",

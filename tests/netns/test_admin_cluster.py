@@ -8,8 +8,9 @@ import json
 import os
 import signal
 
-from conftest import Lab, Node, wait_for
-from vrrp_lab import FULCRUM, node_toml
+from conftest import Lab, Node
+from tests.support import FULCRUM, wait_for
+from vrrp_lab import node_toml
 
 from fulcrum.admin.auth import hash_password
 

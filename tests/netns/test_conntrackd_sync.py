@@ -11,7 +11,8 @@ import signal
 import subprocess
 
 import pytest
-from conftest import VIP4, Lab, wait_for
+from conftest import VIP4, Lab
+from tests.support import wait_for
 from vrrp_lab import start_runner, transitions
 
 from fulcrum.cluster.conntrackd import paths

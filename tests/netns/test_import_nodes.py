@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Lab, Node, wait_for
+from conftest import Lab, Node
+from tests.support import FULCRUM, wait_for
 
-FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
 BACKEND_PORT, SERVICE_PORT = 9101, 8080
 
 # The lab's backend, as seen from lb0: answers every HTTP request with "rs".

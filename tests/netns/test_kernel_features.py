@@ -10,9 +10,8 @@ import signal
 import sys
 from collections import Counter
 
-from conftest import VIP4, VIP6, Lab, wait_for
+from conftest import VIP4, VIP6, Lab
 from kernel_lab import (
-    FULCRUM,
     SERVERS,
     ask,
     ctl,
@@ -22,6 +21,7 @@ from kernel_lab import (
     start_fulcrum,
     start_servers,
 )
+from tests.support import FULCRUM, wait_for
 
 
 def nat_lab(lab: Lab) -> None:

@@ -15,9 +15,8 @@ import sys
 from collections import Counter
 
 import pytest
-from conftest import VIP4, VIP6, Lab, wait_for
+from conftest import VIP4, VIP6, Lab
 from kernel_lab import (
-    FULCRUM,
     SERVERS,
     Holder,
     ask,
@@ -30,6 +29,7 @@ from kernel_lab import (
     table_exists,
     tables,
 )
+from tests.support import FULCRUM, wait_for
 
 TOPOLOGIES = ["nat", "fullnat", "dsr"]
 VIPS = [pytest.param(VIP4, id="v4"), pytest.param(VIP6, id="v6")]

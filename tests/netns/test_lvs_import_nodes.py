@@ -9,17 +9,9 @@ import shutil
 import signal
 
 import pytest
-from conftest import VIP4, Lab, wait_for
-from lvs_lab import (
-    FULCRUM,
-    GATEWAY4,
-    PORT,
-    ask_tcp,
-    ask_udp,
-    fulcrum,
-    nat_routing,
-    start_name_servers,
-)
+from conftest import VIP4, Lab
+from lvs_lab import GATEWAY4, PORT, ask_tcp, ask_udp, nat_routing, start_name_servers
+from tests.support import FULCRUM, run_fulcrum, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -43,7 +35,7 @@ def test_imported_ipvsadm_rules_carry_tcp_and_udp(lab: Lab) -> None:
 -a -u {VIP4}:{PORT} -r {lab['rs2'].v4}:{PORT} -m -w 1
 """)
     out = lab.workdir / "lb0.toml"
-    converted = fulcrum("import", "ipvsadm", str(rules), "-o", str(out))
+    converted = run_fulcrum("import", "ipvsadm", str(rules), "-o", str(out))
     assert converted.returncode == 0, converted.stderr
     socket_path = lab.workdir / "lb0.sock"
     add_control(out, socket_path)
@@ -121,7 +113,7 @@ def test_imported_lvs_cf_runs_on_both_nodes_and_fails_over(lab: Lab) -> None:
     nodes = {}
     for name, role in (("lb0", "primary"), ("lb1", "backup")):
         out = lab.workdir / f"{name}.toml"
-        converted = fulcrum("import", "piranha", str(lvs_cf), "-o", str(out), "--node", role)
+        converted = run_fulcrum("import", "piranha", str(lvs_cf), "-o", str(out), "--node", role)
         assert converted.returncode == 0, converted.stderr
         add_control(out, lab.workdir / f"{name}.sock")
         nodes[name] = out

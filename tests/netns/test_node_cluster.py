@@ -10,7 +10,8 @@ import signal
 import sys
 
 import pytest
-from conftest import VIP4, VIP6, Lab, wait_for
+from conftest import VIP4, VIP6, Lab
+from tests.support import wait_for
 from vrrp_lab import NAME_SERVER, PORT, ask_vip, start_node, transitions
 
 

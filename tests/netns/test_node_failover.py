@@ -4,16 +4,18 @@ master node moves the service to the other."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 import pytest
-from conftest import VIP4, VIP6, Lab, wait_for
-from vrrp_lab import FULCRUM, NAME_SERVER, PORT, ask_vip, start_node, transitions
+from conftest import VIP4, VIP6, Lab
+from tests.support import FULCRUM, wait_for
+from vrrp_lab import NAME_SERVER, PORT, ask_vip, start_node, transitions
 
 pytestmark = pytest.mark.netns
 
-@pytest.mark.skipif(not FULCRUM.exists(), reason="the fulcrum command is not installed in this venv")
+@pytest.mark.skipif(not os.path.exists(FULCRUM), reason="the fulcrum command is not installed in this venv")
 def test_killing_the_master_node_moves_the_service(lab: Lab):
     script = lab.workdir / "name_server.py"
     script.write_text(NAME_SERVER)

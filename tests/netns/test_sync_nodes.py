@@ -9,12 +9,11 @@ import json
 import signal
 import sys
 import tomllib
-from pathlib import Path
 
-from conftest import VIP4, Lab, Node, wait_for
+from conftest import VIP4, Lab, Node
+from tests.support import FULCRUM, wait_for
 from vrrp_lab import NAME_SERVER, PORT, ask_vip
 
-FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
 BACKEND_PORT = 9000
 SYNC_PORT = 7946
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import VIP4, VIP6, Lab, wait_for
+from conftest import VIP4, VIP6, Lab
+from tests.support import wait_for
 from vrrp_lab import ask_vip, start_name_servers, start_runner, transitions, vrrp_toml
 
 pytestmark = pytest.mark.netns

@@ -9,7 +9,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import VIP4, VIP6, Lab, Node, wait_for
+from conftest import VIP4, VIP6, Lab, Node
+from tests.support import wait_for
 from vrrp_lab import keepalived_conf, start_keepalived, start_runner, vrrp_toml
 
 pytestmark = [

@@ -11,7 +11,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import VIP4, Lab, wait_for
+from conftest import VIP4, Lab
+from tests.support import wait_for
 from vrrp_lab import (
     ask_vip,
     keepalived_conf,

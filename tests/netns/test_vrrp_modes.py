@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import VIP4, VIP6, Lab, wait_for
+from conftest import VIP4, VIP6, Lab
+from tests.support import wait_for
 from vrrp_lab import start_runner, transitions, vrrp_toml
 
 pytestmark = pytest.mark.netns

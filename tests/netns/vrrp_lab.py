@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import VIP4, VIP6, Lab, Node
+from tests.support import FULCRUM
 
 PORT = 8080
 
@@ -127,9 +128,6 @@ def transitions(log: Path, router: str = "v4") -> list[str]:
         if f" {router}: " in line and state in ("initialize", "backup", "master"):
             states.append(state)
     return states
-
-
-FULCRUM = Path(sys.executable).with_name("fulcrum")
 
 
 def node_toml(lab: Lab, priority: int, advert_interval: str = "100ms") -> str:
