@@ -61,7 +61,7 @@ class Scheduler:
         self.options = dict(options or {})
         self.rebuild()
 
-    def pick(self, ctx: PickContext) -> Backend | None:
+    def pick(self, query: PickContext) -> Backend | None:
         raise NotImplementedError
 
     def rebuild(self) -> None:
@@ -74,10 +74,10 @@ class Scheduler:
         """A connection to `backend` ended."""
 
     @staticmethod
-    def eligible(backend: Backend, ctx: PickContext) -> bool:
+    def eligible(backend: Backend, query: PickContext) -> bool:
         """Usable for this pick and not quiesced: weight 0 is never chosen, even
         when a caller's `usable` predicate lets it through (as IPVS does)."""
-        return backend.weight > 0 and ctx.usable(backend)
+        return backend.weight > 0 and query.usable(backend)
 
-    def usable(self, ctx: PickContext) -> list[Backend]:
-        return [b for b in self.backends if self.eligible(b, ctx)]
+    def usable(self, query: PickContext) -> list[Backend]:
+        return [b for b in self.backends if self.eligible(b, query)]

@@ -19,8 +19,8 @@ class ByBusyness(Scheduler):
         if not hasattr(self, "credits"):
             self.credits = Credits()
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         if not candidates:
             return None
         total = self.credits.award(candidates)

@@ -14,5 +14,5 @@ from fulcrum.balance.registry import register
 class ByTraffic(Scheduler):
     name = "bytraffic"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        return least_per_weight(self.usable(ctx), lambda b: b.traffic)
+    def pick(self, query: PickContext) -> Backend | None:
+        return least_per_weight(self.usable(query), lambda b: b.traffic)

@@ -1,5 +1,5 @@
 """dh: destination hashing (IPVS dh). The weighted table and fallback of `sh`,
-keyed by the context's hash key (ctx.key, e.g. the destination address or
+keyed by the context's hash key (query.key, e.g. the destination address or
 Host; the client address when the caller gives none)."""
 
 from __future__ import annotations
@@ -14,5 +14,5 @@ class DestinationHash(SourceHash):
     name = "dh"
     salt = "ipvs-dh"
 
-    def key(self, ctx: PickContext) -> str:
-        return ctx.hash_key
+    def key(self, query: PickContext) -> str:
+        return query.hash_key

@@ -11,6 +11,6 @@ from fulcrum.balance.registry import register
 class WeightedFailover(Scheduler):
     name = "fo"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         return max(candidates, key=lambda b: b.weight) if candidates else None

@@ -16,13 +16,13 @@ from fulcrum.balance.registry import register
 class PenHash(Scheduler):
     name = "hash"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
+    def pick(self, query: PickContext) -> Backend | None:
         count = len(self.backends)
         if count == 0:
             return None
-        start = stable_hash(ctx.client or "", "pen-hash") % count
+        start = stable_hash(query.client or "", "pen-hash") % count
         for step in range(count):
             backend = self.backends[(start + step) % count]
-            if self.eligible(backend, ctx):
+            if self.eligible(backend, query):
                 return backend
         return None

@@ -1,4 +1,4 @@
-"""lblc: locality-based least connection (IPVS lblc), keyed by ctx.hash_key
+"""lblc: locality-based least connection (IPVS lblc), keyed by query.hash_key
 (the destination, e.g. a cache's origin host, or the client).
 
 A key keeps the server it was given while that server is usable and not
@@ -8,7 +8,7 @@ than its weight while some other server is below half its weight.
 
 The key table is bounded (option `table_size`, IPVS: 16384) and forgets keys
 unused for `expiry` seconds (IPVS lblc_expiration: 24 h), least recently used
-first; time is ctx.now."""
+first; time is query.now."""
 
 from __future__ import annotations
 
@@ -87,15 +87,15 @@ class LocalityBasedLeastConnection(Scheduler):
         kept = getattr(self, "table", None)
         self.table: LocalityTable[Backend] = configured_table(self.options, kept)
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         if not candidates:
             return None
-        key = ctx.hash_key
-        chosen = self.table.get(key, ctx.now)
-        if chosen is None or not self.eligible(chosen, ctx) or overloaded(chosen, candidates):
+        key = query.hash_key
+        chosen = self.table.get(key, query.now)
+        if chosen is None or not self.eligible(chosen, query) or overloaded(chosen, candidates):
             chosen = least_connection(candidates)
             if chosen is None:  # unreachable: candidates are usable, so weight > 0
                 return None
-        self.table.put(key, chosen, ctx.now)
+        self.table.put(key, chosen, query.now)
         return chosen

@@ -48,22 +48,22 @@ class LocalityBasedLeastConnectionReplicated(Scheduler):
         kept = getattr(self, "table", None)
         self.table: LocalityTable[ServerSet] = configured_table(self.options, kept)
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         if not candidates:
             return None
-        key = ctx.hash_key
-        servers = self.table.get(key, ctx.now) or ServerSet(modified=ctx.now)
-        if len(servers.members) > 1 and ctx.now - servers.modified > self.set_expiry:
+        key = query.hash_key
+        servers = self.table.get(key, query.now) or ServerSet(modified=query.now)
+        if len(servers.members) > 1 and query.now - servers.modified > self.set_expiry:
             servers.members.remove(busiest(servers.members))
-            servers.modified = ctx.now
-        chosen = least_connection([b for b in servers.members if self.eligible(b, ctx)])
+            servers.modified = query.now
+        chosen = least_connection([b for b in servers.members if self.eligible(b, query)])
         if chosen is None or overloaded(chosen, candidates):
             chosen = least_connection(candidates)
             if chosen is None:  # unreachable: candidates are usable, so weight > 0
                 return None
             if chosen not in servers.members:
                 servers.members.append(chosen)
-                servers.modified = ctx.now
-        self.table.put(key, servers, ctx.now)
+                servers.modified = query.now
+        self.table.put(key, servers, query.now)
         return chosen

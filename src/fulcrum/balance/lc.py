@@ -31,6 +31,6 @@ def least_per_weight(candidates: Iterable[Backend], load: Callable[[Backend], in
 class LeastConnection(Scheduler):
     name = "lc"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         return min(candidates, key=lambda b: b.active) if candidates else None

@@ -66,20 +66,20 @@ class Maglev(Scheduler):
             slots = populate([b.key for b in weighted], [b.weight for b in weighted], size)
             self.table = [weighted[index] for index in slots]
 
-    def pick(self, ctx: PickContext) -> Backend | None:
+    def pick(self, query: PickContext) -> Backend | None:
         size = len(self.table)
         if size == 0:
             return None
-        start = stable_hash(ctx.hash_key, "maglev-key") % size
+        start = stable_hash(query.hash_key, "maglev-key") % size
         owner = self.table[start]
-        if self.eligible(owner, ctx):
+        if self.eligible(owner, query):
             return owner
         # Walk on through the table; each distinct server is asked once.
         asked = {owner}
         for step in range(1, size):
             backend = self.table[(start + step) % size]
             if backend not in asked:
-                if self.eligible(backend, ctx):
+                if self.eligible(backend, query):
                     return backend
                 asked.add(backend)
                 if len(asked) == self.servers_in_table:

@@ -14,8 +14,8 @@ from fulcrum.balance.sed import expected_delay
 class NeverQueue(Scheduler):
     name = "nq"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         for backend in candidates:
             if backend.active == 0:
                 return backend

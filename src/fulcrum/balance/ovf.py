@@ -16,6 +16,6 @@ from fulcrum.balance.registry import register
 class Overflow(Scheduler):
     name = "ovf"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        open_servers = [b for b in self.usable(ctx) if b.active <= b.weight]
+    def pick(self, query: PickContext) -> Backend | None:
+        open_servers = [b for b in self.usable(query) if b.active <= b.weight]
         return max(open_servers, key=lambda b: b.weight) if open_servers else None

@@ -13,6 +13,6 @@ from fulcrum.balance.registry import register
 class Priority(Scheduler):
     name = "prio"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         return min(candidates, key=lambda b: (b.priority, b.active)) if candidates else None

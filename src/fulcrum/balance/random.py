@@ -20,8 +20,8 @@ class WeightedRandom(Scheduler):
             seed = self.options.get("seed")
             self._random = _random.Random(seed if isinstance(seed, int) else None)
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         if not candidates:
             return None
         return self._random.choices(candidates, weights=[b.weight for b in candidates])[0]

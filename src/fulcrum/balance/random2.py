@@ -23,8 +23,8 @@ class PowerOfTwoChoices(Scheduler):
             seed = self.options.get("seed")
             self.random = random.Random(seed if isinstance(seed, int) else None)
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         weights = [b.weight for b in candidates]

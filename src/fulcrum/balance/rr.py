@@ -13,11 +13,11 @@ class RoundRobin(Scheduler):
     def rebuild(self) -> None:
         self._next = getattr(self, "_next", 0) % max(len(self.backends), 1)
 
-    def pick(self, ctx: PickContext) -> Backend | None:
+    def pick(self, query: PickContext) -> Backend | None:
         count = len(self.backends)
         for step in range(count):
             backend = self.backends[(self._next + step) % count]
-            if self.eligible(backend, ctx):
+            if self.eligible(backend, query):
                 self._next = (self._next + step + 1) % count
                 return backend
         return None

@@ -17,5 +17,5 @@ def expected_delay(backend: Backend) -> int:
 class ShortestExpectedDelay(Scheduler):
     name = "sed"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        return least_per_weight(self.usable(ctx), expected_delay)
+    def pick(self, query: PickContext) -> Backend | None:
+        return least_per_weight(self.usable(query), expected_delay)

@@ -43,24 +43,24 @@ class SourceHash(Scheduler):
         order = smooth_sequence([b.weight for b in weighted], size) if weighted else []
         self.table: list[Backend] = [weighted[i] for i in order]
 
-    def key(self, ctx: PickContext) -> str:
-        return ctx.client or ""
+    def key(self, query: PickContext) -> str:
+        return query.client or ""
 
-    def pick(self, ctx: PickContext) -> Backend | None:
+    def pick(self, query: PickContext) -> Backend | None:
         size = len(self.table)
         if size == 0:
             return None
-        key = self.key(ctx)
+        key = self.key(query)
         backend = self.table[stable_hash(key, self.salt) % size]
-        if self.eligible(backend, ctx):
+        if self.eligible(backend, query):
             return backend
         if not self.fallback:
             return None
         for attempt in range(1, size):
             backend = self.table[stable_hash(f"{key}#{attempt}", self.salt) % size]
-            if self.eligible(backend, ctx):
+            if self.eligible(backend, query):
                 return backend
         for backend in self.table:
-            if self.eligible(backend, ctx):
+            if self.eligible(backend, query):
                 return backend
         return None

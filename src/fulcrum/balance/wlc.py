@@ -13,5 +13,5 @@ from fulcrum.balance.registry import register
 class WeightedLeastConnection(Scheduler):
     name = "wlc"
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        return least_per_weight(self.usable(ctx), lambda b: b.active)
+    def pick(self, query: PickContext) -> Backend | None:
+        return least_per_weight(self.usable(query), lambda b: b.active)

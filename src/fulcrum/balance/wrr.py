@@ -68,6 +68,6 @@ class WeightedRoundRobin(Scheduler):
         if not hasattr(self, "credits"):
             self.credits = Credits()
 
-    def pick(self, ctx: PickContext) -> Backend | None:
-        candidates = self.usable(ctx)
+    def pick(self, query: PickContext) -> Backend | None:
+        candidates = self.usable(query)
         return self.credits.richest(candidates) if candidates else None
