@@ -16,7 +16,7 @@ from typing import Any
 from fulcrum.config.errors import ConfigError
 from fulcrum.config.model import Config
 from fulcrum.config.serverspec import parse_server_spec
-from fulcrum.config.types import join_host_port, split_host_port
+from fulcrum.config.types import join_host_port, split_bracketed, split_host_port
 from fulcrum.control.errors import CommandError
 
 # -- pen's scheduler flags -----------------------------------------------------------
@@ -272,10 +272,13 @@ def parse_listen(text: str) -> list[str]:
         if "/" in part:
             raise ConfigError.at("pen listen", f"{part!r}: Unix-domain sockets are not supported; give [host:]port")
         if part.startswith("["):
-            end = part.find("]")
-            host, port_text = part[1:end], part[end + 2:] if end > 0 else ""
-            if end < 0 or part[end + 1:end + 2] != ":":
+            try:
+                host, rest = split_bracketed(part)
+            except ValueError:
+                rest = ""
+            if not rest.startswith(":"):
                 raise ConfigError.at("pen listen", f"{part!r}: expected [address]:port")
+            port_text = rest[1:]
         elif ":" in part:
             host, port_text = part.rsplit(":", 1)
         else:
