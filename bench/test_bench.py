@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import apache
 import cpu_profile
@@ -270,3 +271,40 @@ STRACE_SUMMARY = """\
 def test_strace_summary_gives_calls_per_syscall_without_the_total() -> None:
     calls = syscalls.parse_strace_summary(STRACE_SUMMARY)
     assert calls == {"read": 2000, "connect": 1000, "epoll_pwait": 3000}
+
+
+def _kernel() -> Any:
+    import kernel  # imports the namespace lab's module; nothing is built by importing it
+    return kernel
+
+
+def test_kernel_rounds_give_medians_of_figures_and_of_per_round_ratios() -> None:
+    kernel = _kernel()
+
+    def row(variant: str, rps: float, cpu: float) -> Any:
+        return kernel.Row(variant, "close", requests=int(rps * 5), requests_per_second=rps, cpu_us_per_request=cpu,
+                          machine_us_per_request=cpu)
+    rounds = [[row("direct", 1000, 100), row("nat", 900, 120), row("haproxy", 500, 180)],
+              [row("direct", 2000, 110), row("nat", 1000, 140), row("haproxy", 1000, 210)],
+              [row("direct", 1000, 100), row("nat", 950, 110), row("haproxy", 600, 140)]]
+    rounds[2][1].failure = "wrk timed out"  # left out; the other rounds count
+    nat = {s.variant: s for s in kernel.summarize(rounds)}["nat"]
+    assert nat.rounds == 2 and nat.failure == ""
+    assert nat.added_each_round == (20.0, 30.0) and nat.added_us_per_request == 25.0
+    assert nat.versus_haproxy == (20 / 80 + 30 / 100) / 2  # each round against its own HAProxy
+    assert nat.versus_direct == (0.9 + 0.5) / 2
+    assert nat.capacity_versus_direct == (100 / 120 + 110 / 140) / 2
+    assert "| nat | close | 950 | 70% | 81% |" in kernel.table(kernel.summarize(rounds))
+
+
+def test_kernel_profile_groups_kernel_symbols_by_part_of_the_path() -> None:
+    groups = _kernel().parse_perf_report("""\
+    10.00%  100  [k] nf_conntrack_in
+     5.00%   50  [k] nft_do_chain
+     3.00%   30  [k] nf_nat_inet_fn
+     2.00%   20  [k] br_handle_frame
+     1.00%   10  [.] ngx_http_process_request
+     1.00%   10  [k] tcp_v4_rcv
+""")
+    assert groups == {"conntrack": 100, "nftables rules": 50, "nat": 30, "bridge": 20, "user space": 10,
+                      "other kernel (tcp, sockets, syscalls, scheduler)": 10}
