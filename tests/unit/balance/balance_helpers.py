@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from fulcrum.balance.base import Backend, Options, PickContext, Scheduler
 from fulcrum.balance.registry import make_scheduler
 
+HASHED = ["sh", "dh", "mh", "hash"]  # the schedulers that pick by hashing a key
+
 
 def backends(weights: Iterable[int]) -> list[Backend]:
     return [Backend(key=f"10.0.0.{i + 1}:80", address=f"10.0.0.{i + 1}", port=80, weight=weight)

@@ -4,11 +4,13 @@ reload that validates and applies like the real node (pools keep live state)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.load import check_references, load_dict
 from fulcrum.config.model import Config
+from fulcrum.importers.pen import parse_pen_argv
 
 
 def make_config(servers: list[str] | None = None, **pool: Any) -> Config:
@@ -53,3 +55,9 @@ class AsyncFakeNode(FakeNode):
     async def reload(self, config: Config) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
         super().reload(config)
+
+
+def pen_node(line: str = "-C 8888 8080 127.0.0.1:9001:10:20:3:1 [::1]:9002", pen_dir: Path | None = None) -> FakeNode:
+    config = parse_pen_argv(line.split()).config
+    config.control.pen_dir = str(pen_dir) if pen_dir else None
+    return FakeNode(config)

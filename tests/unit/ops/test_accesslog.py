@@ -1,12 +1,10 @@
-"""Access log formats, sampling, outputs (file reopen, syslog to a socket of the test's own),
-the warning throttle and sd_notify."""
+"""Access log formats, sampling, outputs (file reopen; syslog and sd_notify to a socket are in
+tests/integration/test_log_sockets.py), the warning throttle."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import pytest
 from fulcrum.accesslog import (
     FileOutput,
     Sampler,
-    SyslogOutput,
     format_combined,
     format_json,
     format_text,
@@ -24,7 +21,6 @@ from fulcrum.accesslog import (
 from fulcrum.config.load import load_dict
 from fulcrum.logs import Throttle
 from fulcrum.observe import CONNECT_FAILED, Observation, Observer
-from fulcrum.sdnotify import notify
 
 WHEN = 1_780_000_000.25  # a fixed wall-clock time
 
@@ -87,21 +83,6 @@ def test_file_is_reopened_after_rotation(tmp_path: Path) -> None:
     assert path.read_text() == "three\n"
 
 
-def test_syslog_lines_are_rfc3164_datagrams(tmp_path: Path) -> None:
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(str(tmp_path / "log"))
-    server.settimeout(5)
-    try:
-        out = SyslogOutput(str(tmp_path / "log"), "local0")
-        out.write("hello")
-        packet = server.recv(4096).decode()
-        assert packet.startswith("<134>")  # local0 (16) * 8 + info (6)
-        assert packet.endswith(f"fulcrum[{os.getpid()}]: hello")
-        out.close()
-    finally:
-        server.close()
-
-
 def test_service_settings_override_the_log_section(tmp_path: Path) -> None:
     main, own = tmp_path / "all.log", tmp_path / "api.log"
     config = load_dict({
@@ -134,19 +115,6 @@ def test_throttle_counts_what_it_suppressed(caplog: pytest.LogCaptureFixture) ->
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["server a down", "another kind",
                      "server a down (5 similar message(s) suppressed in the last 10s)"]
-
-
-def test_sd_notify_sends_to_the_socket_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not notify("READY=1")  # no NOTIFY_SOCKET: nothing to do
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "n"))
-    sock.settimeout(5)
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "n"))
-    try:
-        assert notify("READY=1", "STATUS=serving")
-        assert sock.recv(1024) == b"READY=1\nSTATUS=serving"
-    finally:
-        sock.close()
 
 
 def test_json_daemon_log_carries_the_status_as_an_object() -> None:

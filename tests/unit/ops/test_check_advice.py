@@ -1,17 +1,13 @@
-"""`fulcrum check`: secrets redacted, -q, warnings about likely mistakes; the man page is current."""
+"""`fulcrum check`'s advice: secrets redacted, warnings about likely mistakes; packaging metadata
+(the command itself and the man page: tests/integration/test_check_cli.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
-
-import tomli_w
 
 from fulcrum.config.advice import REDACTED, redacted, warnings
 from fulcrum.config.load import load_dict
 
-FULCRUM = str(Path(sys.executable).with_name("fulcrum"))
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -50,47 +46,6 @@ def test_warnings_name_the_setting() -> None:
     data = config(cluster={"virtual_routers": {"v": {"vrid": 1, "interface": "eth0", "priority": 100,
                                                      "vips": ["203.0.113.9/24"]}}})
     assert "services.web.listen[0]" not in dict(warnings(load_dict(data), is_local=lambda host: False))
-
-
-def test_check_cli_redacts_warns_and_is_quiet_with_q(tmp_path: Path) -> None:
-    cfg = tmp_path / "f.toml"
-    cfg.write_text(tomli_w.dumps(config()))
-    result = subprocess.run([FULCRUM, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "hunter2" not in result.stdout and f'secret = "{REDACTED}"' in result.stdout
-    assert "warning: pools.p.sticky.secret:" in result.stderr
-    quiet = subprocess.run([FULCRUM, "check", "-q", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
-    assert quiet.returncode == 0 and quiet.stdout == "" and "warning: pools.p:" in quiet.stderr
-
-
-def test_check_refuses_a_certificate_that_does_not_load(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.crt"
-    bad.write_text("nope\n")
-    data = config()
-    data["services"]["web"]["http"] = {"tls": {"certificates": [{"cert": str(bad), "key": str(bad)}]}}
-    cfg = tmp_path / "f.toml"
-    cfg.write_text(tomli_w.dumps(data))
-    result = subprocess.run([FULCRUM, "check", "-q", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "services.web.http.tls.certificates[0]" in result.stderr and "bad.crt" in result.stderr
-
-
-def test_man_page_is_generated_from_the_cli() -> None:
-    """Every command and option of the CLI is in the generated page (`make man` refreshes the
-    committed copy the wheel ships; `make deb` generates its own from the installed CLI)."""
-    import click
-
-    from fulcrum.cli.main import main
-
-    fresh = subprocess.run([sys.executable, "-m", "fulcrum.cli.manpage"], capture_output=True, text=True,
-                           timeout=30, check=True).stdout
-    assert fresh.startswith(".TH FULCRUM 1")
-    ctx = click.Context(main)
-    for name in main.list_commands(ctx):
-        assert f".SS {name}\n" in fresh
-    assert "--json" in fresh and "--interval" in fresh  # options of subcommands too
-    committed = (ROOT / "packaging" / "man" / "fulcrum.1").read_text()
-    assert committed.startswith(".TH FULCRUM 1") and ".SS reload" in committed
 
 
 def test_packaging_metadata_and_shipped_files() -> None:

@@ -4,19 +4,12 @@ reload, live pools), listening on loopback."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from fulcrum.control.commands import execute
 from fulcrum.control.penctl import respond
 from fulcrum.importers.pen import parse_pen_argv
 from fulcrum.node import Node
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.support import free_port
 
 
 def test_commands_reload_the_real_node() -> None:

@@ -1,3 +1,6 @@
+"""Notify hooks (keepalived's notify_master and the like) run as child processes: in the order of
+the state changes; a failing or hanging one is logged and does not stop the rest."""
+
 import asyncio
 import logging
 import sys

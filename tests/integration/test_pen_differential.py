@@ -11,25 +11,17 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from typing import Any
 
 import pytest
 
 from fulcrum.control.penctl import respond
 from fulcrum.importers.pen import parse_pen_argv
+from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("pen") is None, reason="Debian's pen is not installed")
 
 QUERIES = ("servers", "mode", "clients_max", "conn_max", "timeout", "blacklist", "tracking")
-STARTUP_TRIES = 100  # x 0.05 s: pen is up within a few tries on an idle machine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def ask_pen(port: int, command: str) -> str:
@@ -47,14 +39,16 @@ def pen_replies(argv: list[str]) -> dict[str, str]:
     proc = subprocess.Popen(["pen", "-f", *run_as, "-C", f"127.0.0.1:{control}", *argv],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(STARTUP_TRIES):
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"pen exited {proc.returncode}")
             try:
                 ask_pen(control, "pid")
-                break
+                return True
             except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("pen did not open its control port")
+                return False
+
+        wait_for(answers, interval=0.05, what="pen's control port answering")
         return {q: ask_pen(control, q) for q in QUERIES}
     finally:
         proc.terminate()
