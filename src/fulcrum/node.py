@@ -2,7 +2,13 @@
 
 A reload keeps every listening socket whose address is still configured, keeps the
 live state of servers that are still configured (health, connection counts), and
-leaves established connections on the context they were accepted with."""
+leaves established connections on the context they were accepted with.
+
+The node is made of parts with one lifecycle (`Part`: start, reload, stop), listed once
+in `Node._parts`: `start` starts them in that order, `reload` applies the new
+configuration to each in the same order, `stop` stops them in reverse. The top of the
+house: it may import every other part, and nothing but cli imports it
+(src/fulcrum/README.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fulcrum.balance.pool import PoolRuntime
@@ -37,6 +44,22 @@ EndpointKey = tuple[str, int]
 
 # How often tracked pools' health is passed to the VRRP engine (only changes are sent).
 POOL_REPORT_INTERVAL = 0.2
+
+
+async def _nothing(*_: object) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a node: what starting it, applying a new configuration to it and
+    stopping it do. Each step is idempotent where the part may be absent (a section the
+    configuration does not have is started as nothing and stopped as nothing)."""
+
+    name: str
+    start: Callable[[Config], Awaitable[None]]
+    reload: Callable[[Config], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
 
 
 class Node:
@@ -69,6 +92,24 @@ class Node:
         self.reload_results = {"applied": 0, "rejected": 0}  # re-reads of the source (reload.py), for metrics
         self._sweepers: list[asyncio.TimerHandle] = []
         self._stopping = False
+        self._drain: float | None = None  # stop's drain, for the services part
+        # Started in this order, reloaded in this order, stopped in reverse: the pools
+        # before what reads them, the data planes before the control that acts on them,
+        # the VRRP engine (which claims the VIPs) only once the services serve, sync
+        # and the admin plane last. Stopping hands the VIPs over before the listeners close.
+        self._parts: list[Part] = [
+            Part("pools", self._apply_pools, self._reload_pools, _nothing),
+            Part("health", self._apply_health, self._apply_health, self._stop_health),
+            Part("kernel", self._apply_kernel, self._apply_kernel, self.kernel.stop),
+            Part("services", self._apply_services, self._apply_services, self._stop_services),
+            # the control socket and pen's port are opened at start only (a reload
+            # changes neither: they were bound before privileges were dropped)
+            Part("control", self._start_control, _nothing, self._stop_control),
+            Part("cluster", self._apply_cluster, self._apply_cluster, self._stop_cluster),
+            Part("sweeps", self._schedule_sweeps, self._schedule_sweeps, self._cancel_sweeps),
+            Part("sync", self._apply_sync, self._apply_sync, self._stop_sync),
+            Part("admin", self._apply_admin, self._apply_admin, self._stop_admin),
+        ]
 
     # -- the interface control commands use ------------------------------------------
 
@@ -123,18 +164,15 @@ class Node:
             prepared.discard()
             raise
         prepared.commit(self)
-        self._build_pools(self.config)
-        self._start_health()
-        await self._apply_kernel(self.config)
-        await self._apply_services(self.config)
-        await self._start_control()
-        await self._apply_cluster(self.config)
-        self._schedule_sweeps()
-        await self._apply_sync()
-        await self._apply_admin()
+        for part in self._parts:
+            await part.start(self.config)
         log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
 
-    def _build_pools(self, config: Config) -> None:
+    async def _reload_pools(self, config: Config) -> None:
+        self.node_connections.limit = per_worker(config.max_connections, config.workers)
+        await self._apply_pools(config)
+
+    async def _apply_pools(self, config: Config) -> None:
         for name in list(self.pools):
             if name not in config.pools:
                 del self.pools[name]
@@ -144,7 +182,7 @@ class Node:
             else:
                 self.pools[name] = PoolRuntime(name, pool, self.shared)
 
-    def _start_health(self) -> None:
+    async def _apply_health(self, _: Config) -> None:
         from fulcrum.health.monitor import HealthMonitor
 
         if self.health is None:
@@ -152,6 +190,10 @@ class Node:
             self.health.start()
         else:
             self.health.update(self.pools)
+
+    async def _stop_health(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
 
     async def _apply_cluster(self, config: Config) -> None:
         """Start, restart (when its section changed) or stop the VRRP engine process."""
@@ -213,7 +255,7 @@ class Node:
         if self.first_worker:
             await self.kernel.apply(config, self.pools)
 
-    async def _start_control(self) -> None:
+    async def _start_control(self, _: Config) -> None:
         if self.shared is not None and self._commands is None:
             from fulcrum.control.commands import execute
             from fulcrum.shared import commands, totals
@@ -238,11 +280,14 @@ class Node:
             self.penctl = await serve_penctl(self, endpoint.host, endpoint.port,
                                              invocation=self.pen_invocation, sock=sock)
 
-    def _schedule_sweeps(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _cancel_sweeps(self) -> None:
         for handle in self._sweepers:
             handle.cancel()
         self._sweepers = []
+
+    async def _schedule_sweeps(self, _: Config) -> None:
+        loop = asyncio.get_running_loop()
+        await self._cancel_sweeps()
 
         def sweep(ctx_name: str, every: float) -> None:
             ctx = self.contexts.get(ctx_name)
@@ -275,19 +320,30 @@ class Node:
                 every = ctx.timeouts.idle / 4
                 self._sweepers.append(loop.call_later(every, sweep, name, every))
 
-    async def _apply_sync(self) -> None:
+    async def _apply_sync(self, _: Config) -> None:
         """Config sync follows every applied configuration (cluster/sync.py)."""
         if self.config.sync is not None or self.sync is not None:
             from fulcrum.cluster.sync import sync_applied
 
             self.sync = await sync_applied(self, self.sync)
 
-    async def _apply_admin(self) -> None:
+    async def _apply_admin(self, _: Config) -> None:
         """The admin plane (its own process) follows every applied configuration."""
         if self.config.admin is not None or self.admin is not None:
             from fulcrum.admin.plane import admin_applied
 
             await admin_applied(self)
+
+    async def _stop_sync(self) -> None:
+        if self.sync is not None:
+            await self.sync.stop()
+            self.sync = None
+
+    async def _stop_admin(self) -> None:
+        if self.admin is not None:
+            from fulcrum.admin.plane import admin_stop
+
+            await admin_stop(self)
 
     # -- reload --------------------------------------------------------------------
 
@@ -306,15 +362,8 @@ class Node:
             raise ReloadError([("listen", str(err))]) from err
         prepared.commit(self)
         self.config = config
-        self.node_connections.limit = per_worker(config.max_connections, config.workers)
-        self._build_pools(config)
-        self._start_health()
-        await self._apply_kernel(config)
-        await self._apply_services(config)
-        await self._apply_cluster(config)
-        self._schedule_sweeps()
-        await self._apply_sync()
-        await self._apply_admin()
+        for part in self._parts:
+            await part.reload(config)
         log.info("configuration reloaded: %d service(s), %d pool(s)", len(config.services), len(config.pools))
 
     async def reload_from_source(self) -> dict[str, Any]:
@@ -326,28 +375,24 @@ class Node:
     # -- stop ----------------------------------------------------------------------
 
     async def stop(self, drain: float | None = None) -> None:
-        """Stop accepting, let established connections finish within `drain`, then close."""
-        self._stopping = True
-        for handle in self._sweepers:
-            handle.cancel()
-        if self.admin is not None:
-            from fulcrum.admin.plane import admin_stop
+        """Stop accepting, let established connections finish within `drain`, then close:
+        the parts in reverse order."""
+        self._stopping = True  # the sweeps' timers fire as nothing from now on
+        self._drain = drain
+        for part in reversed(self._parts):
+            await part.stop()
+        log.info("fulcrum stopped")
 
-            await admin_stop(self)
-        if self.sync is not None:
-            await self.sync.stop()
-            self.sync = None
-        if self.cluster is not None:
-            # First hand the VIPs over (priority 0 adverts): the peer takes new clients at
-            # once, instead of them being refused here while we drain.
-            await self._stop_cluster()
-        for listener in self.listeners.values():
-            listener.close()
+    async def _stop_control(self) -> None:
         if self.penctl is not None:
             self.penctl.close()
         if self.control_socket is not None:
             self.control_socket.close()
-        drain = self.config.timeouts.drain if drain is None else drain
+
+    async def _stop_services(self) -> None:
+        for listener in self.listeners.values():
+            listener.close()
+        drain = self.config.timeouts.drain if self._drain is None else self._drain
         for ctx in self.contexts.values():
             for conn in list(ctx.open_connections):
                 shutdown = getattr(conn, "shutdown", None)  # http: close idle, finish in flight
@@ -363,10 +408,6 @@ class Node:
             for ctx in self.contexts.values():
                 for conn in list(ctx.open_connections):
                     conn.abort()  # type: ignore[attr-defined]  # tcp ClientSide or http HttpConnection
-        await self.kernel.stop()  # our nftables tables go; nothing else is touched
-        if self.health is not None:
-            await self.health.stop()
-        log.info("fulcrum stopped")
 
 
 def per_worker(limit: int, workers: int) -> int:
