@@ -49,7 +49,9 @@ MYPYC_MODULES := $(addprefix fulcrum/proxy/http/,core/connection.py core/server.
 	headers.py framing.py service.py record.py routing.py server.py upstream.py) \
 	fulcrum/proxy/tcp.py fulcrum/observe.py
 
-compiled: $(STAMP)
+# from scratch each time: a module left unchanged keeps its old file time, and the check of
+# fulcrum/__init__.py would take it for stale
+compiled: $(STAMP) uncompiled
 	cd src && ../$(BIN)/mypyc $(MYPYC_MODULES)
 
 uncompiled:
