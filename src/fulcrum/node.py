@@ -78,7 +78,7 @@ class Node:
         self.control_socket: asyncio.AbstractServer | None = None
         self.cluster: EngineProcess | None = None  # when the config has a cluster section
         self.kernel = KernelPart()  # nat, fullnat and dsr services (first worker only)
-        self.first_worker = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
+        self.owns_machine = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
         self.shared: SharedState | None = None  # with workers > 1 (counters, client table, commands)
         self._commands: socket.socket | tuple[socket.socket, asyncio.TimerHandle] | None = None  # in workers after the first: where control commands arrive
         self.pen_invocation: PenInvocation | None = None  # set by `fulcrum pen`: -X, -F for the control port
@@ -127,7 +127,7 @@ class Node:
         (and before privileges are dropped: the pen control port is bound here too)."""
         self._bind_missing(self.config)
         endpoint = self.config.control.pen_port
-        if endpoint is not None and self.penctl is None and self._penctl_sock is None and self.first_worker:
+        if endpoint is not None and self.penctl is None and self._penctl_sock is None and self.owns_machine:
             self._penctl_sock = bind(endpoint, 16)  # one per node: the first worker serves it
 
     def _bind_missing(self, config: Config) -> None:
@@ -197,7 +197,7 @@ class Node:
 
     async def _apply_cluster(self, config: Config) -> None:
         """Start, restart (when its section changed) or stop the VRRP engine process."""
-        if not self.first_worker:
+        if not self.owns_machine:
             return
         current = self.cluster.cluster if self.cluster is not None else None
         if config.cluster == current and (self.cluster is None or self.cluster.alive()):
@@ -252,7 +252,7 @@ class Node:
                 listener.swap(factory)
 
     async def _apply_kernel(self, config: Config) -> None:
-        if self.first_worker:
+        if self.owns_machine:
             await self.kernel.apply(config, self.pools)
 
     async def _start_control(self, _: Config) -> None:
@@ -260,12 +260,12 @@ class Node:
             from fulcrum.control.commands import execute
             from fulcrum.shared import commands, totals
 
-            if self.first_worker:  # the other workers' totals, for node-wide status
+            if self.owns_machine:  # the other workers' totals, for node-wide status
                 self._commands = totals.listen(self)
             else:  # control commands carried from the first worker; totals sent to it
                 self._commands = (commands.listen(self, execute), totals.publish(self))
         path = self.config.control.socket
-        if path != "off" and self.control_socket is None and self.first_worker:
+        if path != "off" and self.control_socket is None and self.owns_machine:
             from fulcrum.control.socket import serve_control_socket, serve_default_control_socket
 
             if path:
@@ -273,7 +273,7 @@ class Node:
             elif self.default_control_socket:  # `fulcrum run`: on by default
                 self.control_socket = await serve_default_control_socket(self)
         endpoint = self.config.control.pen_port
-        if endpoint is not None and self.penctl is None and self.first_worker:
+        if endpoint is not None and self.penctl is None and self.owns_machine:
             from fulcrum.control.penctl import serve_penctl
 
             sock, self._penctl_sock = self._penctl_sock, None

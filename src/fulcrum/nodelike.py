@@ -49,7 +49,7 @@ class NodeLike(Protocol):
     contexts: dict[str, ServiceContext]  # service name -> what its connections share
     observer: Observer  # finished requests and connections (observe.py)
     reload_results: dict[str, int]  # "applied"/"rejected" re-reads of the source, for metrics
-    first_worker: bool  # owns the machine-wide parts (VRRP engine, sync, control socket)
+    owns_machine: bool  # owns the machine-wide parts (VRRP engine, sync, control socket)
     started_at: float  # wall clock, for status: uptime
 
     # -- parts (None when the configuration has no such section) --------------------

@@ -121,7 +121,7 @@ async def admin_applied(node: NodeLike) -> None:
         if plane.versions is not None and node.config.sync is None:
             plane.versions.applied(node.config)
         return
-    if not getattr(node, "first_worker", True):
+    if not getattr(node, "owns_machine", True):
         return
     if plane is not None:
         # The change may have come through the admin plane itself: let it answer first.

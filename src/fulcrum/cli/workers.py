@@ -64,9 +64,9 @@ def supervise(node: Node, reload_config: Callable[[], Config] | None,
                     # what run_node set on the supervisor's node: where SIGHUP re-reads, ...
                     for name in ("loader", "default_control_socket", "pen_invocation", "config_path"):
                         setattr(worker, name, getattr(node, name))
-                    worker.first_worker = index == 0  # before binding: pen's port is the first worker's
+                    worker.owns_machine = index == 0  # before binding: pen's port is the first worker's
                     worker.bind_all()
-                worker.first_worker = index == 0
+                worker.owns_machine = index == 0
                 worker.shared = shared
                 shared.bind_worker(index)
                 code = serve(worker)

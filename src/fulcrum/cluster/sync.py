@@ -408,7 +408,7 @@ async def sync_applied(node: NodeLike, current: ConfigSync | None) -> ConfigSync
     if current is not None and (settings is None or settings != current.settings):
         await current.stop()
         current = None
-    if settings is None or not getattr(node, "first_worker", True):
+    if settings is None or not getattr(node, "owns_machine", True):
         return current
     if current is None:
         try:

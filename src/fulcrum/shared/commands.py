@@ -85,7 +85,7 @@ async def _settle(value: Any) -> Any:
 def carry(node: NodeLike, name: str, args: dict[str, Any], config: Any = None) -> None:
     """In the first worker, after `name` succeeded: the same change in every other worker."""
     shared = getattr(node, "shared", None)
-    if shared is None or not node.first_worker or name in READ_ONLY:
+    if shared is None or not node.owns_machine or name in READ_ONLY:
         return
     if config is not None:
         message = {"config": config.model_dump(mode="json")}
