@@ -76,7 +76,7 @@ class Node:
         self.penctl: asyncio.Server | None = None
         self._penctl_sock: socket.socket | None = None  # bound by bind_all, served by _start_control
         self.control_socket: asyncio.AbstractServer | None = None
-        self.cluster: EngineProcess | None = None  # when the config has a cluster section
+        self.engine: EngineProcess | None = None  # when the config has a cluster section
         self.kernel = KernelPart()  # nat, fullnat and dsr services (first worker only)
         self.owns_machine = True  # False in the other worker processes: one VRRP engine, sync and control socket per machine
         self.shared: SharedState | None = None  # with workers > 1 (counters, client table, commands)
@@ -199,21 +199,21 @@ class Node:
         """Start, restart (when its section changed) or stop the VRRP engine process."""
         if not self.owns_machine:
             return
-        current = self.cluster.cluster if self.cluster is not None else None
-        if config.cluster == current and (self.cluster is None or self.cluster.alive()):
+        current = self.engine.cluster if self.engine is not None else None
+        if config.cluster == current and (self.engine is None or self.engine.alive()):
             return
-        if self.cluster is not None:
+        if self.engine is not None:
             await self._stop_cluster()
         if config.cluster is not None:
             from fulcrum.cluster.process import EngineProcess
 
-            self.cluster = EngineProcess(config.cluster, config.log)
-            self.cluster.start(asyncio.get_running_loop().time())
-            self.cluster.report_pools(self.pools)
+            self.engine = EngineProcess(config.cluster, config.log)
+            self.engine.start(asyncio.get_running_loop().time())
+            self.engine.report_pools(self.pools)
 
     async def _stop_cluster(self) -> None:
         """Stop the engine off the event loop: its hand-over must not stall the proxy."""
-        engine, self.cluster = self.cluster, None
+        engine, self.engine = self.engine, None
         if engine is not None:
             await asyncio.get_running_loop().run_in_executor(None, engine.stop)
 
@@ -296,14 +296,14 @@ class Node:
             sweep_idle(ctx, 4)
             self._sweepers.append(loop.call_later(every, sweep, ctx_name, every))
 
-        if self.cluster is not None:
+        if self.engine is not None:
             def report() -> None:
-                if self.cluster is None or self._stopping:
+                if self.engine is None or self._stopping:
                     return
                 # without its engine this node would hold no VIP: restarted, with backoff
-                self.cluster.supervise(loop.time())
-                self.cluster.read_reports()
-                self.cluster.report_pools(self.pools)
+                self.engine.supervise(loop.time())
+                self.engine.read_reports()
+                self.engine.report_pools(self.pools)
                 self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))
 
             self._sweepers.append(loop.call_later(POOL_REPORT_INTERVAL, report))

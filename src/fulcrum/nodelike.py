@@ -54,7 +54,7 @@ class NodeLike(Protocol):
 
     # -- parts (None when the configuration has no such section) --------------------
     health: HealthMonitor | None
-    cluster: EngineProcess | None  # the VRRP engine's process
+    engine: EngineProcess | None  # the VRRP engine's process (config.cluster is its section)
     kernel: KernelPart
     shared: SharedState | None  # with workers > 1
     sync: ConfigSync | None

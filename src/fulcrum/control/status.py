@@ -139,7 +139,7 @@ def status(node: NodeLike) -> dict[str, Any]:
             "max_connections": service.max_connections,
             **_totals(observer.service_totals(name)),
         }
-    cluster: EngineProcess | None = getattr(node, "cluster", None)
+    engine: EngineProcess | None = getattr(node, "engine", None)
     started: float = getattr(node, "started_at", time.time())
     return {
         "node": node_name(node),
@@ -154,7 +154,7 @@ def status(node: NodeLike) -> dict[str, Any]:
         "max_connections": config.max_connections,
         "services": services,
         "pools": pools,
-        "routers": dict(cluster.routers) if cluster is not None else {},
+        "routers": dict(engine.routers) if engine is not None else {},
     }
 
 
