@@ -98,7 +98,7 @@ class Node:
         # the VRRP engine (which claims the VIPs) only once the services serve, sync
         # and the admin plane last. Stopping hands the VIPs over before the listeners close.
         self._parts: list[Part] = [
-            Part("pools", self._apply_pools, self._reload_pools, _nothing),
+            Part("pools", self._apply_pools, self._apply_pools, _nothing),
             Part("health", self._apply_health, self._apply_health, self._stop_health),
             Part("kernel", self._apply_kernel, self._apply_kernel, self.kernel.stop),
             Part("services", self._apply_services, self._apply_services, self._stop_services),
@@ -168,11 +168,10 @@ class Node:
             await part.start(self.config)
         log.info("fulcrum started: %d service(s), %d listener(s)", len(self.contexts), len(self.listeners))
 
-    async def _reload_pools(self, config: Config) -> None:
-        self.node_connections.limit = per_worker(config.max_connections, config.workers)
-        await self._apply_pools(config)
-
     async def _apply_pools(self, config: Config) -> None:
+        # the node-wide limit is set here at start too: a restarted worker is handed a
+        # configuration re-read since this node was made (cli/workers.py)
+        self.node_connections.limit = per_worker(config.max_connections, config.workers)
         for name in list(self.pools):
             if name not in config.pools:
                 del self.pools[name]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fulcrum.config.load import load_dict
 from tests.integration.helpers import (
     Backends,
     ask,
@@ -276,6 +277,27 @@ def test_global_connection_limit_refuses_extra_clients() -> None:
                 writer.close()
             await wait_until(lambda: node.connections == 0)
             assert await ask("127.0.0.1", port, b"y") == b"echo:y"  # room again
+        finally:
+            await node.stop(drain=0)
+
+    run(scenario)
+
+
+def test_a_node_started_on_a_newer_configuration_uses_its_connection_limit() -> None:
+    # a restarted worker's node is given the configuration re-read since it was made
+    # (cli/workers.py); its node-wide limit stayed the old one until the next reload
+    async def scenario(backends: Backends) -> None:
+        ports = [await backends.start("echo", echo=True)]
+        port = free_port()
+        data = service_config([f"127.0.0.1:{port}"], ports)
+        node = make_node(data)
+        node.config = load_dict({**data, "max_connections": 1})
+        await node.start()
+        try:
+            held = await asyncio.open_connection("127.0.0.1", port)
+            await wait_until(lambda: node.connections == 1)
+            assert await refused("127.0.0.1", port)
+            held[1].close()
         finally:
             await node.stop(drain=0)
 

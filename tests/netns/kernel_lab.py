@@ -151,13 +151,15 @@ def route_replies_via_balancer(lab: Lab) -> None:
 
 
 def kernel_toml(lab: Lab, topology: str, scheduler: str = "wrr", weights: tuple[int, int] = (3, 1),
-                extra_service: str = "", families: tuple[int, ...] = (4, 6), protocol: str = "tcp") -> str:
+                extra_service: str = "", families: tuple[int, ...] = (4, 6), protocol: str = "tcp",
+                extra_server: tuple[str, str] = ("", "")) -> str:
     listen = ", ".join(f'"{VIP4}:{PORT}"' if f == 4 else f'"[{VIP6}]:{PORT}"' for f in families)
     servers = []
-    for rs, weight in zip(SERVERS, weights, strict=True):
+    for rs, weight, extra in zip(SERVERS, weights, extra_server, strict=True):
         addresses = [lab[rs].v4] if topology == "dsr" else [lab[rs].v4, f"[{lab[rs].v6}]"]
+        more = f", {extra}" if extra else ""
         for address in addresses:
-            servers.append(f'{{ address = "{address.strip("[]")}", port = {PORT}, weight = {weight} }}')
+            servers.append(f'{{ address = "{address.strip("[]")}", port = {PORT}, weight = {weight}{more} }}')
     return f"""
 [services.web]
 listen = [{listen}]

@@ -133,3 +133,50 @@ def test_a_crash_leaves_the_table_and_the_next_start_replaces_it(lab: Lab) -> No
     wait_for(lambda: servers_of(ask(lab["client"], VIP4, 8)) == {"rs1": 6, "rs2": 2}, 10,
              what="the new process's rules")
     assert lab["lb0"].run("nft", "list", "tables").stdout.split("\n") == left  # replaced, not doubled
+
+
+def kill_server(lab: Lab, name: str) -> None:
+    for process in lab[name].processes:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    lab[name].processes.clear()
+
+
+def restart_server(lab: Lab, name: str) -> None:
+    lab[name].popen(sys.executable, str(lab.workdir / "who_server.py"), name, "80",
+                    log=lab.workdir / f"{name}-again.log")
+
+
+def test_a_backup_server_takes_new_flows_only_while_no_primary_is_up(lab: Lab) -> None:
+    nat_lab(lab)
+    start_fulcrum(lab, kernel_toml(lab, "nat", scheduler="rr", weights=(1, 1), extra_server=("", "backup = true")))
+    assert servers_of(ask(lab["client"], VIP4, 6)) == {"rs1": 6}  # rr, but rs2 is a backup
+    kill_server(lab, "rs1")
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 4)) == {"rs2": 4}, 10,
+             what="the backup to take over when the only primary is down")
+    restart_server(lab, "rs1")
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 4)) == {"rs1": 4}, 10,
+             what="the primary to take new flows back when it is up again")
+
+
+def test_a_higher_lbset_is_used_only_while_every_lower_one_is_down(lab: Lab) -> None:
+    nat_lab(lab)
+    start_fulcrum(lab, kernel_toml(lab, "nat", scheduler="rr", weights=(1, 1), extra_server=("lbset = 1", "")))
+    assert servers_of(ask(lab["client"], VIP4, 6)) == {"rs2": 6}  # set 0 first
+    kill_server(lab, "rs2")
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 4)) == {"rs1": 4}, 10,
+             what="set 1 to take over when set 0 is down")
+
+
+def test_the_emergency_server_takes_new_flows_when_every_server_is_down(lab: Lab) -> None:
+    nat_lab(lab)
+    toml = kernel_toml(lab, "nat", scheduler="rr", weights=(1, 1), families=(4,))
+    rs1, rs2 = lab["rs1"], lab["rs2"]
+    servers = f'servers = [{{ address = "{rs1.v4}", port = 80 }}]\n'
+    servers += f'emergency = {{ address = "{rs2.v4}", port = 80 }}\n'
+    toml = "\n".join(servers if line.startswith("servers = ") else line for line in toml.split("\n"))
+    start_fulcrum(lab, toml)
+    assert servers_of(ask(lab["client"], VIP4, 4)) == {"rs1": 4}  # emergency idle while a server is up
+    kill_server(lab, "rs1")
+    wait_for(lambda: servers_of(ask(lab["client"], VIP4, 4)) == {"rs2": 4}, 10,
+             what="the emergency server to take over")
