@@ -31,7 +31,7 @@ from fulcrum.proxy.listener import Listener, bind
 from fulcrum.proxy.tcp import ClientSide, sweep_idle
 
 if TYPE_CHECKING:  # the parts are imported when a configuration has them
-    from fulcrum.admin.plane import AdminPlane
+    from fulcrum.admin.plane import AdminPart, AdminPlane
     from fulcrum.cluster.process import EngineProcess
     from fulcrum.cluster.sync import ConfigSync
     from fulcrum.health.monitor import HealthMonitor
@@ -87,7 +87,7 @@ class Node:
         self.loader: Callable[[], Config] | None = None  # reads the source again (reload.py)
         self.source_config = config  # the source as last read: runtime changes are the difference
         self.default_control_socket = False  # `fulcrum run` sets it: control.socket unset = default place
-        self.admin: AdminPlane | None = None  # when the config has an admin section (admin/plane.py)
+        self._admin: AdminPart | None = None  # made when a config first has an admin section (admin/plane.py)
         self.started_at = time.time()  # for status: uptime
         self.reload_results = {"applied": 0, "rejected": 0}  # re-reads of the source (reload.py), for metrics
         self._sweepers: list[asyncio.TimerHandle] = []
@@ -326,12 +326,19 @@ class Node:
 
             self.sync = await sync_applied(self, self.sync)
 
+    @property
+    def admin(self) -> AdminPlane | None:
+        """The running admin plane (None while off)."""
+        return None if self._admin is None else self._admin.plane
+
     async def _apply_admin(self, _: Config) -> None:
         """The admin plane (its own process) follows every applied configuration."""
-        if self.config.admin is not None or self.admin is not None:
-            from fulcrum.admin.plane import admin_applied
+        if self._admin is None and self.config.admin is not None:
+            from fulcrum.admin.plane import AdminPart
 
-            await admin_applied(self)
+            self._admin = AdminPart()
+        if self._admin is not None:
+            await self._admin.applied(self)
 
     async def _stop_sync(self) -> None:
         if self.sync is not None:
@@ -339,10 +346,8 @@ class Node:
             self.sync = None
 
     async def _stop_admin(self) -> None:
-        if self.admin is not None:
-            from fulcrum.admin.plane import admin_stop
-
-            await admin_stop(self)
+        if self._admin is not None:
+            await self._admin.stop()
 
     # -- reload --------------------------------------------------------------------
 

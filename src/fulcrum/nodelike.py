@@ -58,7 +58,10 @@ class NodeLike(Protocol):
     kernel: KernelPart
     shared: SharedState | None  # with workers > 1
     sync: ConfigSync | None
-    admin: AdminPlane | None
+
+    @property
+    def admin(self) -> AdminPlane | None:
+        """The running admin plane (admin/plane.py's AdminPart sets it, never a caller)."""
 
     @property
     def connections(self) -> int:

@@ -157,3 +157,18 @@ def test_put_config_reaches_the_peer_through_config_sync(tmp_path: Path) -> None
     finally:
         lb0.stop()
         lb1.stop()
+
+
+def test_a_changed_admin_section_restarts_the_admin_plane_on_its_new_address(lab: AdminLab) -> None:
+    api = lab.api()
+    config = api.get("/api/v1/config").json()["result"]
+    old, new = lab.admin_port, free_port()
+    config["admin"]["listen"] = [f"127.0.0.1:{new}"]
+    answer = api.request("PUT", "/api/v1/config", json_body=config)
+    assert answer.status == 200, answer.text  # answered by the old plane, which then stops
+    lab.admin_port = new
+    assert wait_for(lambda: lab._admin_up())
+    assert lab.api().get("/api/v1/status").json()["config_version"] == 2
+    lab.admin_port = old
+    wait_for(lambda: not lab._admin_up())
+    assert lab.through_proxy() in ("s0", "s1")

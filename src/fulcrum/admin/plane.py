@@ -110,51 +110,55 @@ def _end(process: BaseProcess) -> None:
             process.join(STOP_TIMEOUT)
 
 
-# -- the node's hooks ----------------------------------------------------------------------
+# -- the node's part ------------------------------------------------------------------------
 
-async def admin_applied(node: NodeLike) -> None:
-    """After the node started or applied a reload: keep a local version (without config
-    sync), and start, restart (its section changed) or stop the admin process."""
-    settings: Admin | None = node.config.admin
-    plane: AdminPlane | None = node.admin
-    if plane is not None and plane.settings == settings:
-        if plane.versions is not None and node.config.sync is None:
-            plane.versions.applied(node.config)
-        return
-    if not getattr(node, "owns_machine", True):
-        return
-    if plane is not None:
-        # The change may have come through the admin plane itself: let it answer first.
-        node.admin = None
-        task = asyncio.get_running_loop().create_task(_restart(node, plane))
-        _restarts.add(task)
-        task.add_done_callback(_restarts.discard)
-        return
-    if settings is not None:
-        await _start(node, settings)
+class AdminPart:
+    """The node's admin part: the running AdminPlane (None while off), started, restarted
+    (its section changed) or stopped as configurations are applied. The node owns it; only
+    it sets `plane`."""
 
+    def __init__(self) -> None:
+        self.plane: AdminPlane | None = None
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
-_restarts: set[asyncio.Task[None]] = set()
+    async def applied(self, node: NodeLike) -> None:
+        """After the node started or applied a reload: keep a local version (without config
+        sync), and start, restart or stop the admin process."""
+        settings: Admin | None = node.config.admin
+        plane = self.plane
+        if plane is not None and plane.settings == settings:
+            if plane.versions is not None and node.config.sync is None:
+                plane.versions.applied(node.config)
+            return
+        if not getattr(node, "owns_machine", True):
+            return
+        if plane is not None:
+            # The change may have come through the admin plane itself: let it answer first.
+            self.plane = None
+            task = asyncio.get_running_loop().create_task(self._restart(node, plane))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+            return
+        if settings is not None:
+            await self._start(node, settings)
 
+    async def _restart(self, node: NodeLike, old: AdminPlane) -> None:
+        await asyncio.sleep(RESTART_DELAY)
+        await old.stop()
+        if node.config.admin is not None and self.plane is None and not self._stopping:
+            await self._start(node, node.config.admin)
 
-async def _restart(node: NodeLike, old: AdminPlane) -> None:
-    await asyncio.sleep(RESTART_DELAY)
-    await old.stop()
-    if node.config.admin is not None and node.admin is None and not getattr(node, "_stopping", False):
-        await _start(node, node.config.admin)
+    async def _start(self, node: NodeLike, settings: Admin) -> None:
+        versions = None
+        if node.config.sync is None:
+            versions = LocalVersions(settings.state_dir, settings.keep)
+            versions.applied(node.config)
+        plane = self.plane = AdminPlane(settings, versions)
+        await plane.start(node)
 
-
-async def _start(node: NodeLike, settings: Admin) -> None:
-    versions = None
-    if node.config.sync is None:
-        versions = LocalVersions(settings.state_dir, settings.keep)
-        versions.applied(node.config)
-    plane = node.admin = AdminPlane(settings, versions)
-    await plane.start(node)
-
-
-async def admin_stop(node: NodeLike) -> None:
-    plane: AdminPlane | None = node.admin
-    if plane is not None:
-        node.admin = None
-        await plane.stop()
+    async def stop(self) -> None:
+        self._stopping = True
+        plane, self.plane = self.plane, None
+        if plane is not None:
+            await plane.stop()

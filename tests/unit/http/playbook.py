@@ -20,7 +20,7 @@ from fulcrum.balance.pool import PoolRuntime
 from fulcrum.config.model import Http, Pool
 from fulcrum.proxy.http.core import actions as act
 from fulcrum.proxy.http.core.connection import ClientCore
-from fulcrum.proxy.http.core.server import IdlePool, ServerSide
+from fulcrum.proxy.http.core.server import IdleConnections, ServerSide
 from fulcrum.proxy.http.exchange import Exchange
 from fulcrum.proxy.http.headers import RequestEdit
 
@@ -37,7 +37,7 @@ class FakeService:
 
     def __init__(self, servers: int = 2, pool: dict[str, Any] | None = None, **http: Any):
         self.opts = Http(**http)
-        self.idle = IdlePool()
+        self.idle = IdleConnections()
         self.edit = RequestEdit("http", False, False, True)
         config = Pool(servers=[f"10.0.0.{i + 1}:80" for i in range(servers)], **(pool or {}))  # type: ignore[list-item]
         self.pool = PoolRuntime("app", config)

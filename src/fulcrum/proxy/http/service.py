@@ -14,7 +14,7 @@ from fulcrum.config.types import join_host_port
 from fulcrum.proxy.context import ServiceContext
 from fulcrum.proxy.http import headers as hdr
 from fulcrum.proxy.http import sticky
-from fulcrum.proxy.http.core.server import IdlePool
+from fulcrum.proxy.http.core.server import IdleConnections
 from fulcrum.proxy.http.record import observe
 from fulcrum.proxy.http.routing import Router, RouteRule
 
@@ -35,7 +35,7 @@ class HttpService:
             (RouteRule(r.host.lower().encode() if r.host else None, r.path.encode(), r.pool)
              for r in self.opts.routes),
             ctx.pool.name)
-        self.idle = IdlePool()
+        self.idle = IdleConnections()
         self.responses: dict[int, int] = {}  # status -> answers, for metrics
         self._cookies: dict[str, sticky.InsertCookie] = {}
         self.edit = hdr.RequestEdit(self.proto, self.opts.x_forwarded, self.opts.forwarded, self.opts.preserve_host)
@@ -88,7 +88,7 @@ class HttpService:
         for side in self.idle.expired(now):
             if side.io is not None:
                 side.io.close()
-        if self.live or any(self.idle.idle.values()):
+        if self.live or self.idle:
             self.sweeper = self.ctx.loop.call_later(self.sweep_every, self.sweep)
 
     def record(self, core: ClientCore, ex: Exchange | None, now: float) -> None:

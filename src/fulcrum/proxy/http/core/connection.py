@@ -47,7 +47,7 @@ from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.codings import decoder_for
 from fulcrum.proxy.http.codings import split as split_codings
 from fulcrum.proxy.http.core import actions as act
-from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdlePool, Leftover, ServerSide
+from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdleConnections, Leftover, ServerSide
 from fulcrum.proxy.http.core.states import (
     CLIENT_NEXT,
     EXCHANGE_NEXT,
@@ -89,7 +89,7 @@ class Service(Protocol):
     """What the core needs from its service (service.py): settings and pure policy."""
 
     opts: Http
-    idle: IdlePool
+    idle: IdleConnections
     edit: hdr.RequestEdit
 
     def route(self, host: bytes | None, target: bytes) -> tuple[RouteRule | None, PoolRuntime]: ...

@@ -93,15 +93,18 @@ class ServerSide:
             self.state = SERVER_NEXT[self.state]["end"]  # acted on once the read is parsed (ClientCore.server_data)
 
 
-class IdlePool:
+class IdleConnections:
     """Idle keep-alive connections per (server, owner), most recently used first out. Stale
     ones are left for `expired()`, which the service's sweep calls."""
 
     def __init__(self) -> None:
-        self.idle: dict[tuple[str, int], list[ServerSide]] = {}
+        self.stacks: dict[tuple[str, int], list[ServerSide]] = {}
+
+    def __bool__(self) -> bool:
+        return any(self.stacks.values())
 
     def get(self, backend: Backend, now: float, owner: int = 0) -> ServerSide | None:
-        stack = self.idle.get((backend.key, owner))
+        stack = self.stacks.get((backend.key, owner))
         if stack and now - stack[-1].idle_since <= IDLE_SECONDS:
             side = stack.pop()
             side.state = SERVER_NEXT[side.state]["take"]
@@ -115,20 +118,20 @@ class IdlePool:
         side.idle_since = now
         side.got_bytes = False
         side.reusable = True
-        stack = self.idle.get((side.backend.key, side.owner))
+        stack = self.stacks.get((side.backend.key, side.owner))
         if stack is None:
-            stack = self.idle[(side.backend.key, side.owner)] = []
+            stack = self.stacks[(side.backend.key, side.owner)] = []
         stack.append(side)
         if len(stack) > IDLE_PER_SERVER:
             return stack.pop(0)
         return None
 
     def forget(self, side: ServerSide) -> None:
-        stack = self.idle.get((side.backend.key, side.owner))
+        stack = self.stacks.get((side.backend.key, side.owner))
         if stack and side in stack:
             stack.remove(side)
             if not stack and side.owner:
-                del self.idle[(side.backend.key, side.owner)]
+                del self.stacks[(side.backend.key, side.owner)]
 
     def drop(self, side: ServerSide) -> None:
         """The server sent bytes or FIN while idle: it is not reused (issue 7: bytes before a
@@ -142,7 +145,7 @@ class IdlePool:
         """Connections idle too long, removed from the pool and closed: the caller closes
         their sockets."""
         out = []
-        for stack in self.idle.values():
+        for stack in self.stacks.values():
             while stack and now - stack[0].idle_since > IDLE_SECONDS:
                 side = stack.pop(0)
                 side.move("close")
@@ -152,6 +155,6 @@ class IdlePool:
     def owned_by(self, owner: int) -> list[ServerSide]:
         """A client connection ended: its private server connections, removed from the pool."""
         out = []
-        for key in [k for k in self.idle if k[1] == owner]:
-            out += self.idle.pop(key)
+        for key in [k for k in self.stacks if k[1] == owner]:
+            out += self.stacks.pop(key)
         return out
