@@ -157,32 +157,98 @@ class RequestEdit:
 
 COMMON_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"})
 
+# The response fields that are not simply passed on: hop-by-hop, Content-Length (framing)
+# and the URLs that may be rewritten; a line whose name starts with none of their first
+# letters is passed on as it is without a closer look.
+SPECIAL_RESPONSE_FIELDS = HOP_BY_HOP | REWRITTEN_RESPONSE_FIELDS | {b"content-length"}
+_SPECIAL_FIRST = bytes(sorted({name[0] for name in SPECIAL_RESPONSE_FIELDS}))  # lower case
+MAX_RESPONSE_FIELDS = 500
 
-def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
-                    public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
-    """The server's fields as byte pieces for the client, in one pass: hop-by-hop dropped,
-    URLs in Location/Content-Location/URI rewritten (public_origin None: no rewriting).
-    Returns (pieces to join, has Content-Length, its Transfer-Encoding list or None)."""
+
+class ResponseHeadError(ValueError):
+    """A response head this proxy does not pass on (the server failed: 502)."""
+
+
+def cut_response_head(buf: bytes, start: int) -> tuple[bytes, list[bytes], int]:
+    """The response head that begins at `start` in `buf`, which llhttp has just read to its
+    end: (its reason phrase, its field lines, the offset just after the head). llhttp has
+    refused a bare LF or CR, obs-fold, NUL, whitespace before a colon and any other malformed
+    line before it calls this, so every line ends with CRLF and the first empty line ends the
+    head; it skips empty lines before a status line (RFC 9112 §2.2), as this does."""
+    while buf[start] in (13, 10):
+        start += 1
+    cut = buf.find(b"\r\n\r\n", start)
+    if cut < 0:
+        raise ResponseHeadError("response head without its end")  # llhttp would not have ended it
+    lines = buf[start:cut].split(b"\r\n")
+    if len(lines) > MAX_RESPONSE_FIELDS + 1:
+        raise ResponseHeadError("too many response header fields")
+    # "HTTP/1.1 200 OK" (or RTSP/, ICE/: llhttp takes them too): after the version, one
+    # space, 3 digits and one space, as llhttp checked; the bytes its on_status gave
+    status_line = lines[0]
+    reason = status_line[13:] if status_line[4] == 47 else status_line[12:]
+    del lines[0]
+    return reason or b"-", lines, cut + 4
+
+
+def field_value(line: bytes) -> bytes:
+    """The value of one field line, leading whitespace off (as llhttp gives it)."""
+    return line.partition(b":")[2].lstrip(b" \t")
+
+
+def field_pairs(lines: list[bytes]) -> Headers:
+    """(name, value) of the field lines of `cut_response_head`."""
+    return [(line.partition(b":")[0], field_value(line)) for line in lines]
+
+
+def field_lines(lines: list[bytes], origins: tuple[bytes, ...] | None,
+                public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
+    """The server's field lines for the client, in one pass: hop-by-hop dropped, URLs in
+    Location/Content-Location/URI rewritten (public_origin None: no rewriting), all others
+    passed on as the server wrote them. `lines` as `cut_response_head` gives them. Returns
+    (the lines without CRLF, after an empty slot for the status line; has Content-Length;
+    its Transfer-Encoding list or None)."""
     options: set[bytes] | None = None
-    parts: list[bytes] = []
+    parts: list[bytes] = [b""]
     has_length = False
     codings: bytes | None = None
-    for name, value in headers:
+    first = _SPECIAL_FIRST
+    for line in lines:
+        if line[0] | 0x20 not in first:  # llhttp: a name is one or more token characters
+            parts.append(line)
+            continue
+        name, _, value = line.partition(b":")
         lower = name.lower()
-        if lower in HOP_BY_HOP:
-            if lower == b"connection" and value not in COMMON_CONNECTION:
-                options = (options or set()) | named_options(value)
+        if lower not in SPECIAL_RESPONSE_FIELDS:
+            parts.append(line)
+        elif lower in HOP_BY_HOP:
+            if lower == b"connection":
+                value = value.lstrip(b" \t")
+                if value not in COMMON_CONNECTION:
+                    options = (options or set()) | named_options(value)
             elif lower == b"transfer-encoding":
+                value = value.lstrip(b" \t")
                 codings = value if codings is None else codings + b", " + value
+        elif lower == b"content-length" or public_origin is None or origins is None:
+            parts.append(line)
+        else:
+            value = value.lstrip(b" \t")
+            rewritten = rewrite_url(value, origins, public_origin)
+            parts.append(line if rewritten is value else name + b": " + rewritten)
             continue
         if lower == b"content-length":
             has_length = True
-        elif public_origin is not None and origins is not None and lower in REWRITTEN_RESPONSE_FIELDS:
-            value = rewrite_url(value, origins, public_origin)
-        parts += (name, b": ", value, b"\r\n")
     if options and not options <= HOP_BY_HOP | {b"close"}:
         # rare: the server's Connection field names other fields; they go too (RFC 9110 §7.6.1)
         drop = options | {b"connection"}
-        kept = [(n, v) for n, v in headers if n.lower() not in drop]
-        return response_fields(kept, origins, public_origin)
+        return field_lines([line for line in lines if line.partition(b":")[0].lower() not in drop],
+                           origins, public_origin)
     return parts, has_length, codings
+
+
+def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
+                    public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
+    """`field_lines` of (name, value) pairs, as byte pieces that end in CRLF."""
+    lines = [name + b": " + value for name, value in headers]
+    parts, has_length, codings = field_lines(lines, origins, public_origin)
+    return [part + b"\r\n" for part in parts[1:]], has_length, codings

@@ -47,7 +47,7 @@ from fulcrum.proxy.http import proxyproto
 from fulcrum.proxy.http.codings import decoder_for
 from fulcrum.proxy.http.codings import split as split_codings
 from fulcrum.proxy.http.core import actions as act
-from fulcrum.proxy.http.core.server import MAX_RESPONSE_HEAD, IdleConnections, Leftover, ServerSide
+from fulcrum.proxy.http.core.server import IdleConnections, Leftover, ServerSide
 from fulcrum.proxy.http.core.states import (
     CLIENT_NEXT,
     EXCHANGE_NEXT,
@@ -676,6 +676,8 @@ class ClientCore:
             return
         if self.response_at:
             self.response_at = now + self.opts.response_timeout  # every byte restarts it
+        side.feeding = data
+        side.cursor = 0
         try:
             side.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -694,29 +696,33 @@ class ClientCore:
             else:
                 self._server_failed(ex, f"bad response: {err}")
         else:
-            if side.head_fed:  # httptools buffers an incomplete field itself: bound the head
-                side.head_fed += len(data)
-                if side.head_fed > MAX_RESPONSE_HEAD:
-                    self._server_failed(ex, "response head too large")
+            if side.head_fed and not side.head_incomplete(data):  # the head is bounded
+                self._server_failed(ex, "response head too large")
+        side.feeding = b""
         if side.state is S.DONE and side.exchange is ex:
             self._response_ended(ex, side)
         self._flow()
 
-    def response_head(self, side: ServerSide, status: int, reason: bytes, headers: hdr.Headers) -> None:
+    def response_head(self, side: ServerSide, status: int, reason: bytes, fields: list[bytes]) -> None:
+        """A response head, read whole by llhttp: `fields` its field lines as sent, after a slot
+        for the status line (core/server.py, headers.py:cut_response_head)."""
         ex = side.exchange
         assert ex is not None
         if status == 101 and ex.upgrade:
-            self._start_tunnel(ex, side, status, reason, headers)
+            self._start_tunnel(ex, side, status, reason, hdr.field_pairs(fields))
             return
         svc = self.svc
         origins = svc.location_origins(ex.backend, ex.host) if self.opts.rewrite_location and ex.backend else None
-        lines, framed_by_length, codings = hdr.response_fields(
-            headers, origins[0] if origins else None, origins[1] if origins else None)
+        # lines[0] is left for the status line; the others have no CRLF yet
+        lines, framed_by_length, codings = hdr.field_lines(
+            fields, origins[0] if origins else None, origins[1] if origins else None)
         if 100 <= status < 200:
             side.state = SERVER_NEXT[side.state]["interim"]
             ex.state = EXCHANGE_NEXT[ex.state]["interim"]
             if ex.version == b"1.1" and status != 101:  # interim answers only to 1.1 (RFC 9110 §15.2)
-                self._send(ex, b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, b"".join(lines)))
+                lines[0] = b"HTTP/1.1 %d %s" % (status, reason)
+                lines.append(b"\r\n")
+                self._send(ex, b"\r\n".join(lines))
             return
         # RFC 9112 §6.3: chunked as the final coding frames the body; any other coding list
         # means the body ends with the connection. Codings before chunked stay (§6.1).
@@ -731,7 +737,7 @@ class ClientCore:
             ex.resp_mode = "length"
         elif ex.version == b"1.1":
             ex.resp_mode = "chunk"
-            lines.append(b"Transfer-Encoding: " + b", ".join([*kept, b"chunked"]) + b"\r\n")
+            lines.append(b"Transfer-Encoding: " + b", ".join([*kept, b"chunked"]))
         else:
             ex.resp_mode = "raw"  # HTTP/1.0 client: the end of the body is the end of the connection
             ex.keep_alive = False
@@ -745,16 +751,18 @@ class ClientCore:
         svc.count_response(status)
         ex.status = status
         if ex.set_cookie is not None:
-            lines.append(b"Set-Cookie: " + ex.set_cookie + b"\r\n")
+            lines.append(b"Set-Cookie: " + ex.set_cookie)
         if ex.upgrade:
             side.reusable = False  # a declined upgrade: the server's parser state is unknown
         if self.draining and self.queue[-1] is ex and self.receiving is None:
             ex.keep_alive = False  # stopping, and no later request has begun
         if not ex.keep_alive:
-            lines.append(b"Connection: close\r\n")
+            lines.append(b"Connection: close")
         elif ex.version == b"1.0":
-            lines.append(b"Connection: keep-alive\r\n")
-        self._send(ex, b"HTTP/%s %d %s\r\n%s\r\n" % (ex.version, status, reason, b"".join(lines)))
+            lines.append(b"Connection: keep-alive")
+        lines[0] = b"HTTP/%s %d %s" % (ex.version, status, reason)
+        lines.append(b"\r\n")
+        self._send(ex, b"\r\n".join(lines))
         if ex.method == b"HEAD":
             # httptools cannot be told the request was HEAD, so it would wait for a body:
             # the response ends here and this server connection is not reused.
