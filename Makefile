@@ -45,9 +45,12 @@ deb:
 # sources in src/ (Python imports them before the .py). The pure Python stays the tested
 # fallback: `make uncompiled` removes the build. Needs a C compiler and Python's headers.
 # README.md, "Performance", has the figures.
+# balance/ is compiled whole: the schedulers subclass balance/base.py's Scheduler, and a
+# compiled class can only be subclassed by classes compiled with it.
 MYPYC_MODULES := $(addprefix fulcrum/proxy/http/,core/connection.py core/server.py exchange.py \
 	headers.py framing.py service.py record.py routing.py server.py upstream.py) \
-	fulcrum/proxy/tcp.py fulcrum/observe.py
+	fulcrum/proxy/tcp.py fulcrum/observe.py \
+	$(patsubst src/%,%,$(filter-out %/__init__.py,$(wildcard src/fulcrum/balance/*.py)))
 
 # from scratch each time: a module left unchanged keeps its old file time, and the check of
 # fulcrum/__init__.py would take it for stale

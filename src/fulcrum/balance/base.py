@@ -39,12 +39,21 @@ class Backend:
     slot: int = -1  # its counters in shared memory with workers > 1 (fulcrum/shared/counters.py)
 
 
-@dataclass(slots=True)  # built once per new connection: slots, not frozen, is the cheap kind
 class PickContext:
-    usable: Callable[[Backend], bool]
-    now: float = 0.0
-    client: str | None = None  # client address: source hashing, client tables
-    key: str | None = None  # other hash key (destination, Host); falls back to client
+    """Built once per pick: a plain slotted class, not a dataclass, so that mypyc (`make
+    compiled`) compiles its __init__ too (a dataclass's is generated at import, interpreted)."""
+
+    __slots__ = ("usable", "now", "client", "key")
+
+    def __init__(self, usable: Callable[[Backend], bool], now: float = 0.0, client: str | None = None,
+                 key: str | None = None):
+        self.usable = usable
+        self.now = now
+        self.client = client  # client address: source hashing, client tables
+        self.key = key  # other hash key (destination, Host); falls back to client
+
+    def __repr__(self) -> str:
+        return f"PickContext(now={self.now!r}, client={self.client!r}, key={self.key!r})"
 
     @property
     def hash_key(self) -> str:

@@ -11,7 +11,6 @@ from fulcrum.balance.registry import register
 from fulcrum.balance.wrr import Credits
 
 
-@register
 class ByBusyness(Scheduler):
     name = "bybusyness"
 
@@ -27,3 +26,6 @@ class ByBusyness(Scheduler):
         chosen = min(candidates, key=lambda b: (b.active, -self.credits[b]))
         self.credits.charge(chosen, total)
         return chosen
+
+
+register(ByBusyness)  # not a decorator: mypyc compiles only undecorated classes

@@ -10,6 +10,8 @@ from fulcrum.balance.registry import register
 from fulcrum.balance.wrr import WeightedRoundRobin
 
 
-@register
 class ByRequests(WeightedRoundRobin):
     name = "byrequests"
+
+
+register(ByRequests)  # not a decorator: mypyc compiles only undecorated classes

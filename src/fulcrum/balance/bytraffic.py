@@ -10,9 +10,11 @@ from fulcrum.balance.lc import least_per_weight
 from fulcrum.balance.registry import register
 
 
-@register
 class ByTraffic(Scheduler):
     name = "bytraffic"
 
     def pick(self, query: PickContext) -> Backend | None:
         return least_per_weight(self.usable(query), lambda b: b.traffic)
+
+
+register(ByTraffic)  # not a decorator: mypyc compiles only undecorated classes

@@ -9,10 +9,12 @@ from fulcrum.balance.registry import register
 from fulcrum.balance.sh import SourceHash
 
 
-@register
 class DestinationHash(SourceHash):
     name = "dh"
     salt = "ipvs-dh"
 
     def key(self, query: PickContext) -> str:
         return query.hash_key
+
+
+register(DestinationHash)  # not a decorator: mypyc compiles only undecorated classes

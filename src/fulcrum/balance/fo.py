@@ -7,10 +7,12 @@ from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.registry import register
 
 
-@register
 class WeightedFailover(Scheduler):
     name = "fo"
 
     def pick(self, query: PickContext) -> Backend | None:
         candidates = self.usable(query)
         return max(candidates, key=lambda b: b.weight) if candidates else None
+
+
+register(WeightedFailover)  # not a decorator: mypyc compiles only undecorated classes

@@ -12,7 +12,6 @@ from fulcrum.balance.hashing import stable_hash
 from fulcrum.balance.registry import register
 
 
-@register
 class PenHash(Scheduler):
     name = "hash"
 
@@ -26,3 +25,6 @@ class PenHash(Scheduler):
             if self.eligible(backend, query):
                 return backend
         return None
+
+
+register(PenHash)  # not a decorator: mypyc compiles only undecorated classes

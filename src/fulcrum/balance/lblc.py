@@ -79,7 +79,6 @@ def least_connection(candidates: Sequence[Backend]) -> Backend | None:
     return least_per_weight(candidates, lambda b: b.active)
 
 
-@register
 class LocalityBasedLeastConnection(Scheduler):
     name = "lblc"
 
@@ -99,3 +98,6 @@ class LocalityBasedLeastConnection(Scheduler):
                 return None
         self.table.put(key, chosen, query.now)
         return chosen
+
+
+register(LocalityBasedLeastConnection)  # not a decorator: mypyc compiles only undecorated classes

@@ -39,7 +39,6 @@ def busiest(members: list[Backend]) -> Backend:
     return max(members, key=load)
 
 
-@register
 class LocalityBasedLeastConnectionReplicated(Scheduler):
     name = "lblcr"
 
@@ -67,3 +66,6 @@ class LocalityBasedLeastConnectionReplicated(Scheduler):
                 servers.modified = query.now
         self.table.put(key, servers, query.now)
         return chosen
+
+
+register(LocalityBasedLeastConnectionReplicated)  # not a decorator: mypyc compiles only undecorated classes

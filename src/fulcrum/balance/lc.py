@@ -27,10 +27,12 @@ def least_per_weight(candidates: Iterable[Backend], load: Callable[[Backend], in
     return best
 
 
-@register
 class LeastConnection(Scheduler):
     name = "lc"
 
     def pick(self, query: PickContext) -> Backend | None:
         candidates = self.usable(query)
         return min(candidates, key=lambda b: b.active) if candidates else None
+
+
+register(LeastConnection)  # not a decorator: mypyc compiles only undecorated classes

@@ -49,7 +49,6 @@ def populate(names: list[str], weights: list[int], size: int) -> list[int]:
                     return table
 
 
-@register
 class Maglev(Scheduler):
     name = "mh"
 
@@ -85,3 +84,6 @@ class Maglev(Scheduler):
                 if len(asked) == self.servers_in_table:
                     break
         return None
+
+
+register(Maglev)  # not a decorator: mypyc compiles only undecorated classes

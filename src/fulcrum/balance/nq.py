@@ -10,7 +10,6 @@ from fulcrum.balance.registry import register
 from fulcrum.balance.sed import expected_delay
 
 
-@register
 class NeverQueue(Scheduler):
     name = "nq"
 
@@ -20,3 +19,6 @@ class NeverQueue(Scheduler):
             if backend.active == 0:
                 return backend
         return least_per_weight(candidates, expected_delay)
+
+
+register(NeverQueue)  # not a decorator: mypyc compiles only undecorated classes

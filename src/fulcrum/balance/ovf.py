@@ -12,10 +12,12 @@ from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.registry import register
 
 
-@register
 class Overflow(Scheduler):
     name = "ovf"
 
     def pick(self, query: PickContext) -> Backend | None:
         open_servers = [b for b in self.usable(query) if b.active <= b.weight]
         return max(open_servers, key=lambda b: b.weight) if open_servers else None
+
+
+register(Overflow)  # not a decorator: mypyc compiles only undecorated classes

@@ -9,10 +9,12 @@ from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.registry import register
 
 
-@register
 class Priority(Scheduler):
     name = "prio"
 
     def pick(self, query: PickContext) -> Backend | None:
         candidates = self.usable(query)
         return min(candidates, key=lambda b: (b.priority, b.active)) if candidates else None
+
+
+register(Priority)  # not a decorator: mypyc compiles only undecorated classes

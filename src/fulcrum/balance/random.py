@@ -11,7 +11,6 @@ from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.registry import register
 
 
-@register
 class WeightedRandom(Scheduler):
     name = "random"
 
@@ -25,3 +24,6 @@ class WeightedRandom(Scheduler):
         if not candidates:
             return None
         return self._random.choices(candidates, weights=[b.weight for b in candidates])[0]
+
+
+register(WeightedRandom)  # not a decorator: mypyc compiles only undecorated classes

@@ -14,7 +14,6 @@ from fulcrum.balance.lc import least_per_weight
 from fulcrum.balance.registry import register
 
 
-@register
 class PowerOfTwoChoices(Scheduler):
     name = "random2"
 
@@ -32,3 +31,6 @@ class PowerOfTwoChoices(Scheduler):
         weights[first] = 0  # the second draw is a different server
         second = self.random.choices(range(len(candidates)), weights)[0]
         return least_per_weight((candidates[first], candidates[second]), lambda b: b.active)
+
+
+register(PowerOfTwoChoices)  # not a decorator: mypyc compiles only undecorated classes

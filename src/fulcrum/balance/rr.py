@@ -6,7 +6,6 @@ from fulcrum.balance.base import Backend, PickContext, Scheduler
 from fulcrum.balance.registry import register
 
 
-@register
 class RoundRobin(Scheduler):
     name = "rr"
 
@@ -21,3 +20,6 @@ class RoundRobin(Scheduler):
                 self._next = (self._next + step + 1) % count
                 return backend
         return None
+
+
+register(RoundRobin)  # not a decorator: mypyc compiles only undecorated classes

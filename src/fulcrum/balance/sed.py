@@ -13,9 +13,11 @@ def expected_delay(backend: Backend) -> int:
     return backend.active + 1
 
 
-@register
 class ShortestExpectedDelay(Scheduler):
     name = "sed"
 
     def pick(self, query: PickContext) -> Backend | None:
         return least_per_weight(self.usable(query), expected_delay)
+
+
+register(ShortestExpectedDelay)  # not a decorator: mypyc compiles only undecorated classes

@@ -27,7 +27,6 @@ from fulcrum.config.schedulers import option_int
 DEFAULT_TABLE_SIZE = 256  # IPVS: CONFIG_IP_VS_SH_TAB_BITS = 8
 
 
-@register
 class SourceHash(Scheduler):
     name = "sh"
     salt = "ipvs-sh"
@@ -64,3 +63,6 @@ class SourceHash(Scheduler):
             if self.eligible(backend, query):
                 return backend
         return None
+
+
+register(SourceHash)  # not a decorator: mypyc compiles only undecorated classes

@@ -8,6 +8,8 @@ from fulcrum.balance.registry import register
 from fulcrum.balance.wlc import WeightedLeastConnection
 
 
-@register
 class PenWeight(WeightedLeastConnection):
     name = "weight"
+
+
+register(PenWeight)  # not a decorator: mypyc compiles only undecorated classes

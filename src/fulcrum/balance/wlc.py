@@ -9,9 +9,11 @@ from fulcrum.balance.lc import least_per_weight
 from fulcrum.balance.registry import register
 
 
-@register
 class WeightedLeastConnection(Scheduler):
     name = "wlc"
 
     def pick(self, query: PickContext) -> Backend | None:
         return least_per_weight(self.usable(query), lambda b: b.active)
+
+
+register(WeightedLeastConnection)  # not a decorator: mypyc compiles only undecorated classes

@@ -58,7 +58,6 @@ def smooth_sequence(weights: Sequence[int], length: int) -> list[int]:
     return sequence
 
 
-@register
 class WeightedRoundRobin(Scheduler):
     name = "wrr"
 
@@ -71,3 +70,6 @@ class WeightedRoundRobin(Scheduler):
     def pick(self, query: PickContext) -> Backend | None:
         candidates = self.usable(query)
         return self.credits.richest(candidates) if candidates else None
+
+
+register(WeightedRoundRobin)  # not a decorator: mypyc compiles only undecorated classes
