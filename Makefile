@@ -48,7 +48,7 @@ deb:
 # balance/ is compiled whole: the schedulers subclass balance/base.py's Scheduler, and a
 # compiled class can only be subclassed by classes compiled with it.
 MYPYC_MODULES := $(addprefix fulcrum/proxy/http/,core/connection.py core/server.py exchange.py \
-	headers.py framing.py service.py record.py routing.py server.py upstream.py) \
+	headers.py framing.py service.py settings.py record.py routing.py server.py upstream.py) \
 	fulcrum/proxy/tcp.py fulcrum/observe.py \
 	$(patsubst src/%,%,$(filter-out %/__init__.py,$(wildcard src/fulcrum/balance/*.py)))
 

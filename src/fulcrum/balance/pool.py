@@ -68,6 +68,9 @@ class PoolRuntime:
                 fresh = kept
             backends.append(fresh)
         self.config = config
+        # read per request by the HTTP proxy: copied out of the model here, once per (re)load
+        self.proxy_header = config.proxy_protocol != "none"  # PROXY header to the servers
+        self.sticky_http = config.sticky.mode in ("cookie", "insert")  # a cookie picks the server
         before = self.all_backends()
         self.backends = backends
         if config.emergency is None:

@@ -17,6 +17,7 @@ from fulcrum.proxy.http import sticky
 from fulcrum.proxy.http.core.server import IdleConnections
 from fulcrum.proxy.http.record import observe
 from fulcrum.proxy.http.routing import Router, RouteRule
+from fulcrum.proxy.http.settings import HttpSettings
 
 if TYPE_CHECKING:
     from fulcrum.proxy.http.core.connection import ClientCore
@@ -27,18 +28,19 @@ if TYPE_CHECKING:
 class HttpService:
     def __init__(self, ctx: ServiceContext, tls: bool = False):
         self.ctx = ctx
-        self.opts = ctx.config.http
+        http = ctx.config.http
+        self.opts = HttpSettings(http)  # what each request reads, out of the model once
         self.tls = tls
         self.proto = "https" if tls else "http"
         self.pools: dict[str, PoolRuntime] = ctx.pools or {ctx.pool.name: ctx.pool}
         self.router = Router(
             (RouteRule(r.host.lower().encode() if r.host else None, r.path.encode(), r.pool)
-             for r in self.opts.routes),
+             for r in http.routes),
             ctx.pool.name)
         self.idle = IdleConnections()
         self.responses: dict[int, int] = {}  # status -> answers, for metrics
         self._cookies: dict[str, sticky.InsertCookie] = {}
-        self.edit = hdr.RequestEdit(self.proto, self.opts.x_forwarded, self.opts.forwarded, self.opts.preserve_host)
+        self.edit = hdr.RequestEdit(self.proto, http.x_forwarded, http.forwarded, http.preserve_host)
         self._hostports: dict[str, bytes] = {}
         self.public_origins: dict[bytes | None, bytes] = {}
         self._client_tls: dict[str, ssl.SSLContext] = {}
@@ -48,7 +50,7 @@ class HttpService:
         timeouts = [t for t in (self.opts.header_timeout, self.opts.body_timeout,
                                 self.opts.keepalive_timeout, self.opts.response_timeout) if t]
         self.sweep_every = min(1.0, max(0.05, min(timeouts, default=4.0) / 4))
-        self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in self.opts.accept_proxy_protocol]
+        self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in http.accept_proxy_protocol]
 
     def client_tls(self, pool: PoolRuntime) -> ssl.SSLContext | None:
         """The TLS context for connections to the pool's servers (None: plain HTTP)."""
@@ -116,6 +118,9 @@ class HttpService:
     def choose(self, pool: PoolRuntime, ex: Exchange, client_ip: str,
                now: float) -> tuple[Backend, bytes | None] | None:
         """(server, Set-Cookie value or None), or None when no server may take the request."""
+        if not pool.sticky_http:  # (per request: no read of the model when no cookie is involved)
+            backend = pool.pick(now, client=client_ip, exclude=ex.tried)
+            return (backend, None) if backend is not None else None
         policy = pool.config.sticky
         pinned: Backend | None = None
         asked = False  # the request named a server

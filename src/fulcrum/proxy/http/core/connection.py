@@ -69,6 +69,7 @@ from fulcrum.proxy.http.framing import (
 from fulcrum.proxy.http.framing import DONE as CHUNKS_DONE
 from fulcrum.proxy.http.responses import error_response, redirect_response
 from fulcrum.proxy.http.routing import RouteRule
+from fulcrum.proxy.http.settings import HttpSettings
 
 log = logging.getLogger("fulcrum.http")
 
@@ -88,9 +89,12 @@ BOUNDARY, IN_HEAD, IN_LENGTH, IN_CHUNKED = range(4)  # ClientCore.in_state
 class Service(Protocol):
     """What the core needs from its service (service.py): settings and pure policy."""
 
-    opts: Http
     idle: IdleConnections
     edit: hdr.RequestEdit
+
+    @property
+    def opts(self) -> HttpSettings | Http:
+        """Its settings; a model (tests, tools) is copied per connection."""
 
     def route(self, host: bytes | None, target: bytes) -> tuple[RouteRule | None, PoolRuntime]: ...
 
@@ -123,7 +127,8 @@ class ClientCore:
     def __init__(self, svc: Service, now: float, client_addr: tuple[str, int] | None,
                  expect_proxy_header: bool = False):
         self.svc = svc
-        self.opts = svc.opts
+        opts = svc.opts
+        self.opts = opts if isinstance(opts, HttpSettings) else HttpSettings(opts)
         self.state = C.IDLE
         self.parser: Any = httptools.HttpRequestParser(self)
         self.queue: list[Exchange] = []
@@ -522,7 +527,7 @@ class ClientCore:
         ex.head_bytes = svc.edit.head(ex.method, ex.target, ex.headers, self.client_ip_bytes, ex.host,
                                       svc.hostport(backend), ex.options, ex.upgrade, ex.chunked,
                                       ex.codings)
-        owner = 0 if pool.config.proxy_protocol == "none" else self._owner(pool)
+        owner = self._owner(pool) if pool.proxy_header else 0
         side = None if fresh else svc.idle.get(backend, now, owner)
         if side is not None:
             self._attach(ex, side)
