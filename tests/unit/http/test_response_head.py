@@ -171,7 +171,25 @@ def test_an_interim_head_then_a_final_one_cut_by_reads() -> None:
 
 def test_location_is_rewritten_and_other_fields_kept() -> None:
     lines = [b"Location:  http://10.0.0.5:8080/a", b"Link: http://10.0.0.5:8080/",
-             b"Transfer-Encoding: gzip", b"transfer-encoding: chunked", b"content-length: 3"]
-    parts, has_length, codings = hdr.field_lines(lines, (b"http://10.0.0.5:8080",), b"https://pub")
-    assert parts == [b"", b"Location: https://pub/a", b"Link: http://10.0.0.5:8080/", b"content-length: 3"]
-    assert has_length and codings == b"gzip, chunked"
+             b"Transfer-Encoding: gzip", b"transfer-encoding: chunked", b"content-length: 3",
+             b"URI: http://elsewhere/"]
+    parts, has_length, codings, urls = hdr.field_lines(lines, True)
+    assert urls == [1, 4] and has_length and codings == b"gzip, chunked"
+    hdr.rewrite_lines(parts, urls, (b"http://10.0.0.5:8080",), b"https://pub")
+    assert parts == [b"", b"Location: https://pub/a", b"Link: http://10.0.0.5:8080/", b"content-length: 3",
+                     b"URI: http://elsewhere/"]
+    assert hdr.field_lines(lines, False)[3] == []  # rewriting off: nothing looked up
+
+
+def test_the_server_origins_are_looked_up_only_for_a_location() -> None:
+    p = Playbook(servers=1)
+    asked: list[bytes | None] = []
+    p.svc.location_origins = lambda backend, host: (asked.append(host), ((b"http://10.0.0.1",), b"http://a"))[1]  # type: ignore[method-assign]
+    p.client(get("/"))
+    a = p.connect()
+    p.server(a, OK)
+    assert p.to_client() == OK and asked == []
+    p.client(get("/"))
+    p.server(a, b"HTTP/1.1 302 Found\r\nLocation: http://10.0.0.1/x\r\nContent-Length: 0\r\n\r\n")
+    assert p.to_client() == b"HTTP/1.1 302 Found\r\nLocation: http://a/x\r\nContent-Length: 0\r\n\r\n"
+    assert asked == [b"a"]

@@ -201,54 +201,64 @@ def field_pairs(lines: list[bytes]) -> Headers:
     return [(line.partition(b":")[0], field_value(line)) for line in lines]
 
 
-def field_lines(lines: list[bytes], origins: tuple[bytes, ...] | None,
-                public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
-    """The server's field lines for the client, in one pass: hop-by-hop dropped, URLs in
-    Location/Content-Location/URI rewritten (public_origin None: no rewriting), all others
+def field_lines(lines: list[bytes], rewrite: bool) -> tuple[list[bytes], bool, bytes | None, list[int]]:
+    """The server's field lines for the client, in one pass: hop-by-hop dropped, all others
     passed on as the server wrote them. `lines` as `cut_response_head` gives them. Returns
     (the lines without CRLF, after an empty slot for the status line; has Content-Length;
-    its Transfer-Encoding list or None)."""
+    its Transfer-Encoding list or None; where in the lines are Location, Content-Location
+    and URI, when `rewrite`: `rewrite_lines` rewrites them, the server's origins looked up
+    only when a response has one)."""
     options: set[bytes] | None = None
     parts: list[bytes] = [b""]
     has_length = False
     codings: bytes | None = None
+    urls: list[int] = []
     first = _SPECIAL_FIRST
     for line in lines:
         if line[0] | 0x20 not in first:  # llhttp: a name is one or more token characters
             parts.append(line)
             continue
-        name, _, value = line.partition(b":")
-        lower = name.lower()
+        lower = line.partition(b":")[0].lower()
         if lower not in SPECIAL_RESPONSE_FIELDS:
             parts.append(line)
         elif lower in HOP_BY_HOP:
             if lower == b"connection":
-                value = value.lstrip(b" \t")
+                value = field_value(line)
                 if value not in COMMON_CONNECTION:
                     options = (options or set()) | named_options(value)
             elif lower == b"transfer-encoding":
-                value = value.lstrip(b" \t")
+                value = field_value(line)
                 codings = value if codings is None else codings + b", " + value
-        elif lower == b"content-length" or public_origin is None or origins is None:
-            parts.append(line)
         else:
-            value = value.lstrip(b" \t")
-            rewritten = rewrite_url(value, origins, public_origin)
-            parts.append(line if rewritten is value else name + b": " + rewritten)
-            continue
-        if lower == b"content-length":
-            has_length = True
+            if lower == b"content-length":
+                has_length = True
+            elif rewrite:
+                urls.append(len(parts))
+            parts.append(line)
     if options and not options <= HOP_BY_HOP | {b"close"}:
         # rare: the server's Connection field names other fields; they go too (RFC 9110 §7.6.1)
         drop = options | {b"connection"}
-        return field_lines([line for line in lines if line.partition(b":")[0].lower() not in drop],
-                           origins, public_origin)
-    return parts, has_length, codings
+        return field_lines([line for line in lines if line.partition(b":")[0].lower() not in drop], rewrite)
+    return parts, has_length, codings, urls
+
+
+def rewrite_lines(parts: list[bytes], urls: list[int], origins: tuple[bytes, ...], public_origin: bytes) -> None:
+    """Location, Content-Location and URI lines of `field_lines` rewritten in place
+    (ProxyPassReverse: `rewrite_url`)."""
+    for i in urls:
+        line = parts[i]
+        name, _, value = line.partition(b":")
+        value = value.lstrip(b" \t")
+        rewritten = rewrite_url(value, origins, public_origin)
+        if rewritten is not value:
+            parts[i] = name + b": " + rewritten
 
 
 def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
                     public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
     """`field_lines` of (name, value) pairs, as byte pieces that end in CRLF."""
     lines = [name + b": " + value for name, value in headers]
-    parts, has_length, codings = field_lines(lines, origins, public_origin)
+    parts, has_length, codings, urls = field_lines(lines, public_origin is not None and origins is not None)
+    if urls and origins is not None and public_origin is not None:
+        rewrite_lines(parts, urls, origins, public_origin)
     return [part + b"\r\n" for part in parts[1:]], has_length, codings

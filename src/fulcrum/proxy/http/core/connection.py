@@ -717,10 +717,12 @@ class ClientCore:
             self._start_tunnel(ex, side, status, reason, hdr.field_pairs(fields))
             return
         svc = self.svc
-        origins = svc.location_origins(ex.backend, ex.host) if self.opts.rewrite_location and ex.backend else None
         # lines[0] is left for the status line; the others have no CRLF yet
-        lines, framed_by_length, codings = hdr.field_lines(
-            fields, origins[0] if origins else None, origins[1] if origins else None)
+        lines, framed_by_length, codings, urls = hdr.field_lines(fields, self.opts.rewrite_location)
+        if urls and ex.backend is not None:  # a Location to rewrite: only then the origins
+            origins = svc.location_origins(ex.backend, ex.host)
+            if origins is not None:
+                hdr.rewrite_lines(lines, urls, origins[0], origins[1])
         if 100 <= status < 200:
             side.state = SERVER_NEXT[side.state]["interim"]
             ex.state = EXCHANGE_NEXT[ex.state]["interim"]
