@@ -51,4 +51,7 @@ def test_http_requests_in_combined_and_json(tmp_path: Path) -> None:
     assert lines[1].split('"')[1] == "GET /headers HTTP/1.1" and " 200 " in lines[1]
     entry = json.loads(as_json.read_text())
     assert entry["service"] == "api" and entry["status"] == 200 and entry["method"] == "GET"
-    assert entry["server"].startswith("127.0.0.1:") and entry["bytes_out"] > 0 and entry["total"] > 0
+    assert entry["server"].startswith("127.0.0.1:") and entry["bytes_out"] > 0
+    # the loop's clock (uvloop: libuv's) moves in whole milliseconds: a request on loopback
+    # can take 0.0 of it, so only its presence and sign are checked (was `> 0`: flaky, 3 in 8)
+    assert isinstance(entry["total"], float) and entry["total"] >= 0
