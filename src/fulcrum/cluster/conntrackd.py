@@ -42,7 +42,12 @@ from fulcrum.config.cluster import ConntrackSync
 
 log = logging.getLogger("fulcrum.cluster.conntrackd")
 
-START_TIMEOUT = 5.0  # until conntrackd answers on its control socket
+START_TIMEOUT = 5.0  # until conntrackd has initialized and answers on its control socket
+# conntrackd binds its control socket before it opens the sync channel, and a client that
+# connects in between is answered with success by the kernel's backlog alone: "answers" is
+# not "started". It prints this line once every channel is open (console mode, stderr).
+INITIALIZED = b"initialization completed"
+SETTLE = 1.0  # a conntrackd that never prints it: alive and answering this long counts as started
 COMMAND_TIMEOUT = 5.0  # each `conntrackd -C CONF -x` client command
 STOP_TIMEOUT = 5.0
 
@@ -157,11 +162,14 @@ class ConntrackDaemon:
         except OSError as err:
             raise ConntrackError(f"{self.sync.command}: {err}") from err
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
+        spawned = loop.time()
+        deadline = spawned + START_TIMEOUT
         while loop.time() < deadline:
             if self.process.returncode is not None:
                 break
-            if await self._answers(timeout=max(0.5, deadline - loop.time())):
+            if (self._initialized() or loop.time() - spawned >= SETTLE) \
+                    and await self._answers(timeout=max(0.5, deadline - loop.time())) \
+                    and self.process.returncode is None:
                 log.info("conntrackd started, pid %d: FTFW %s -> %s port %d on %s", self.process.pid,
                          self.sync.address, self.sync.peer, self.sync.port, self.sync.interface)
                 return
@@ -169,6 +177,12 @@ class ConntrackDaemon:
         reason = await self._failure()
         await self.stop()
         raise ConntrackError(f"conntrackd did not start within {START_TIMEOUT:g}s: {reason}")
+
+    def _initialized(self) -> bool:
+        try:
+            return INITIALIZED in Path(self.paths.errors).read_bytes()
+        except OSError:
+            return False
 
     async def _failure(self) -> str:
         if self.process is None or self.process.returncode is None:
