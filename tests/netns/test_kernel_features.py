@@ -12,6 +12,7 @@ from collections import Counter
 
 from conftest import VIP4, VIP6, Lab
 from kernel_lab import (
+    PORT,
     SERVERS,
     ask,
     ctl,
@@ -143,7 +144,7 @@ def kill_server(lab: Lab, name: str) -> None:
 
 
 def restart_server(lab: Lab, name: str) -> None:
-    lab[name].popen(sys.executable, str(lab.workdir / "who_server.py"), name, "80",
+    lab[name].popen(sys.executable, str(lab.workdir / "who_server.py"), name, str(PORT),
                     log=lab.workdir / f"{name}-again.log")
 
 
@@ -172,8 +173,8 @@ def test_the_emergency_server_takes_new_flows_when_every_server_is_down(lab: Lab
     nat_lab(lab)
     toml = kernel_toml(lab, "nat", scheduler="rr", weights=(1, 1), families=(4,))
     rs1, rs2 = lab["rs1"], lab["rs2"]
-    servers = f'servers = [{{ address = "{rs1.v4}", port = 80 }}]\n'
-    servers += f'emergency = {{ address = "{rs2.v4}", port = 80 }}\n'
+    servers = f'servers = [{{ address = "{rs1.v4}", port = {PORT} }}]\n'
+    servers += f'emergency = {{ address = "{rs2.v4}", port = {PORT} }}\n'
     toml = "\n".join(servers if line.startswith("servers = ") else line for line in toml.split("\n"))
     start_fulcrum(lab, toml)
     assert servers_of(ask(lab["client"], VIP4, 4)) == {"rs1": 4}  # emergency idle while a server is up

@@ -44,17 +44,28 @@ def test_host_replaced_when_not_preserved_or_absent() -> None:
     assert request([(b"A", b"1")], x_forwarded=False) == [b"Host: 10.0.0.5:8080", b"A: 1"]
 
 
+def response_fields(headers: list[tuple[bytes, bytes]], origins: tuple[bytes, ...] | None,
+                    public_origin: bytes) -> tuple[list[bytes], bool, bytes | None]:
+    """What ClientCore.response_head does with a head's field lines: `field_lines`, then
+    `rewrite_lines` when a Location-like field is there and the origins are known."""
+    lines = [name + b": " + value for name, value in headers]
+    parts, has_length, codings, urls = hdr.field_lines(lines, True)
+    if urls and origins is not None:
+        hdr.rewrite_lines(parts, urls, origins, public_origin)
+    return [part + b"\r\n" for part in parts[1:]], has_length, codings
+
+
 def test_response_fields_rewrite_and_framing() -> None:
     origins = (b"http://10.0.0.5:8080",)
     headers = [(b"Location", b"http://10.0.0.5:8080/a?b"), (b"Content-Location", b"http://10.0.0.5:80801/x"),
                (b"URI", b"http://10.0.0.5:8080"), (b"Link", b"http://10.0.0.5:8080/"),
                (b"Connection", b"close, X-Internal"), (b"X-Internal", b"1"), (b"Transfer-Encoding", b"chunked"),
                (b"Keep-Alive", b"timeout=5")]
-    lines, has_length, had_te = hdr.response_fields(headers, origins, b"https://www.example")
+    lines, has_length, had_te = response_fields(headers, origins, b"https://www.example")
     assert b"".join(lines) == (b"Location: https://www.example/a?b\r\nContent-Location: http://10.0.0.5:80801/x\r\n"
                                b"URI: https://www.example\r\nLink: http://10.0.0.5:8080/\r\n")
     assert not has_length and had_te
-    lines, has_length, had_te = hdr.response_fields([(b"Content-Length", b"3"), (b"Location", b"http://10.0.0.5:8080/")],
+    lines, has_length, had_te = response_fields([(b"Content-Length", b"3"), (b"Location", b"http://10.0.0.5:8080/")],
                                                     None, b"https://www.example")
     assert b"".join(lines) == b"Content-Length: 3\r\nLocation: http://10.0.0.5:8080/\r\n"
     assert has_length and not had_te

@@ -253,12 +253,3 @@ def rewrite_lines(parts: list[bytes], urls: list[int], origins: tuple[bytes, ...
         if rewritten is not value:
             parts[i] = name + b": " + rewritten
 
-
-def response_fields(headers: Headers, origins: tuple[bytes, ...] | None,
-                    public_origin: bytes | None) -> tuple[list[bytes], bool, bytes | None]:
-    """`field_lines` of (name, value) pairs, as byte pieces that end in CRLF."""
-    lines = [name + b": " + value for name, value in headers]
-    parts, has_length, codings, urls = field_lines(lines, public_origin is not None and origins is not None)
-    if urls and origins is not None and public_origin is not None:
-        rewrite_lines(parts, urls, origins, public_origin)
-    return [part + b"\r\n" for part in parts[1:]], has_length, codings
